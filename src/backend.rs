@@ -1,0 +1,473 @@
+//! The backends, and the one place that picks the default.
+//!
+//! Every backend provides the same contract, through [`Lock`]:
+//! - at most one holder at a time for a given name and scope, however many processes race;
+//! - a non-blocking try that answers *held* with what it can learn of the holder, and a wait with a
+//!   deadline woken by the release itself;
+//! - release when the guard drops, and when the holding process dies (at once, or for the PID file
+//!   on the next acquire, which finds the holder dead);
+//! - close-on-exec descriptors: a child gets the lock only when the program hands it over on purpose;
+//! - errors that name the resource and keep the `io::Error`; no file it did not create is ever
+//!   deleted or overwritten.
+//!
+//! | backend | mechanism | released on SIGKILL | holder identity | scope of exclusion |
+//! | --- | --- | --- | --- | --- |
+//! | [`AbstractSocket`](BackendKind::AbstractSocket) | `bind("\0onlyone/...")`, `listen` | at once, by the kernel | pid, uid (`SO_PEERCRED`), command | network namespace |
+//! | [`Flock`](BackendKind::Flock) | `flock(2)` on `NAME.lock` | at once, by the kernel | record in the file, `/proc/locks` | the file's inode (local filesystems) |
+//! | [`PidFile`](BackendKind::PidFile) | `NAME.pid` linked into place | on the next acquire (stale detection) | record in the file | PID namespace, the directory |
+//!
+//! The default is chosen at compile time: the abstract socket on Linux and Android when the
+//! `abstract-socket` feature is on, else `flock`, else the PID file.
+
+use std::fmt;
+use std::fs;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+use crate::error::{Error, ErrorKind};
+use crate::lock::Lock;
+use crate::name::{LockDir, LockName, Scope};
+
+#[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))]
+pub mod abstract_socket;
+#[cfg(feature = "flock")]
+pub mod flock;
+#[cfg(feature = "pidfile")]
+pub mod pidfile;
+
+cfg_if::cfg_if! {
+    if #[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::AbstractSocket;
+    } else if #[cfg(feature = "flock")] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::Flock;
+    } else if #[cfg(feature = "pidfile")] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::PidFile;
+    } else if #[cfg(feature = "abstract-socket")] {
+        compile_error!(
+            "onlyone: the `abstract-socket` backend exists only on Linux and Android; \
+             enable the `flock` or `pidfile` feature for this target"
+        );
+    } else {
+        compile_error!(
+            "onlyone needs at least one backend: enable the `abstract-socket` (Linux), \
+             `flock` or `pidfile` feature"
+        );
+    }
+}
+
+/// The kinds of backend. Every variant exists in every build so that a name typed by a user can be
+/// parsed and answered with "not compiled in" rather than "unknown".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// A listening Unix socket bound in Linux's abstract namespace (unix(7)). Feature `abstract-socket`.
+    AbstractSocket,
+    /// `flock(2)` on a lock file. Feature `flock`.
+    Flock,
+    /// A PID file with the holder's start time and boot id. Feature `pidfile`.
+    PidFile,
+    /// A PostgreSQL session-level advisory lock. Feature `postgres`.
+    Postgres,
+}
+
+impl BackendKind {
+    /// Every kind, in the order onlyone presents them.
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::AbstractSocket,
+        BackendKind::Flock,
+        BackendKind::PidFile,
+        BackendKind::Postgres,
+    ];
+
+    /// The name used on the command line and in output: `abstract`, `flock`, `pidfile`, `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::AbstractSocket => "abstract",
+            BackendKind::Flock => "flock",
+            BackendKind::PidFile => "pidfile",
+            BackendKind::Postgres => "postgres",
+        }
+    }
+
+    /// Whether this build has the backend.
+    pub fn is_available(self) -> bool {
+        match self {
+            BackendKind::AbstractSocket => cfg!(all(
+                feature = "abstract-socket",
+                any(target_os = "linux", target_os = "android")
+            )),
+            BackendKind::Flock => cfg!(feature = "flock"),
+            BackendKind::PidFile => cfg!(feature = "pidfile"),
+            BackendKind::Postgres => false,
+        }
+    }
+
+    /// The local backends this build has (PostgreSQL needs a server and is left out).
+    pub fn available_local() -> Vec<BackendKind> {
+        Self::ALL
+            .into_iter()
+            .filter(|b| *b != BackendKind::Postgres && b.is_available())
+            .collect()
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "abstract" | "abstract-socket" => Ok(BackendKind::AbstractSocket),
+            "flock" => Ok(BackendKind::Flock),
+            "pidfile" | "pid-file" => Ok(BackendKind::PidFile),
+            "postgres" | "postgresql" => Ok(BackendKind::Postgres),
+            other => Err(Error::msg(
+                ErrorKind::InvalidInput,
+                format!("unknown backend {other:?}"),
+                "expected one of: abstract, flock, pidfile, postgres",
+            )),
+        }
+    }
+}
+
+/// Builds a lock with the backend chosen at run time.
+///
+/// ```
+/// use onlyone::{Acquire, Builder, Lock};
+/// let lock = Builder::new("doc-example-builder").build()?;
+/// match lock.try_acquire()? {
+///     Acquire::Acquired(guard) => { /* the work */ drop(guard) }
+///     Acquire::Held(holder) => eprintln!("already running: {holder}"),
+/// }
+/// # Ok::<(), onlyone::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Builder {
+    name: String,
+    backend: BackendKind,
+    scope: Scope,
+    lock_dir: Option<PathBuf>,
+}
+
+impl Builder {
+    /// A builder for the lock `name`, with the default backend and [`Scope::User`].
+    pub fn new(name: impl Into<String>) -> Builder {
+        Builder {
+            name: name.into(),
+            backend: DEFAULT_BACKEND,
+            scope: Scope::User,
+            lock_dir: None,
+        }
+    }
+
+    /// Chooses the backend.
+    pub fn backend(mut self, backend: BackendKind) -> Builder {
+        self.backend = backend;
+        self
+    }
+
+    /// Chooses who shares the lock.
+    pub fn scope(mut self, scope: Scope) -> Builder {
+        self.scope = scope;
+        self
+    }
+
+    /// The directory for file backends, instead of the scope's default. It must exist.
+    pub fn lock_dir(mut self, dir: impl Into<PathBuf>) -> Builder {
+        self.lock_dir = Some(dir.into());
+        self
+    }
+
+    /// Validates the name and builds the lock. Nothing is created yet.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`] for a bad name; [`ErrorKind::Unsupported`] for a backend this
+    /// build does not have (the PostgreSQL backend is built with its own constructor).
+    pub fn build(self) -> Result<Box<dyn Lock>, Error> {
+        let name = LockName::new(self.name)?;
+        #[allow(unused_variables)]
+        let dir = LockDir::new(self.scope, self.lock_dir.as_deref());
+        match self.backend {
+            #[cfg(all(
+                feature = "abstract-socket",
+                any(target_os = "linux", target_os = "android")
+            ))]
+            BackendKind::AbstractSocket => Ok(Box::new(abstract_socket::AbstractSocketLock::new(
+                name, self.scope,
+            ))),
+            #[cfg(feature = "flock")]
+            BackendKind::Flock => Ok(Box::new(flock::FlockLock::with_dir(name, self.scope, dir))),
+            #[cfg(feature = "pidfile")]
+            BackendKind::PidFile => Ok(Box::new(pidfile::PidFileLock::with_dir(
+                name, self.scope, dir,
+            ))),
+            other => Err(Error::msg(
+                ErrorKind::Unsupported,
+                format!("cannot build a {other} lock for {name:?}"),
+                if other == BackendKind::Postgres {
+                    "the postgres backend is built with PostgresLock::connect (feature `postgres`)"
+                        .to_owned()
+                } else {
+                    format!("this build of onlyone has no {other} backend (cargo feature missing)")
+                },
+            )),
+        }
+    }
+}
+
+/// A point in time after which a wait gives up; `None` waits forever.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    pub(crate) fn expired(&self) -> bool {
+        self.0.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Time left as a poll(2) timeout, rounded up to whole milliseconds.
+    fn poll_timeout(&self) -> PollTimeout {
+        match self.0 {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                let ms = left.as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        }
+    }
+}
+
+/// Sleeps in poll(2) until one of `fds` reports an event or the deadline passes. Returns whether
+/// an event came. Retries on `EINTR`.
+pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Result<bool, Errno> {
+    loop {
+        if deadline.expired() {
+            return Ok(false);
+        }
+        let mut pollfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+            .collect();
+        match poll(&mut pollfds, deadline.poll_timeout()) {
+            Ok(0) => continue,
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Makes sure a file backend's directory exists and is safe to use.
+///
+/// A directory the caller named must exist. A default directory is created (only its last
+/// component, mode 0700 for user scope, 0755 for system scope); if it exists it must be a real
+/// directory, not a symlink, and in user scope owned by us and not writable by others, so that a
+/// planted `/tmp/onlyone-UID` cannot capture our lock files.
+pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
+    let path = &dir.path;
+    let describe = || format!("lock directory {}", path.display());
+    match fs::symlink_metadata(path) {
+        Ok(meta) => check_dir(path, &meta, dir.create && scope == Scope::User),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.create => {
+            let mode = if scope == Scope::User { 0o700 } else { 0o755 };
+            match fs::DirBuilder::new().mode(mode).create(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let meta = fs::symlink_metadata(path)
+                        .map_err(|e| Error::new(ErrorKind::LockDir, describe(), e))?;
+                    check_dir(path, &meta, scope == Scope::User)
+                }
+                Err(e) => Err(Error::new(
+                    ErrorKind::LockDir,
+                    format!("cannot create {}", describe()),
+                    e,
+                )),
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::new(
+            ErrorKind::LockDir,
+            format!("{} does not exist", describe()),
+            e,
+        )),
+        Err(e) => Err(Error::new(ErrorKind::LockDir, describe(), e)),
+    }
+}
+
+fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Error> {
+    let describe = format!("lock directory {}", path.display());
+    if meta.file_type().is_symlink() && private {
+        return Err(Error::msg(
+            ErrorKind::Symlink,
+            describe,
+            "is a symbolic link; onlyone does not follow links for its default directory",
+        ));
+    }
+    let is_dir = if meta.file_type().is_symlink() {
+        fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
+    } else {
+        meta.is_dir()
+    };
+    if !is_dir {
+        return Err(Error::msg(
+            ErrorKind::LockDir,
+            describe,
+            "is not a directory",
+        ));
+    }
+    if private {
+        let me = nix::unistd::geteuid().as_raw();
+        if meta.uid() != me || meta.mode() & 0o022 != 0 {
+            return Err(Error::msg(
+                ErrorKind::LockDir,
+                describe,
+                format!(
+                    "belongs to uid {} with mode {:o}; expected uid {me} and no write access for others",
+                    meta.uid(),
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Turns an `open(2)` failure on a lock file into an error that names the cause.
+pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
+    let (kind, context) = match errno {
+        Errno::ELOOP => (
+            ErrorKind::Symlink,
+            format!(
+                "{} is a symbolic link; refusing to follow it (its target is untouched)",
+                path.display()
+            ),
+        ),
+        Errno::EACCES | Errno::EPERM | Errno::EROFS | Errno::ENOENT | Errno::ENOTDIR => (
+            ErrorKind::LockDir,
+            format!("cannot create or open lock file {}", path.display()),
+        ),
+        _ => (
+            ErrorKind::Io,
+            format!("cannot open lock file {}", path.display()),
+        ),
+    };
+    crate::error::sys(kind, context, errno)
+}
+
+/// Event sources for a waiter on a file backend: changes to the lock file (inotify(7)) and the
+/// death of the recorded holder (a pidfd, pidfd_open(2)).
+///
+/// A pidfd becomes readable only after the dying process has closed all its files, so it never
+/// wakes a waiter before the kernel released the holder's `flock`. inotify reports a close a few
+/// instructions *before* the kernel drops a lock held by that descriptor, which is why onlyone's
+/// own holders unlock before they close, and why a wait that has no pidfd (a holder that cannot
+/// be identified) also wakes after a backoff of 1 ms doubling to 50 ms.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) struct FileWaiter {
+    inotify: Option<nix::sys::inotify::Inotify>,
+    pidfd: Option<std::os::fd::OwnedFd>,
+    backoff: Duration,
+}
+
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+impl FileWaiter {
+    pub(crate) fn new() -> FileWaiter {
+        FileWaiter {
+            inotify: None,
+            pidfd: None,
+            backoff: Duration::from_millis(1),
+        }
+    }
+
+    /// Starts a new round: watches `path` (before the acquire attempt that may fail, so that no
+    /// event between the attempt and the wait is missed) and forgets the previous holder.
+    pub(crate) fn arm(&mut self, path: &Path) {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        self.pidfd = None;
+        self.inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
+            .ok()
+            .filter(|i| {
+                i.add_watch(
+                    path,
+                    AddWatchFlags::IN_CLOSE
+                        | AddWatchFlags::IN_ATTRIB
+                        | AddWatchFlags::IN_DELETE_SELF
+                        | AddWatchFlags::IN_MOVE_SELF
+                        | AddWatchFlags::IN_DONT_FOLLOW,
+                )
+                .is_ok()
+            });
+    }
+
+    /// Also wakes when process `pid` exits, provided it is still the process that started at
+    /// `start_ticks`. Returns false when that process is already gone.
+    pub(crate) fn watch_process(&mut self, pid: u32, start_ticks: Option<u64>) -> bool {
+        use rustix::process::{Pid, PidfdFlags, pidfd_open};
+        let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+            return false;
+        };
+        match pidfd_open(raw, PidfdFlags::empty()) {
+            Ok(fd) => {
+                // The pidfd pins the process: if its start time matches now, it is the holder.
+                let same = match (start_ticks, crate::process::stat(pid)) {
+                    (Some(t), Some(s)) => s.start_ticks == t && s.state != 'Z',
+                    (None, Some(s)) => s.state != 'Z',
+                    (_, None) => false,
+                };
+                if same {
+                    self.pidfd = Some(fd);
+                }
+                same
+            }
+            Err(rustix::io::Errno::SRCH) => false,
+            // No pidfd support (old kernel, seccomp): file events and backoff only.
+            Err(_) => true,
+        }
+    }
+
+    /// Sleeps until an event, the deadline, or (without a pidfd) the backoff step.
+    pub(crate) fn wait(&mut self, deadline: Deadline) -> Result<(), Errno> {
+        use std::os::fd::AsFd;
+        let mut fds = Vec::with_capacity(2);
+        if let Some(i) = &self.inotify {
+            fds.push(i.as_fd());
+        }
+        let until = match &self.pidfd {
+            Some(p) => {
+                fds.push(p.as_fd());
+                deadline
+            }
+            None => {
+                let step = Deadline::after(Some(self.backoff));
+                self.backoff = (self.backoff * 2).min(Duration::from_millis(50));
+                match (deadline.0, step.0) {
+                    (Some(d), Some(s)) if d < s => deadline,
+                    _ => step,
+                }
+            }
+        };
+        if wait_for_event(&fds, until)? {
+            if let Some(i) = &self.inotify {
+                // Drain: the events only say "look again".
+                let _ = i.read_events();
+            }
+        }
+        Ok(())
+    }
+}

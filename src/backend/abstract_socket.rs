@@ -1,0 +1,362 @@
+//! Abstract Unix socket backend (Linux, Android): `bind(2)` a `SOCK_STREAM` socket to
+//! `"\0onlyone/<scope>/<name>"` and `listen(2)` on it (unix(7)).
+//!
+//! - **Exclusion:** `bind` fails with `EADDRINUSE` while any stream socket holds the name.
+//! - **Release:** the kernel frees the name when the last descriptor closes: when the guard drops,
+//!   and when the holder dies, even by SIGKILL, before it is reaped. No file, nothing to clean up,
+//!   works in a chroot.
+//! - **Holder identity:** a contender connects without blocking and reads `SO_PEERCRED` (pid and
+//!   uid of the process that called `listen`), then `/proc/PID` for start time and command line.
+//!   The holder listens with the largest backlog and never accepts; once the backlog is full of
+//!   contenders that came and went, lookups fall back to `/proc/net/unix` and the processes'
+//!   descriptors in `/proc/PID/fd` (visible for your own processes, or all as root).
+//! - **Waiting:** a waiter stays connected to the holder's socket; the kernel hangs the connection
+//!   up when the socket closes, and the waiter races to bind. A name bound without `listen` gives no
+//!   such event: then, and only then, the waiter retries with a backoff of 1 to 50 ms.
+//! - **Scope:** the network namespace. Processes in another one (`unshare -n`, containers, systemd
+//!   `PrivateNetwork=`) do not see the name, and anyone may bind any free name: a name held by
+//!   another uid, or bound without listening, is reported as such.
+
+use std::fs;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, getsockopt, listen,
+    socket, sockopt,
+};
+
+use crate::backend::{BackendKind, Deadline, wait_for_event};
+use crate::error::{Error, ErrorKind, sys};
+use crate::lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock};
+use crate::name::{LockName, Scope};
+
+/// A lock held by binding an abstract Unix socket name. See the [module docs](self).
+#[derive(Debug)]
+pub struct AbstractSocketLock {
+    name: LockName,
+    socket_name: String,
+    addr: UnixAddr,
+}
+
+/// What connecting to the holder's address told us.
+enum Probe {
+    /// Connected: the holder listens. The connection is kept for waiting on its hangup.
+    Connected(OwnedFd, Holder),
+    /// Nobody listens on the name: it is free, or bound without `listen`.
+    Refused,
+    /// The holder's backlog is full.
+    BacklogFull,
+}
+
+impl AbstractSocketLock {
+    /// The lock `name` in `scope`; see [`LockName::abstract_socket_name`] for the socket name.
+    pub fn new(name: LockName, scope: Scope) -> AbstractSocketLock {
+        let socket_name = name.abstract_socket_name(scope);
+        let addr = UnixAddr::new_abstract(socket_name.as_bytes())
+            .expect("mapped names are at most 107 bytes");
+        AbstractSocketLock {
+            name,
+            socket_name,
+            addr,
+        }
+    }
+
+    /// The abstract socket name, without the leading NUL.
+    pub fn socket_name(&self) -> &str {
+        &self.socket_name
+    }
+
+    fn new_socket(&self, flags: SockFlag) -> Result<OwnedFd, Error> {
+        socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            flags | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| {
+            sys(
+                ErrorKind::Io,
+                format!("cannot create a socket for {}", self.resource()),
+                e,
+            )
+        })
+    }
+
+    /// Binds and listens; `None` when the name is taken.
+    fn bind_listener(&self) -> Result<Option<OwnedFd>, Error> {
+        let fd = self.new_socket(SockFlag::empty())?;
+        match bind(fd.as_raw_fd(), &self.addr) {
+            Ok(()) => {}
+            Err(Errno::EADDRINUSE) => return Ok(None),
+            Err(e) => {
+                return Err(sys(
+                    ErrorKind::Io,
+                    format!("cannot bind {}", self.resource()),
+                    e,
+                ));
+            }
+        }
+        listen(&fd, Backlog::MAXCONN).map_err(|e| {
+            sys(
+                ErrorKind::Io,
+                format!("cannot listen on {}", self.resource()),
+                e,
+            )
+        })?;
+        Ok(Some(fd))
+    }
+
+    fn probe(&self) -> Result<Probe, Error> {
+        let fd = self.new_socket(SockFlag::SOCK_NONBLOCK)?;
+        match connect(fd.as_raw_fd(), &self.addr) {
+            Ok(()) => {}
+            Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => return Ok(Probe::Refused),
+            Err(Errno::EAGAIN) => return Ok(Probe::BacklogFull),
+            Err(e) => {
+                return Err(sys(
+                    ErrorKind::Io,
+                    format!("cannot connect to the holder of {}", self.resource()),
+                    e,
+                ));
+            }
+        }
+        let creds = getsockopt(&fd, sockopt::PeerCredentials).map_err(|e| {
+            sys(
+                ErrorKind::Io,
+                format!("cannot read the holder's credentials on {}", self.resource()),
+                e,
+            )
+        })?;
+        let holder = Holder::from_pid(creds.pid() as u32, Some(creds.uid()), None);
+        Ok(Probe::Connected(fd, holder))
+    }
+
+    /// Looks the name up in `/proc/net/unix`: `None` if unbound, else whether it listens and
+    /// which process holds it (when its descriptors are visible to us).
+    fn proc_lookup(&self) -> Option<Holder> {
+        let table = fs::read_to_string("/proc/net/unix").ok()?;
+        let want = format!("@{}", self.socket_name);
+        let entry = table.lines().skip(1).find_map(|line| {
+            let e = parse_proc_net_unix(line)?;
+            (e.path == want && e.stream).then_some(e)
+        })?;
+        let mut holder = find_socket_owner(entry.inode)
+            .map(|pid| Holder::from_pid(pid, None, None))
+            .unwrap_or_else(Holder::unidentified);
+        if !entry.listening {
+            holder.kind = HolderKind::Unresponsive;
+        }
+        Some(holder)
+    }
+
+    fn attempt(&self) -> Result<Attempt, Error> {
+        // A bind can fail because a holder is between bind and listen, or a holder released
+        // between our bind and connect: retry a few times before calling the name squatted.
+        for round in 0..4 {
+            if let Some(fd) = self.bind_listener()? {
+                return Ok(Attempt::Acquired(self.guard(fd)));
+            }
+            match self.probe()? {
+                Probe::Connected(conn, holder) => return Ok(Attempt::Held(holder, Some(conn))),
+                Probe::BacklogFull => {
+                    let holder = self.proc_lookup().unwrap_or_else(Holder::unidentified);
+                    return Ok(Attempt::Held(holder, None));
+                }
+                Probe::Refused if round < 3 => std::thread::yield_now(),
+                Probe::Refused => {}
+            }
+        }
+        let holder = self.proc_lookup().unwrap_or_else(|| Holder {
+            kind: HolderKind::Unresponsive,
+            ..Holder::unidentified()
+        });
+        Ok(Attempt::Held(holder, None))
+    }
+
+    fn guard(&self, fd: OwnedFd) -> Guard {
+        Guard::new(
+            Box::new(AbstractSocketHeld { fd }),
+            BackendKind::AbstractSocket,
+            self.resource(),
+        )
+    }
+}
+
+enum Attempt {
+    Acquired(Guard),
+    /// Held; with the connection to the holder when it listens, to wait on.
+    Held(Holder, Option<OwnedFd>),
+}
+
+impl Lock for AbstractSocketLock {
+    fn try_acquire(&self) -> Result<Acquire, Error> {
+        Ok(match self.attempt()? {
+            Attempt::Acquired(g) => Acquire::Acquired(g),
+            Attempt::Held(h, _) => Acquire::Held(h),
+        })
+    }
+
+    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
+        let deadline = Deadline::after(timeout);
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let (holder, conn) = match self.attempt()? {
+                Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+                Attempt::Held(h, conn) => (h, conn),
+            };
+            if deadline.expired() {
+                return Ok(Acquire::Held(holder));
+            }
+            match conn {
+                // The kernel hangs this connection up when the holder's socket closes.
+                Some(conn) => {
+                    let woke = wait_for_event(&[conn.as_fd()], deadline).map_err(|e| {
+                        sys(
+                            ErrorKind::Io,
+                            format!("cannot wait for {}", self.resource()),
+                            e,
+                        )
+                    })?;
+                    if !woke {
+                        return Ok(Acquire::Held(holder));
+                    }
+                }
+                // No listener to wait on (squatted name, full backlog): back off.
+                None => {
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    fn holder(&self) -> Result<Option<Holder>, Error> {
+        match self.probe()? {
+            Probe::Connected(_, h) => Ok(Some(h)),
+            Probe::BacklogFull => Ok(Some(
+                self.proc_lookup().unwrap_or_else(Holder::unidentified),
+            )),
+            Probe::Refused => Ok(self.proc_lookup()),
+        }
+    }
+
+    fn backend(&self) -> BackendKind {
+        BackendKind::AbstractSocket
+    }
+
+    fn name(&self) -> &LockName {
+        &self.name
+    }
+
+    fn resource(&self) -> String {
+        format!("@{}", self.socket_name)
+    }
+}
+
+/// The bound, listening socket. Closing it frees the name.
+#[derive(Debug)]
+struct AbstractSocketHeld {
+    fd: OwnedFd,
+}
+
+impl HeldLock for AbstractSocketHeld {
+    fn verify(&self) -> Result<(), Error> {
+        // Nobody can unbind a name from a socket we hold.
+        Ok(())
+    }
+
+    fn release(self: Box<Self>) -> Result<(), Error> {
+        nix::unistd::close(self.fd)
+            .map_err(|e| sys(ErrorKind::Io, "cannot close the lock socket", e))
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+}
+
+/// One line of `/proc/net/unix`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct UnixSocketEntry {
+    pub(crate) inode: u64,
+    pub(crate) listening: bool,
+    pub(crate) stream: bool,
+    /// `@name` for abstract sockets.
+    pub(crate) path: String,
+}
+
+/// Parses `Num RefCount Protocol Flags Type St Inode Path`; the path (which may contain spaces)
+/// is the rest of the line after the seventh field.
+pub(crate) fn parse_proc_net_unix(line: &str) -> Option<UnixSocketEntry> {
+    let mut rest = line;
+    let mut fields = [""; 7];
+    for field in &mut fields {
+        rest = rest.trim_start_matches(' ');
+        let end = rest.find(' ').unwrap_or(rest.len());
+        *field = &rest[..end];
+        rest = &rest[end..];
+    }
+    let path = rest.strip_prefix(' ')?;
+    const SO_ACCEPTCON: u32 = 0x0001_0000;
+    let flags = u32::from_str_radix(fields[3], 16).ok()?;
+    Some(UnixSocketEntry {
+        inode: fields[6].parse().ok()?,
+        listening: flags & SO_ACCEPTCON != 0,
+        stream: fields[4] == "0001",
+        path: path.to_owned(),
+    })
+}
+
+/// Lists the abstract socket names onlyone holders have bound in this network namespace.
+pub fn list_bound() -> Vec<String> {
+    let Ok(table) = fs::read_to_string("/proc/net/unix") else {
+        return Vec::new();
+    };
+    let prefix = format!("@{}", crate::name::ABSTRACT_PREFIX);
+    let mut names: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(parse_proc_net_unix)
+        .filter(|e| e.stream && e.path.starts_with(&prefix))
+        .map(|e| e.path[1..].to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Finds a process with a descriptor for socket `inode` by reading `/proc/*/fd` links.
+fn find_socket_owner(inode: u64) -> Option<u32> {
+    let target = format!("socket:[{inode}]");
+    let mut pids: Vec<u32> = fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    pids.into_iter().find(|pid| {
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.filter_map(Result::ok)
+                    .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == &*target))
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_unix_lines() {
+        let line = "0000000000000000: 00000002 00000000 00010000 0001 01 123456 @onlyone/u0/my job";
+        let e = parse_proc_net_unix(line).unwrap();
+        assert_eq!(e.inode, 123456);
+        assert!(e.listening && e.stream);
+        assert_eq!(e.path, "@onlyone/u0/my job");
+        let unbound = "0000000000000000: 00000002 00000000 00000000 0001 01  9876";
+        assert_eq!(parse_proc_net_unix(unbound), None);
+    }
+}

@@ -1,0 +1,354 @@
+//! `flock(2)` backend: an exclusive lock on `<dir>/<name>.lock`.
+//!
+//! - **Exclusion:** `flock(LOCK_EX | LOCK_NB)` on the file, opened `O_RDWR | O_CREAT | O_CLOEXEC |
+//!   O_NOFOLLOW` (read-write so that NFS, which emulates flock with `fcntl` locks, accepts it).
+//!   After locking, the path must still name the locked inode (`fstat` against `lstat`): a holder
+//!   may have replaced the file, and a lock on a deleted inode excludes nobody. On a mismatch the
+//!   attempt starts over.
+//! - **Release:** the kernel drops the lock when the last descriptor of the open file closes, on
+//!   SIGKILL too. The guard unlocks before it closes (so waiters never wake too early). Lock files
+//!   are never deleted: deleting one is what lets two processes hold "the same" lock.
+//! - **Holder identity:** the holder writes a [record](crate::record) into the file; readers
+//!   check it against the live process and otherwise ask `/proc/locks`, which also names holders
+//!   that are not onlyone (`flock(1)` users of the same path).
+//! - **Waiting:** inotify on the file plus a pidfd on the holder; see `FileWaiter`.
+//! - **Scope:** the inode. Works across PID and network namespaces that share the filesystem;
+//!   not across two overlay mounts of one lower file; on NFS only as far as the server's locks go.
+//!   Interoperates with `flock -n PATH` users of the same path.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use fs2::FileExt as _;
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
+use nix::sys::stat::Mode;
+
+use crate::backend::{BackendKind, Deadline, FileWaiter, open_error, prepare_dir};
+use crate::error::{Error, ErrorKind, sys};
+use crate::lock::{Acquire, Guard, HeldLock, Holder, Lock};
+use crate::name::{LockDir, LockName, Scope};
+use crate::process::{Liveness, ProcessIdentity};
+use crate::record;
+
+/// A lock held with `flock(2)` on a lock file. See the [module docs](self).
+#[derive(Debug)]
+pub struct FlockLock {
+    name: LockName,
+    scope: Scope,
+    dir: LockDir,
+    path: PathBuf,
+    dir_ready: AtomicBool,
+}
+
+impl FlockLock {
+    /// The lock `name` in `scope`, with its file in the scope's default directory.
+    pub fn new(name: LockName, scope: Scope) -> FlockLock {
+        Self::with_dir(name, scope, LockDir::new(scope, None))
+    }
+
+    /// The lock `name` with its file in `dir`, which must exist.
+    pub fn in_dir(name: LockName, dir: impl AsRef<Path>) -> FlockLock {
+        Self::with_dir(name, Scope::User, LockDir::new(Scope::User, Some(dir.as_ref())))
+    }
+
+    pub(crate) fn with_dir(name: LockName, scope: Scope, dir: LockDir) -> FlockLock {
+        let path = dir.path.join(name.file_name("lock"));
+        FlockLock {
+            name,
+            scope,
+            dir,
+            path,
+            dir_ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open(&self) -> Result<File, Error> {
+        if !self.dir_ready.load(Ordering::Relaxed) {
+            prepare_dir(&self.dir, self.scope)?;
+            self.dir_ready.store(true, Ordering::Relaxed);
+        }
+        // O_NONBLOCK: a FIFO planted at the path must not block the open.
+        let flags = OFlag::O_RDWR
+            | OFlag::O_CREAT
+            | OFlag::O_CLOEXEC
+            | OFlag::O_NOFOLLOW
+            | OFlag::O_NONBLOCK
+            | OFlag::O_NOCTTY;
+        let mode = match self.scope {
+            Scope::User => Mode::from_bits_truncate(0o600),
+            Scope::System => Mode::from_bits_truncate(0o644),
+        };
+        match open(&self.path, flags, mode) {
+            Ok(fd) => Ok(File::from(fd)),
+            Err(Errno::ENOENT) => {
+                // The directory vanished since we checked it.
+                self.dir_ready.store(false, Ordering::Relaxed);
+                prepare_dir(&self.dir, self.scope)?;
+                open(&self.path, flags, mode)
+                    .map(File::from)
+                    .map_err(|e| open_error(&self.path, e))
+            }
+            Err(Errno::EISDIR) => Err(not_a_file(&self.path)),
+            Err(e) => Err(open_error(&self.path, e)),
+        }
+    }
+
+    fn attempt(&self) -> Result<Result<Guard, Holder>, Error> {
+        loop {
+            let file = self.open()?;
+            let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
+            if !meta.file_type().is_file() {
+                return Err(not_a_file(&self.path));
+            }
+            match file.try_lock_exclusive() {
+                Ok(()) => {}
+                Err(e) if is_contended(&e) => return Ok(Err(self.read_holder(&file, &meta))),
+                Err(e) => return Err(self.io("cannot flock", e)),
+            }
+            // The path may have been replaced (or the file deleted) between open and flock.
+            if !same_inode(&self.path, &meta) {
+                continue;
+            }
+            let me = ProcessIdentity::current();
+            let text = record::format(&me);
+            file.write_all_at(text.as_bytes(), 0)
+                .map_err(|e| self.io("cannot write the holder record to", e))?;
+            if meta.len() > text.len() as u64 {
+                file.set_len(text.len() as u64)
+                    .map_err(|e| self.io("cannot truncate", e))?;
+            }
+            let held = FlockHeld {
+                file: Some(file),
+                path: self.path.clone(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+                owner: me.pid,
+            };
+            return Ok(Ok(Guard::new(
+                Box::new(held),
+                BackendKind::Flock,
+                self.resource(),
+            )));
+        }
+    }
+
+    /// Who holds the lock on `file`: its record if the recorded process is alive, else the
+    /// locker `/proc/locks` names, else unidentified.
+    fn read_holder(&self, file: &File, meta: &std::fs::Metadata) -> Holder {
+        let mut buf = vec![0u8; record::MAX_RECORD_LEN + 1];
+        let n = file.read_at(&mut buf, 0).unwrap_or(0);
+        if let Ok(id) = record::parse(&buf[..n]) {
+            if id.liveness() == Liveness::Alive {
+                return Holder::from_pid(id.pid, Some(id.uid), id.start_ticks);
+            }
+        }
+        proc_locks_holder(meta.dev(), meta.ino())
+            .map(|pid| Holder::from_pid(pid, None, None))
+            .unwrap_or_else(Holder::unidentified)
+    }
+
+    fn io(&self, what: &str, e: io::Error) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!("{what} lock file {}", self.path.display()),
+            e,
+        )
+    }
+}
+
+impl Lock for FlockLock {
+    fn try_acquire(&self) -> Result<Acquire, Error> {
+        Ok(match self.attempt()? {
+            Ok(g) => Acquire::Acquired(g),
+            Err(h) => Acquire::Held(h),
+        })
+    }
+
+    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
+        let deadline = Deadline::after(timeout);
+        let mut waiter = FileWaiter::new();
+        loop {
+            waiter.arm(&self.path);
+            let holder = match self.attempt()? {
+                Ok(g) => return Ok(Acquire::Acquired(g)),
+                Err(h) => h,
+            };
+            if deadline.expired() {
+                return Ok(Acquire::Held(holder));
+            }
+            if let Some(pid) = holder.pid {
+                if !waiter.watch_process(pid, holder.start_ticks) {
+                    continue;
+                }
+            }
+            waiter.wait(deadline).map_err(|e| {
+                sys(
+                    ErrorKind::Io,
+                    format!("cannot wait for lock file {}", self.path.display()),
+                    e,
+                )
+            })?;
+        }
+    }
+
+    fn holder(&self) -> Result<Option<Holder>, Error> {
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        let file = match open(&self.path, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(open_error(&self.path, e)),
+        };
+        let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
+        if !meta.file_type().is_file() {
+            return Err(not_a_file(&self.path));
+        }
+        match proc_locks_holder(meta.dev(), meta.ino()) {
+            Some(_) => Ok(Some(self.read_holder(&file, &meta))),
+            None if std::path::Path::new("/proc/locks").exists() => Ok(None),
+            // No /proc/locks: a shared lock taken and dropped at once is the only way to ask.
+            None => match fs2::FileExt::try_lock_shared(&file) {
+                Ok(()) => {
+                    let _ = fs2::FileExt::unlock(&file);
+                    Ok(None)
+                }
+                Err(e) if is_contended(&e) => Ok(Some(self.read_holder(&file, &meta))),
+                Err(e) => Err(self.io("cannot flock", e)),
+            },
+        }
+    }
+
+    fn backend(&self) -> BackendKind {
+        BackendKind::Flock
+    }
+
+    fn name(&self) -> &LockName {
+        &self.name
+    }
+
+    fn resource(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+fn is_contended(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(Errno::EWOULDBLOCK as i32)
+}
+
+fn not_a_file(path: &Path) -> Error {
+    Error::msg(
+        ErrorKind::LockDir,
+        format!("lock file {}", path.display()),
+        "is not a regular file; onlyone leaves it alone",
+    )
+}
+
+/// Whether `path` (not following links) still names the inode described by `meta`.
+fn same_inode(path: &Path, meta: &std::fs::Metadata) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
+}
+
+/// The pid `/proc/locks` gives for a `FLOCK` lock on device `dev`, inode `ino`.
+pub(crate) fn proc_locks_holder(dev: u64, ino: u64) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/locks").ok()?;
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    table.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1311266 0 EOF"; waiters have "->" after the number.
+        if f.len() < 6 || f[1] != "FLOCK" {
+            return None;
+        }
+        let mut id = f[5].split(':');
+        let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+        let min = u64::from_str_radix(id.next()?, 16).ok()?;
+        let i: u64 = id.next()?.parse().ok()?;
+        (maj == major && min == minor && i == ino)
+            .then(|| f[4].parse().ok())
+            .flatten()
+    })
+}
+
+/// The open, locked lock file.
+#[derive(Debug)]
+struct FlockHeld {
+    file: Option<File>,
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    /// The process that took the lock: a `fork`ed child's copy of the guard only closes.
+    owner: u32,
+}
+
+impl FlockHeld {
+    /// Unlocks before closing, unless the descriptor was handed to children on purpose
+    /// (close-on-exec cleared) or this is a forked copy: then closing our copy is all we may do.
+    fn unlock_and_close(&mut self) -> Result<(), Error> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        let handed_over = fcntl(&file, FcntlArg::F_GETFD)
+            .map(|f| !FdFlag::from_bits_truncate(f).contains(FdFlag::FD_CLOEXEC))
+            .unwrap_or(false);
+        if !handed_over && std::process::id() == self.owner {
+            fs2::FileExt::unlock(&file).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot unlock lock file {}", self.path.display()),
+                    e,
+                )
+            })?;
+        }
+        nix::unistd::close(file).map_err(|e| {
+            sys(
+                ErrorKind::Io,
+                format!("cannot close lock file {}", self.path.display()),
+                e,
+            )
+        })
+    }
+}
+
+impl HeldLock for FlockHeld {
+    fn verify(&self) -> Result<(), Error> {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => Ok(()),
+            Ok(_) => Err(Error::msg(
+                ErrorKind::Lost,
+                format!("lock file {}", self.path.display()),
+                "was replaced by another file; another process can lock the new one",
+            )),
+            Err(e) => Err(Error::new(
+                ErrorKind::Lost,
+                format!(
+                    "lock file {} was deleted; another process can create and lock a new one",
+                    self.path.display()
+                ),
+                e,
+            )),
+        }
+    }
+
+    fn release(mut self: Box<Self>) -> Result<(), Error> {
+        self.unlock_and_close()
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.file.as_ref().map(|f| f.as_fd())
+    }
+}
+
+impl Drop for FlockHeld {
+    fn drop(&mut self) {
+        let _ = self.unlock_and_close();
+    }
+}

@@ -1,0 +1,446 @@
+//! PID-file backend: `<dir>/<name>.pid` holds the holder's [record](crate::record) — pid, start
+//! time, boot id, PID namespace, uid.
+//!
+//! - **Exclusion:** the file is written completely under no name (`O_TMPFILE`, or a
+//!   [`tempfile`] in the same directory where that is unsupported) and then linked into place,
+//!   which fails with `EEXIST` when the file exists. Readers never see a partial file.
+//! - **Liveness:** the recorded process is dead when it belongs to another boot, `kill(pid, 0)`
+//!   says `ESRCH`, it is a zombie, or its pid now belongs to a process with another start time.
+//!   `EPERM` means alive (another user's process). A record from another PID namespace cannot be
+//!   judged here and counts as alive.
+//! - **Stale takeover:** a contender that finds a dead holder takes `flock(2)` on
+//!   `<name>.pid-takeover` (never deleted; the kernel frees it if the taker dies), checks that the
+//!   path still names the very inode it judged stale (it keeps that file open, so the inode number
+//!   cannot be reused), unlinks it and links its own. Two takers cannot both win; a taker killed
+//!   half-way leaves either the stale file (judged stale again) or no file (free).
+//! - **Release:** the guard unlinks the file if it is still its own. A holder killed by SIGKILL
+//!   leaves its file; the next acquire finds it stale.
+//! - **Waiting:** inotify on the file (its unlink) plus a pidfd on the holder (its death).
+//! - **Scope:** the PID namespace of the holder and the directory. A PID file cannot be handed to
+//!   a child: it names one process.
+//!
+//! Files that are not onlyone records (empty, garbage, huge, pid 0 or negative, another program's
+//! PID file) are reported as [`ErrorKind::Corrupt`] and never deleted or overwritten; symbolic
+//! links are refused.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, open};
+use nix::sys::stat::Mode;
+
+use crate::backend::{BackendKind, Deadline, FileWaiter, open_error, prepare_dir};
+use crate::error::{Error, ErrorKind, sys};
+use crate::lock::{Acquire, Guard, HeldLock, Holder, Lock};
+use crate::name::{LockDir, LockName, Scope};
+use crate::process::{Liveness, ProcessIdentity};
+use crate::record;
+
+/// A lock held by a PID file. See the [module docs](self).
+#[derive(Debug)]
+pub struct PidFileLock {
+    name: LockName,
+    scope: Scope,
+    dir: LockDir,
+    path: PathBuf,
+    takeover_path: PathBuf,
+    dir_ready: AtomicBool,
+}
+
+/// What one look at the PID file found.
+enum Attempt {
+    Acquired(Guard),
+    Held(Holder),
+    /// Something changed under us; look again.
+    Retry,
+}
+
+impl PidFileLock {
+    /// The lock `name` in `scope`, with its file in the scope's default directory.
+    pub fn new(name: LockName, scope: Scope) -> PidFileLock {
+        Self::with_dir(name, scope, LockDir::new(scope, None))
+    }
+
+    /// The lock `name` with its file in `dir`, which must exist.
+    pub fn in_dir(name: LockName, dir: impl AsRef<Path>) -> PidFileLock {
+        Self::with_dir(name, Scope::User, LockDir::new(Scope::User, Some(dir.as_ref())))
+    }
+
+    pub(crate) fn with_dir(name: LockName, scope: Scope, dir: LockDir) -> PidFileLock {
+        let path = dir.path.join(name.file_name("pid"));
+        let takeover_path = dir.path.join(name.file_name("pid-takeover"));
+        PidFileLock {
+            name,
+            scope,
+            dir,
+            path,
+            takeover_path,
+            dir_ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The PID file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn ensure_dir(&self) -> Result<(), Error> {
+        if !self.dir_ready.load(Ordering::Relaxed) {
+            prepare_dir(&self.dir, self.scope)?;
+            self.dir_ready.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn mode(&self) -> u32 {
+        match self.scope {
+            Scope::User => 0o600,
+            Scope::System => 0o644,
+        }
+    }
+
+    /// Opens the existing PID file for reading; `None` when there is none.
+    fn open_existing(&self) -> Result<Option<File>, Error> {
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        match open(&self.path, flags, Mode::empty()) {
+            Ok(fd) => Ok(Some(File::from(fd))),
+            Err(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(open_error(&self.path, e)),
+        }
+    }
+
+    /// Reads and judges an existing PID file.
+    fn read_record(&self, file: &File) -> Result<ProcessIdentity, Error> {
+        let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::msg(
+                ErrorKind::Corrupt,
+                format!("PID file {}", self.path.display()),
+                "is not a regular file; onlyone leaves it alone",
+            ));
+        }
+        let mut buf = Vec::with_capacity(512);
+        file.take(record::MAX_RECORD_LEN as u64 + 1)
+            .read_to_end(&mut buf)
+            .map_err(|e| self.io("cannot read", e))?;
+        let len = meta.len().max(buf.len() as u64);
+        let parsed = if len > record::MAX_RECORD_LEN as u64 {
+            Err(format!(
+                "the file is {len} bytes long, more than a record can be"
+            ))
+        } else {
+            record::parse(&buf)
+        };
+        parsed.map_err(|why| {
+            Error::msg(
+                ErrorKind::Corrupt,
+                format!("PID file {} is not usable", self.path.display()),
+                format!(
+                    "{why}; onlyone did not write it and leaves it alone (remove it if no job is running)"
+                ),
+            )
+        })
+    }
+
+    /// Writes our record under no name and links it to the PID file's path. `Ok(None)` when a
+    /// file is already there.
+    fn create(&self) -> Result<Option<Guard>, Error> {
+        let me = ProcessIdentity::current();
+        let text = record::format(&me);
+        let file = match self.create_linked(text.as_bytes())? {
+            Some(f) => f,
+            None => return Ok(None),
+        };
+        let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
+        let held = PidFileHeld {
+            path: self.path.clone(),
+            _file: file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            record: text,
+            owner: me.pid,
+            released: false,
+        };
+        Ok(Some(Guard::new(
+            Box::new(held),
+            BackendKind::PidFile,
+            self.resource(),
+        )))
+    }
+
+    fn create_linked(&self, content: &[u8]) -> Result<Option<File>, Error> {
+        let dir = &self.dir.path;
+        let mode = Mode::from_bits_truncate(self.mode());
+        match open(
+            dir,
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            mode,
+        ) {
+            Ok(fd) => {
+                let mut file = File::from(fd);
+                file.write_all(content)
+                    .map_err(|e| self.io("cannot write", e))?;
+                let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+                let cwd = nix::fcntl::AT_FDCWD;
+                match nix::unistd::linkat(
+                    cwd,
+                    proc_path.as_str(),
+                    cwd,
+                    &self.path,
+                    AtFlags::AT_SYMLINK_FOLLOW,
+                ) {
+                    Ok(()) => return Ok(Some(file)),
+                    Err(Errno::EEXIST) => return Ok(None),
+                    // No /proc to name the unnamed file: fall through to a named temp file.
+                    Err(Errno::ENOENT) if Path::new(dir).exists() => {}
+                    Err(e) => return Err(open_error(&self.path, e)),
+                }
+            }
+            // The filesystem has no O_TMPFILE: a named temp file in the same directory.
+            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {}
+            Err(e) => return Err(open_error(&self.path, e)),
+        }
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{}.", self.name.file_name("pid")))
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(self.mode()))
+            .tempfile_in(dir)
+            .map_err(|e| self.io("cannot create a temporary file beside", e))?;
+        tmp.write_all(content)
+            .map_err(|e| self.io("cannot write", e))?;
+        match tmp.persist_noclobber(&self.path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(self.io("cannot link", e.error)),
+        }
+    }
+
+    fn attempt(&self) -> Result<Attempt, Error> {
+        self.ensure_dir()?;
+        let Some(existing) = self.open_existing()? else {
+            return Ok(match self.create()? {
+                Some(g) => Attempt::Acquired(g),
+                None => Attempt::Retry,
+            });
+        };
+        let id = self.read_record(&existing)?;
+        match id.liveness() {
+            Liveness::Alive | Liveness::Unknown(_) => Ok(Attempt::Held(Holder::from_pid(
+                id.pid,
+                Some(id.uid),
+                id.start_ticks,
+            ))),
+            Liveness::Dead(_) => self.take_over(&existing),
+        }
+    }
+
+    /// Replaces a PID file whose holder is dead; see the module docs for why this is safe.
+    fn take_over(&self, stale: &File) -> Result<Attempt, Error> {
+        let stale_meta = stale.metadata().map_err(|e| self.io("cannot stat", e))?;
+        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+        let guard = open(
+            &self.takeover_path,
+            flags,
+            Mode::from_bits_truncate(self.mode()),
+        )
+        .map(File::from)
+        .map_err(|e| open_error(&self.takeover_path, e))?;
+        fs2::FileExt::lock_exclusive(&guard).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot lock {}", self.takeover_path.display()),
+                e,
+            )
+        })?;
+        let still_stale = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == stale_meta.dev() && m.ino() == stale_meta.ino());
+        if !still_stale {
+            return Ok(Attempt::Retry);
+        }
+        match nix::unistd::unlink(&self.path) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(sys(
+                    ErrorKind::LockDir,
+                    format!("cannot remove stale PID file {}", self.path.display()),
+                    e,
+                ));
+            }
+        }
+        // A fresh acquirer may link between our unlink and link: then it holds the lock.
+        Ok(match self.create()? {
+            Some(g) => Attempt::Acquired(g),
+            None => Attempt::Retry,
+        })
+    }
+
+    fn io(&self, what: &str, e: io::Error) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!("{what} PID file {}", self.path.display()),
+            e,
+        )
+    }
+}
+
+impl Lock for PidFileLock {
+    fn try_acquire(&self) -> Result<Acquire, Error> {
+        loop {
+            match self.attempt()? {
+                Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+                Attempt::Held(h) => return Ok(Acquire::Held(h)),
+                Attempt::Retry => continue,
+            }
+        }
+    }
+
+    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
+        let deadline = Deadline::after(timeout);
+        let mut waiter = FileWaiter::new();
+        loop {
+            waiter.arm(&self.path);
+            let holder = match self.attempt()? {
+                Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+                Attempt::Retry => continue,
+                Attempt::Held(h) => h,
+            };
+            if deadline.expired() {
+                return Ok(Acquire::Held(holder));
+            }
+            if let Some(pid) = holder.pid {
+                if !waiter.watch_process(pid, holder.start_ticks) {
+                    continue;
+                }
+            }
+            waiter.wait(deadline).map_err(|e| {
+                sys(
+                    ErrorKind::Io,
+                    format!("cannot wait for PID file {}", self.path.display()),
+                    e,
+                )
+            })?;
+        }
+    }
+
+    fn holder(&self) -> Result<Option<Holder>, Error> {
+        let Some(file) = self.open_existing()? else {
+            return Ok(None);
+        };
+        let id = self.read_record(&file)?;
+        Ok(match id.liveness() {
+            Liveness::Alive | Liveness::Unknown(_) => {
+                Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks))
+            }
+            Liveness::Dead(_) => None,
+        })
+    }
+
+    fn backend(&self) -> BackendKind {
+        BackendKind::PidFile
+    }
+
+    fn name(&self) -> &LockName {
+        &self.name
+    }
+
+    fn resource(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+/// Our PID file, kept open so that its inode number stays ours while we check it.
+#[derive(Debug)]
+struct PidFileHeld {
+    path: PathBuf,
+    /// Held open so that the inode number cannot be reused while we compare against it.
+    _file: File,
+    dev: u64,
+    ino: u64,
+    record: String,
+    owner: u32,
+    released: bool,
+}
+
+impl PidFileHeld {
+    fn still_ours(&self) -> Result<(), Error> {
+        let lost = |why: &str| {
+            Error::msg(
+                ErrorKind::Lost,
+                format!("PID file {}", self.path.display()),
+                why.to_owned(),
+            )
+        };
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {}
+            Ok(_) => return Err(lost("was replaced by another file")),
+            Err(_) => return Err(lost("was deleted")),
+        }
+        let mut now = Vec::new();
+        std::fs::File::open(&self.path)
+            .and_then(|f| f.take(record::MAX_RECORD_LEN as u64 + 1).read_to_end(&mut now))
+            .map_err(|e| self.io_lost(e))?;
+        if now != self.record.as_bytes() {
+            return Err(lost("was overwritten with another record"));
+        }
+        Ok(())
+    }
+
+    fn io_lost(&self, e: io::Error) -> Error {
+        Error::new(
+            ErrorKind::Lost,
+            format!("cannot read back PID file {}", self.path.display()),
+            e,
+        )
+    }
+
+    fn remove(&mut self) -> Result<(), Error> {
+        if self.released || std::process::id() != self.owner {
+            // A forked child's copy of the guard: the file belongs to the parent.
+            self.released = true;
+            return Ok(());
+        }
+        self.released = true;
+        let ours = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino);
+        if !ours {
+            return Err(Error::msg(
+                ErrorKind::Lost,
+                format!("PID file {}", self.path.display()),
+                "was deleted or replaced while held; the file there now is left alone",
+            ));
+        }
+        nix::unistd::unlink(&self.path).map_err(|e| {
+            sys(
+                ErrorKind::Io,
+                format!("cannot remove PID file {}", self.path.display()),
+                e,
+            )
+        })
+    }
+}
+
+impl HeldLock for PidFileHeld {
+    fn verify(&self) -> Result<(), Error> {
+        self.still_ours()
+    }
+
+    fn release(mut self: Box<Self>) -> Result<(), Error> {
+        self.remove()
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        // The open file is not the lock: handing it to a child would hand over nothing.
+        None
+    }
+}
+
+impl Drop for PidFileHeld {
+    fn drop(&mut self) {
+        let _ = self.remove();
+    }
+}

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(clippy::all)]
+
+pub mod backend;
+mod error;
+mod lock;
+pub mod name;
+pub mod process;
+pub mod record;
+
+pub use backend::{BackendKind, Builder, DEFAULT_BACKEND};
+pub use error::{Error, ErrorKind};
+pub use lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock, format_utc};
+pub use name::{LockName, Scope};
+
+#[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))]
+pub use backend::abstract_socket::AbstractSocketLock;
+#[cfg(feature = "flock")]
+pub use backend::flock::FlockLock;
+#[cfg(feature = "pidfile")]
+pub use backend::pidfile::PidFileLock;

@@ -1,0 +1,337 @@
+//! The [`Lock`] trait, the [`Guard`] that holds a lock, and what is known of a [`Holder`].
+
+use std::fmt;
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, SystemTime};
+
+use crate::backend::BackendKind;
+use crate::error::Error;
+use crate::name::LockName;
+use crate::process;
+
+/// A lock that at most one process holds at a time.
+///
+/// Object safe: a program can pick a backend at run time and keep a `Box<dyn Lock>`.
+/// Every backend in this crate implements it; see [`crate::backend`] for what each provides.
+pub trait Lock: fmt::Debug + Send + Sync {
+    /// Takes the lock if it is free, without waiting.
+    ///
+    /// `Ok(Acquire::Held(holder))` when another process holds it: that is an answer, not an
+    /// error. `Err` means the question could not be answered (unwritable directory, corrupt
+    /// PID file, server down, ...).
+    fn try_acquire(&self) -> Result<Acquire, Error>;
+
+    /// Takes the lock, waiting up to `timeout` for its holder to let go (`None`: no limit;
+    /// zero: one try, like [`Lock::try_acquire`]).
+    ///
+    /// Waiting sleeps on the release event itself (socket hangup, blocking `flock(2)`, a pidfd),
+    /// then races the other waiters; it never polls on a timer. On timeout the result is
+    /// [`Acquire::Held`] with the current holder.
+    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error>;
+
+    /// Says who holds the lock, or `None` when it is free, without taking it and without
+    /// disturbing the holder.
+    fn holder(&self) -> Result<Option<Holder>, Error>;
+
+    /// Which backend this is.
+    fn backend(&self) -> BackendKind;
+
+    /// The lock's name.
+    fn name(&self) -> &LockName;
+
+    /// The kernel resource the name maps to: `@onlyone/u1000/job` (abstract socket), a path.
+    fn resource(&self) -> String;
+}
+
+impl<L: Lock + ?Sized> Lock for Box<L> {
+    fn try_acquire(&self) -> Result<Acquire, Error> {
+        (**self).try_acquire()
+    }
+    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
+        (**self).acquire_timeout(timeout)
+    }
+    fn holder(&self) -> Result<Option<Holder>, Error> {
+        (**self).holder()
+    }
+    fn backend(&self) -> BackendKind {
+        (**self).backend()
+    }
+    fn name(&self) -> &LockName {
+        (**self).name()
+    }
+    fn resource(&self) -> String {
+        (**self).resource()
+    }
+}
+
+/// The outcome of an acquire: the lock, or who has it.
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub enum Acquire {
+    /// The lock is ours until the guard is dropped.
+    Acquired(Guard),
+    /// Someone else holds the lock.
+    Held(Holder),
+}
+
+impl Acquire {
+    /// The guard, if the lock was acquired.
+    pub fn guard(self) -> Option<Guard> {
+        match self {
+            Acquire::Acquired(g) => Some(g),
+            Acquire::Held(_) => None,
+        }
+    }
+
+    /// The holder, if the lock was held.
+    pub fn holder(&self) -> Option<&Holder> {
+        match self {
+            Acquire::Acquired(_) => None,
+            Acquire::Held(h) => Some(h),
+        }
+    }
+
+    /// Whether the lock was acquired.
+    pub fn is_acquired(&self) -> bool {
+        matches!(self, Acquire::Acquired(_))
+    }
+}
+
+/// What onlyone could learn about the process holding a lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holder {
+    /// How the holder answered, and whether it is one of us.
+    pub kind: HolderKind,
+    /// Process id, when known. For an abstract socket it is the process that called `listen()`;
+    /// it may have exited if a child inherited the socket.
+    pub pid: Option<u32>,
+    /// Effective uid, when known.
+    pub uid: Option<u32>,
+    /// When the holding process started, when known.
+    pub started: Option<SystemTime>,
+    /// The holder's command line, when readable.
+    pub command: Option<String>,
+    /// Where the holder is, for holders on another machine (PostgreSQL `application_name`).
+    pub host: Option<String>,
+    /// Start time in clock ticks after boot, to recognise the process again (pidfd checks).
+    pub(crate) start_ticks: Option<u64>,
+}
+
+/// How a lock's holder presented itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HolderKind {
+    /// A process of the calling user holds the lock the way onlyone takes it.
+    SameUser,
+    /// A process of another user holds it. In [`Scope::User`](crate::Scope::User) the name carries
+    /// your uid, so this is someone squatting on it.
+    OtherUser,
+    /// The resource is taken but its holder does not answer the way onlyone holders do (an abstract
+    /// name bound without `listen()`): another program, or squatting.
+    Unresponsive,
+    /// The lock is held but its holder could not be identified (no readable record, holder
+    /// invisible from here).
+    Unidentified,
+}
+
+impl Holder {
+    /// A holder about whom nothing is known but that it exists.
+    pub fn unidentified() -> Holder {
+        Holder {
+            kind: HolderKind::Unidentified,
+            pid: None,
+            uid: None,
+            started: None,
+            command: None,
+            host: None,
+            start_ticks: None,
+        }
+    }
+
+    /// Builds a holder from a pid (and uid, if known), reading its start time and command line
+    /// from `/proc` when they are visible. `start_ticks`, when given, must match for the
+    /// command line to be trusted (the pid may have been reused).
+    pub fn from_pid(pid: u32, uid: Option<u32>, start_ticks: Option<u64>) -> Holder {
+        let stat = process::stat(pid);
+        let same_process = match (stat, start_ticks) {
+            (Some(s), Some(t)) => s.start_ticks == t,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let uid = uid.or_else(|| same_process.then(|| process::uid_of(pid)).flatten());
+        let me = nix::unistd::geteuid().as_raw();
+        let start_ticks = start_ticks.or(stat.map(|s| s.start_ticks));
+        Holder {
+            kind: match uid {
+                Some(u) if u != me => HolderKind::OtherUser,
+                _ => HolderKind::SameUser,
+            },
+            pid: Some(pid),
+            uid,
+            started: start_ticks.and_then(process::start_time),
+            command: same_process
+                .then(|| process::command_line(pid))
+                .flatten(),
+            host: None,
+            start_ticks,
+        }
+    }
+}
+
+impl fmt::Display for Holder {
+    /// One line for humans: `pid 4242 (uid 1000) "sleep 60", running since 2026-11-25 08:30:01 UTC`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "pid {pid}")?,
+            None => f.write_str("an unidentified process")?,
+        }
+        if let Some(uid) = self.uid {
+            write!(f, " (uid {uid})")?;
+        }
+        if let Some(host) = &self.host {
+            write!(f, " on {host}")?;
+        }
+        if let Some(cmd) = &self.command {
+            write!(f, " {cmd:?}")?;
+        }
+        if let Some(t) = self.started {
+            write!(f, ", running since {}", format_utc(t))?;
+        }
+        match self.kind {
+            HolderKind::OtherUser => f.write_str(" [another user]"),
+            HolderKind::Unresponsive => {
+                f.write_str(" [bound but not listening: not an onlyone holder, possibly squatting]")
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Formats `t` as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, no time zone database needed).
+pub fn format_utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a proleptic Gregorian date, with eras of 400 years.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// What a backend keeps while it holds a lock. Implement it to plug a new backend into
+/// [`Guard`]; the crate's backends are the examples.
+pub trait HeldLock: fmt::Debug + Send + Sync {
+    /// Checks that the lock is still ours: the lock file still names the locked inode, the PID
+    /// file still holds our record, the server session still lives. [`ErrorKind::Lost`](crate::ErrorKind::Lost)
+    /// when it is not.
+    fn verify(&self) -> Result<(), Error>;
+
+    /// Releases the lock and reports failures. Dropping the value must release it too, silently.
+    fn release(self: Box<Self>) -> Result<(), Error>;
+
+    /// The descriptor whose lifetime is the lock's (abstract socket, lock file), if there is one.
+    /// A process that hands the lock to a child on purpose clears its close-on-exec flag.
+    fn as_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// A number that grows with every acquisition of this lock name, for backends that keep one.
+    fn fencing_token(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Proof that this process holds a lock. Dropping it releases the lock; it never panics.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct Guard {
+    held: Box<dyn HeldLock>,
+    backend: BackendKind,
+    resource: String,
+}
+
+impl Guard {
+    /// Wraps a backend's held state.
+    pub fn new(held: Box<dyn HeldLock>, backend: BackendKind, resource: String) -> Guard {
+        Guard {
+            held,
+            backend,
+            resource,
+        }
+    }
+
+    /// Releases the lock now and reports what went wrong, where dropping would stay silent.
+    pub fn release(self) -> Result<(), Error> {
+        self.held.release()
+    }
+
+    /// Checks that the lock is still ours; see [`HeldLock::verify`].
+    ///
+    /// A flock guard notices its lock file deleted or replaced (a tmp cleaner, an `rm`); a PID
+    /// file guard notices its file deleted or overwritten. Either means another process may take
+    /// the lock now: stop what the lock protects.
+    pub fn verify(&self) -> Result<(), Error> {
+        self.held.verify()
+    }
+
+    /// The backend that holds this lock.
+    pub fn backend(&self) -> BackendKind {
+        self.backend
+    }
+
+    /// The kernel resource held (socket name or path).
+    pub fn resource(&self) -> &str {
+        &self.resource
+    }
+
+    /// The descriptor that embodies the lock, if the backend has one. It is close-on-exec; a
+    /// program that wants a child to keep the lock after it dies clears that flag on purpose.
+    pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.held.as_fd()
+    }
+
+    /// The fencing token of this acquisition, for backends that keep one.
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.held.fencing_token()
+    }
+}
+
+impl fmt::Debug for Guard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guard")
+            .field("backend", &self.backend)
+            .field("resource", &self.resource)
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_595_401);
+        assert_eq!(format_utc(t), "2026-11-25 08:30:01 UTC");
+        assert_eq!(format_utc(SystemTime::UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+    }
+
+    #[test]
+    fn lock_is_object_safe() {
+        fn takes(_: Option<&dyn Lock>) {}
+        takes(None);
+    }
+}

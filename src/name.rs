@@ -1,0 +1,282 @@
+//! Lock names: validation, scope, and the one mapping from a name to each backend's resource.
+//!
+//! A [`LockName`] is what a user types (`"nightly-backup"`). Each backend turns it into a kernel
+//! resource with the rules below; they are part of the crate's stable interface, because two
+//! versions of onlyone must find each other's locks.
+//!
+//! | scope | abstract socket name | lock / PID file name |
+//! | --- | --- | --- |
+//! | [`Scope::User`] | `onlyone/u<uid>/<name>` | `<name>.lock` / `<name>.pid` in the user's lock directory |
+//! | [`Scope::System`] | `onlyone/system/<name>` | `<name>.lock` / `<name>.pid` in the system lock directory |
+//!
+//! When the mapped name would be too long (abstract socket names have 107 bytes, file names are kept
+//! under 200) or when the name starts with `#`, the name part becomes `#<prefix>~<hash>`: `#`, the
+//! longest prefix of the name that fits, `~` and the 32 hex digits of the name's [FNV-1a 128-bit
+//! hash](fnv1a_128). Names never get truncated, and a plain name never starts with `#`, so two
+//! different names never map to the same resource unless their 128-bit hashes collide.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, ErrorKind};
+
+/// Longest abstract socket name the kernel accepts: `sun_path` minus the leading NUL (unix(7)).
+pub const ABSTRACT_NAME_MAX: usize = 107;
+
+/// Longest file name (without directory) onlyone creates; leaves room under `NAME_MAX` (255).
+pub const FILE_NAME_MAX: usize = 200;
+
+/// Prefix of every abstract socket name onlyone binds, so `onlyone list` and `ss -xl` can find them.
+pub const ABSTRACT_PREFIX: &str = "onlyone/";
+
+/// A validated lock name: not empty, no NUL, no `/`, no control characters.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LockName(String);
+
+impl LockName {
+    /// Checks `name` and wraps it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidName`] when the name is empty or contains a NUL byte, a `/` or another
+    /// control character (they would be unreadable in `ss` and `/proc/net/unix`, or split a path).
+    pub fn new(name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        let problem = if name.is_empty() {
+            Some("a lock name must not be empty".to_owned())
+        } else if name.contains('\0') {
+            Some("a lock name must not contain a NUL byte".to_owned())
+        } else if name.contains('/') {
+            Some("a lock name must not contain '/' (it would be a path)".to_owned())
+        } else if let Some(c) = name.chars().find(|c| c.is_control()) {
+            Some(format!(
+                "a lock name must not contain control characters (found {c:?})"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(msg) => Err(Error::new(
+                ErrorKind::InvalidName,
+                format!("invalid lock name {name:?}"),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, msg),
+            )),
+            None => Ok(LockName(name)),
+        }
+    }
+
+    /// The name as the user gave it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The abstract socket name (without the leading NUL) for this lock in `scope`.
+    pub fn abstract_socket_name(&self, scope: Scope) -> String {
+        let prefix = format!("{ABSTRACT_PREFIX}{}/", scope.tag());
+        format!(
+            "{prefix}{}",
+            fit_name(&self.0, ABSTRACT_NAME_MAX - prefix.len())
+        )
+    }
+
+    /// The file name (no directory) for this lock with `extension` (`"lock"`, `"pid"`).
+    pub fn file_name(&self, extension: &str) -> String {
+        let room = FILE_NAME_MAX - extension.len() - 1;
+        format!("{}.{extension}", fit_name(&self.0, room))
+    }
+}
+
+impl fmt::Debug for LockName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for LockName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for LockName {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        LockName::new(s)
+    }
+}
+
+/// Maps `name` into at most `room` bytes: as is when it fits and does not start with `#`,
+/// else `#<prefix>~<32 hex digits>`.
+fn fit_name(name: &str, room: usize) -> String {
+    if name.len() <= room && !name.starts_with('#') {
+        return name.to_owned();
+    }
+    let hash = format!("{:032x}", fnv1a_128(name.as_bytes()));
+    let prefix_room = room - hash.len() - 2;
+    let mut end = prefix_room.min(name.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let prefix = name[..end].trim_start_matches('#');
+    format!("#{prefix}~{hash}")
+}
+
+/// FNV-1a with the 128-bit parameters (offset basis and prime from the FNV specification).
+///
+/// Stable across releases and platforms: lock names that do not fit are mapped with it, and the
+/// PostgreSQL backend derives its 64-bit keys from it.
+pub fn fnv1a_128(bytes: &[u8]) -> u128 {
+    const OFFSET_BASIS: u128 = 0x6c62272e07bb014262b821756295c58d;
+    const PRIME: u128 = 0x0000000001000000000000000000013b;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| {
+        (hash ^ u128::from(b)).wrapping_mul(PRIME)
+    })
+}
+
+/// Who shares a lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Only processes of the same user contend (the uid is part of the resource). The default.
+    #[default]
+    User,
+    /// Every process on the machine (or in the network namespace, for abstract sockets) contends.
+    System,
+}
+
+impl Scope {
+    fn tag(self) -> String {
+        match self {
+            Scope::User => format!("u{}", nix::unistd::geteuid().as_raw()),
+            Scope::System => "system".to_owned(),
+        }
+    }
+
+    /// The directory file backends use by default for this scope.
+    ///
+    /// - [`Scope::User`]: `$XDG_RUNTIME_DIR/onlyone` when that variable names an absolute path;
+    ///   else `/run/user/<uid>/onlyone` when `/run/user/<uid>` exists; else `/tmp/onlyone-<uid>`.
+    ///   Only the last is swept by tmp cleaners (systemd-tmpfiles, tmpreaper); a flock guard notices
+    ///   a deleted lock file through [`Guard::verify`](crate::Guard::verify).
+    /// - [`Scope::System`]: `/run/lock/onlyone` (a tmpfs on most distributions, emptied at boot,
+    ///   not swept while the system runs).
+    pub fn default_dir(self) -> PathBuf {
+        match self {
+            Scope::System => PathBuf::from("/run/lock/onlyone"),
+            Scope::User => {
+                if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
+                    let dir = PathBuf::from(dir);
+                    if dir.is_absolute() {
+                        return dir.join("onlyone");
+                    }
+                }
+                let uid = nix::unistd::geteuid().as_raw();
+                let run_user = PathBuf::from(format!("/run/user/{uid}"));
+                if run_user.is_dir() {
+                    run_user.join("onlyone")
+                } else {
+                    PathBuf::from(format!("/tmp/onlyone-{uid}"))
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scope::User => "user",
+            Scope::System => "system",
+        })
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "user" => Ok(Scope::User),
+            "system" => Ok(Scope::System),
+            other => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("unknown scope {other:?}"),
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "expected \"user\" or \"system\"",
+                ),
+            )),
+        }
+    }
+}
+
+/// Where a file backend keeps its files: the scope's default directory, or one the caller chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct LockDir {
+    pub(crate) path: PathBuf,
+    /// onlyone may create the last component of a default directory; a caller's directory must exist.
+    pub(crate) create: bool,
+}
+
+impl LockDir {
+    pub(crate) fn new(scope: Scope, explicit: Option<&Path>) -> Self {
+        match explicit {
+            Some(p) => LockDir {
+                path: p.to_owned(),
+                create: false,
+            },
+            None => LockDir {
+                path: scope.default_dir(),
+                create: true,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_names() {
+        for bad in ["", "a/b", "a\0b", "tab\there", "nl\n"] {
+            let err = LockName::new(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+            assert!(err.to_string().contains("invalid lock name"), "{err}");
+        }
+    }
+
+    #[test]
+    fn long_names_are_hashed_not_truncated() {
+        let a = LockName::new("x".repeat(300)).unwrap();
+        let b = LockName::new(format!("{}y", "x".repeat(299))).unwrap();
+        let (sa, sb) = (
+            a.abstract_socket_name(Scope::System),
+            b.abstract_socket_name(Scope::System),
+        );
+        assert!(sa.len() <= ABSTRACT_NAME_MAX && sb.len() <= ABSTRACT_NAME_MAX);
+        assert_ne!(sa, sb);
+        assert!(a.file_name("lock").len() <= FILE_NAME_MAX);
+    }
+
+    #[test]
+    fn hash_marker_cannot_be_forged_by_a_plain_name() {
+        let long = LockName::new("z".repeat(200)).unwrap();
+        let forged = long.abstract_socket_name(Scope::System);
+        let tail = forged.rsplit('/').next().unwrap();
+        let plain = LockName::new(tail).unwrap();
+        assert_ne!(plain.abstract_socket_name(Scope::System), forged);
+    }
+
+    #[test]
+    fn known_mappings_are_stable() {
+        assert_eq!(
+            format!("{:032x}", fnv1a_128(b"")),
+            "6c62272e07bb014262b821756295c58d"
+        );
+        assert_eq!(
+            format!("{:032x}", fnv1a_128(b"a")),
+            "d228cb696f1a8caf78912b704e4a8964"
+        );
+        let n = LockName::new("backup").unwrap();
+        assert_eq!(n.abstract_socket_name(Scope::System), "onlyone/system/backup");
+        assert_eq!(n.file_name("pid"), "backup.pid");
+    }
+}

@@ -1,0 +1,123 @@
+//! The holder record written into PID files and lock files.
+//!
+//! ```text
+//! 4242                 <- the pid alone on the first line, as classic PID files have it
+//! onlyone 1            <- format marker and version
+//! start 1234567        <- start time, clock ticks after boot (proc(5) field 22)
+//! boot 3f9c...-...     <- /proc/sys/kernel/random/boot_id
+//! pidns 4026531836     <- PID namespace inode
+//! uid 1000
+//! end                  <- a record without it was cut short
+//! ```
+//! Only `pid`, the marker and `end` are required; a reader skips keys it does not know.
+
+use crate::process::ProcessIdentity;
+
+/// Records longer than this are not onlyone's.
+pub const MAX_RECORD_LEN: usize = 4096;
+
+/// Formats `id` as a record.
+pub fn format(id: &ProcessIdentity) -> String {
+    let mut s = format!("{}\nonlyone 1\n", id.pid);
+    if let Some(t) = id.start_ticks {
+        s += &format!("start {t}\n");
+    }
+    if let Some(b) = &id.boot_id {
+        s += &format!("boot {b}\n");
+    }
+    if let Some(ns) = id.pid_ns {
+        s += &format!("pidns {ns}\n");
+    }
+    s += &format!("uid {}\nend\n", id.uid);
+    s
+}
+
+/// Parses a record, or says in a few words why `bytes` is not one.
+pub fn parse(bytes: &[u8]) -> Result<ProcessIdentity, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if bytes.len() > MAX_RECORD_LEN {
+        return Err(format!(
+            "the file is {} bytes long, more than a record can be",
+            bytes.len()
+        ));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not text".to_owned())?;
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("").trim();
+    let pid: i64 = first
+        .parse()
+        .map_err(|_| format!("the first line {first:?} is not a pid"))?;
+    if pid <= 0 {
+        return Err(format!("pid {pid} is not a process id"));
+    }
+    let pid = u32::try_from(pid)
+        .ok()
+        .filter(|&p| i32::try_from(p).is_ok())
+        .ok_or_else(|| format!("pid {pid} is out of range"))?;
+    if lines.next() != Some("onlyone 1") {
+        return Err("it was not written by onlyone (no \"onlyone 1\" line)".into());
+    }
+    let mut id = ProcessIdentity {
+        pid,
+        start_ticks: None,
+        boot_id: None,
+        pid_ns: None,
+        uid: u32::MAX,
+    };
+    let mut complete = false;
+    let mut uid = None;
+    for line in lines {
+        let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+        let bad = || format!("bad {key:?} line {line:?}");
+        match key {
+            "start" => id.start_ticks = Some(value.parse().map_err(|_| bad())?),
+            "boot" => id.boot_id = Some(value.to_owned()),
+            "pidns" => id.pid_ns = Some(value.parse().map_err(|_| bad())?),
+            "uid" => uid = Some(value.parse().map_err(|_| bad())?),
+            "end" => {
+                complete = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    if !complete {
+        return Err("the record is incomplete (no \"end\" line)".into());
+    }
+    id.uid = uid.ok_or_else(|| "the record has no uid".to_owned())?;
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let me = ProcessIdentity::current();
+        assert_eq!(parse(format(&me).as_bytes()).unwrap(), me);
+    }
+
+    #[test]
+    fn bad_records_say_why() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "empty"),
+            (b"hello\n", "not a pid"),
+            (b"0\nonlyone 1\nuid 0\nend\n", "pid 0"),
+            (b"-5\nonlyone 1\nuid 0\nend\n", "pid -5"),
+            (b"99999999999\nonlyone 1\nuid 0\nend\n", "out of range"),
+            (b"1\n", "not written by onlyone"),
+            (b"12\nonlyone 1\nuid 0\n", "incomplete"),
+            (b"12\nonlyone 1\nstart x\nend\n", "bad \"start\""),
+            (&[0xff, 0xfe], "not text"),
+        ];
+        for (bytes, why) in cases {
+            let err = parse(bytes).unwrap_err();
+            assert!(err.contains(why), "{bytes:?}: {err}");
+        }
+        let huge = vec![b'7'; MAX_RECORD_LEN + 1];
+        assert!(parse(&huge).unwrap_err().contains("bytes long"));
+    }
+}
