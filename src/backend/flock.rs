@@ -122,12 +122,13 @@ impl FlockLock {
             }
             let me = ProcessIdentity::current();
             let text = record::format(&me);
-            file.write_all_at(text.as_bytes(), 0)
-                .map_err(|e| self.io("cannot write the holder record to", e))?;
+            // Usually empty: holders erase their record on release; a killed one leaves it.
             if meta.len() > text.len() as u64 {
                 file.set_len(text.len() as u64)
                     .map_err(|e| self.io("cannot truncate", e))?;
             }
+            file.write_all_at(text.as_bytes(), 0)
+                .map_err(|e| self.io("cannot write the holder record to", e))?;
             let held = FlockHeld {
                 file: Some(file),
                 path: self.path.clone(),
@@ -300,6 +301,15 @@ impl FlockHeld {
             .map(|f| !FdFlag::from_bits_truncate(f).contains(FdFlag::FD_CLOEXEC))
             .unwrap_or(false);
         if !handed_over && std::process::id() == self.owner {
+            // Erase our record first: a live process that once held the lock must not be named
+            // as the holder of the next acquisition.
+            file.set_len(0).map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot clear lock file {}", self.path.display()),
+                    e,
+                )
+            })?;
             fs2::FileExt::unlock(&file).map_err(|e| {
                 Error::new(
                     ErrorKind::Io,
