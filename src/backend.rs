@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::fs;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -31,10 +31,13 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{Error, ErrorKind};
-use crate::lock::Lock;
+use crate::lock::{Acquire, Attempt, Lock};
 use crate::name::{LockDir, LockName, Scope};
 
-#[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))]
+#[cfg(all(
+    feature = "abstract-socket",
+    any(target_os = "linux", target_os = "android")
+))]
 pub mod abstract_socket;
 #[cfg(feature = "flock")]
 pub mod flock;
@@ -241,6 +244,14 @@ impl Deadline {
         self.0.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// The earlier of two deadlines.
+    pub(crate) fn min(self, other: Deadline) -> Deadline {
+        match (self.0, other.0) {
+            (Some(a), Some(b)) => Deadline(Some(a.min(b))),
+            (a, b) => Deadline(a.or(b)),
+        }
+    }
+
     /// Time left as a poll(2) timeout, rounded up to whole milliseconds.
     fn poll_timeout(&self) -> PollTimeout {
         match self.0 {
@@ -370,104 +381,119 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     crate::error::sys(kind, context, errno)
 }
 
-/// Event sources for a waiter on a file backend: changes to the lock file (inotify(7)) and the
-/// death of the recorded holder (a pidfd, pidfd_open(2)).
-///
-/// A pidfd becomes readable only after the dying process has closed all its files, so it never
-/// wakes a waiter before the kernel released the holder's `flock`. inotify reports a close a few
-/// instructions *before* the kernel drops a lock held by that descriptor, which is why onlyone's
-/// own holders unlock before they close, and why a wait that has no pidfd (a holder that cannot
-/// be identified) also wakes after a backoff of 1 ms doubling to 50 ms.
+/// The wait loop behind every backend's [`Lock::acquire_timeout`]: try, sleep on the
+/// [`WakeUp`](crate::WakeUp) the try returned, try again — other waiters race for the lock too.
+pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
+    let deadline = Deadline::after(timeout);
+    let mut backoff = BACKOFF_START;
+    loop {
+        let (holder, wake) = match lock.attempt()? {
+            Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+            Attempt::Held(h, w) => (h, w),
+        };
+        if deadline.expired() {
+            return Ok(Acquire::Held(holder));
+        }
+        if wake.is_now() {
+            continue;
+        }
+        let until = if wake.needs_backoff() {
+            let step = Deadline::after(Some(backoff));
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            deadline.min(step)
+        } else {
+            deadline
+        };
+        let fds: Vec<BorrowedFd<'_>> = wake.fds().iter().map(|f| f.as_fd()).collect();
+        wait_for_event(&fds, until).map_err(|e| {
+            crate::error::sys(
+                ErrorKind::Io,
+                format!("cannot wait for {}", lock.resource()),
+                e,
+            )
+        })?;
+    }
+}
+
+/// First and longest step of the backoff used when no release event is certain.
+pub(crate) const BACKOFF_START: Duration = Duration::from_millis(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_millis(50);
+
+/// Watches `path` for what may mean the lock is free: a close (inotify reports it just *before*
+/// the kernel drops a `flock` held by that descriptor, which is why onlyone's holders unlock
+/// before they close), an unlink (`IN_ATTRIB` on the link count), a rename or deletion.
+/// `None` when inotify(7) is unavailable or the file does not exist.
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) struct FileWaiter {
-    inotify: Option<nix::sys::inotify::Inotify>,
-    pidfd: Option<std::os::fd::OwnedFd>,
-    backoff: Duration,
+pub(crate) fn watch_file(path: &Path) -> Option<std::os::fd::OwnedFd> {
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+    inotify
+        .add_watch(
+            path,
+            AddWatchFlags::IN_CLOSE
+                | AddWatchFlags::IN_ATTRIB
+                | AddWatchFlags::IN_DELETE_SELF
+                | AddWatchFlags::IN_MOVE_SELF
+                | AddWatchFlags::IN_DONT_FOLLOW,
+        )
+        .ok()?;
+    Some(inotify.into())
+}
+
+/// A pidfd (pidfd_open(2)) for process `pid`, provided it is still the process that started at
+/// `start_ticks`. It becomes readable when the process has exited, after the kernel closed all
+/// its files (and so dropped its locks).
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) enum ProcessWatch {
+    Fd(std::os::fd::OwnedFd),
+    /// The process is gone (or the pid was reused).
+    Gone,
+    /// No pidfd support here (old kernel, seccomp).
+    Unsupported,
 }
 
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-impl FileWaiter {
-    pub(crate) fn new() -> FileWaiter {
-        FileWaiter {
-            inotify: None,
-            pidfd: None,
-            backoff: Duration::from_millis(1),
+pub(crate) fn watch_process(pid: u32, start_ticks: Option<u64>) -> ProcessWatch {
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return ProcessWatch::Gone;
+    };
+    match pidfd_open(raw, PidfdFlags::empty()) {
+        Ok(fd) => {
+            // The pidfd pins the process: if its start time matches now, it is the holder.
+            let same = crate::process::stat(pid)
+                .is_some_and(|s| s.state != 'Z' && start_ticks.is_none_or(|t| t == s.start_ticks));
+            if same {
+                ProcessWatch::Fd(fd)
+            } else {
+                ProcessWatch::Gone
+            }
         }
+        Err(rustix::io::Errno::SRCH) => ProcessWatch::Gone,
+        Err(_) => ProcessWatch::Unsupported,
     }
+}
 
-    /// Starts a new round: watches `path` (before the acquire attempt that may fail, so that no
-    /// event between the attempt and the wait is missed) and forgets the previous holder.
-    pub(crate) fn arm(&mut self, path: &Path) {
-        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-        self.pidfd = None;
-        self.inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
-            .ok()
-            .filter(|i| {
-                i.add_watch(
-                    path,
-                    AddWatchFlags::IN_CLOSE
-                        | AddWatchFlags::IN_ATTRIB
-                        | AddWatchFlags::IN_DELETE_SELF
-                        | AddWatchFlags::IN_MOVE_SELF
-                        | AddWatchFlags::IN_DONT_FOLLOW,
-                )
-                .is_ok()
-            });
-    }
-
-    /// Also wakes when process `pid` exits, provided it is still the process that started at
-    /// `start_ticks`. Returns false when that process is already gone.
-    pub(crate) fn watch_process(&mut self, pid: u32, start_ticks: Option<u64>) -> bool {
-        use rustix::process::{Pid, PidfdFlags, pidfd_open};
-        let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-            return false;
-        };
-        match pidfd_open(raw, PidfdFlags::empty()) {
-            Ok(fd) => {
-                // The pidfd pins the process: if its start time matches now, it is the holder.
-                let same = match (start_ticks, crate::process::stat(pid)) {
-                    (Some(t), Some(s)) => s.start_ticks == t && s.state != 'Z',
-                    (None, Some(s)) => s.state != 'Z',
-                    (_, None) => false,
-                };
-                if same {
-                    self.pidfd = Some(fd);
-                }
-                same
-            }
-            Err(rustix::io::Errno::SRCH) => false,
-            // No pidfd support (old kernel, seccomp): file events and backoff only.
-            Err(_) => true,
+/// The wake-up for a file backend whose lock is held by `holder`: the inotify watch set up
+/// before the try, plus a pidfd of the holder when it can be named.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn file_wake_up(
+    watch: Option<std::os::fd::OwnedFd>,
+    holder: &crate::Holder,
+) -> crate::WakeUp {
+    let mut fds: Vec<std::os::fd::OwnedFd> = watch.into_iter().collect();
+    let pidfd = match holder.pid {
+        Some(pid) => watch_process(pid, holder.start_ticks),
+        None => ProcessWatch::Unsupported,
+    };
+    match pidfd {
+        ProcessWatch::Gone => crate::WakeUp::now(),
+        ProcessWatch::Fd(fd) => {
+            fds.push(fd);
+            crate::WakeUp::on_event(fds)
         }
-    }
-
-    /// Sleeps until an event, the deadline, or (without a pidfd) the backoff step.
-    pub(crate) fn wait(&mut self, deadline: Deadline) -> Result<(), Errno> {
-        use std::os::fd::AsFd;
-        let mut fds = Vec::with_capacity(2);
-        if let Some(i) = &self.inotify {
-            fds.push(i.as_fd());
-        }
-        let until = match &self.pidfd {
-            Some(p) => {
-                fds.push(p.as_fd());
-                deadline
-            }
-            None => {
-                let step = Deadline::after(Some(self.backoff));
-                self.backoff = (self.backoff * 2).min(Duration::from_millis(50));
-                match (deadline.0, step.0) {
-                    (Some(d), Some(s)) if d < s => deadline,
-                    _ => step,
-                }
-            }
-        };
-        if wait_for_event(&fds, until)? {
-            if let Some(i) = &self.inotify {
-                // Drain: the events only say "look again".
-                let _ = i.read_events();
-            }
-        }
-        Ok(())
+        // Nothing certain: a holder we cannot name (a descriptor inherited from a dead
+        // process), no pidfd support. inotify events still come, with a backoff behind them.
+        ProcessWatch::Unsupported => crate::WakeUp::backoff(fds),
     }
 }

@@ -12,10 +12,13 @@ pub mod record;
 
 pub use backend::{BackendKind, Builder, DEFAULT_BACKEND};
 pub use error::{Error, ErrorKind};
-pub use lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock, format_utc};
+pub use lock::{Acquire, Attempt, Guard, HeldLock, Holder, HolderKind, Lock, WakeUp, format_utc};
 pub use name::{LockName, Scope};
 
-#[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))]
+#[cfg(all(
+    feature = "abstract-socket",
+    any(target_os = "linux", target_os = "android")
+))]
 pub use backend::abstract_socket::AbstractSocketLock;
 #[cfg(feature = "flock")]
 pub use backend::flock::FlockLock;

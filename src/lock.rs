@@ -1,7 +1,7 @@
 //! The [`Lock`] trait, the [`Guard`] that holds a lock, and what is known of a [`Holder`].
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, SystemTime};
 
 use crate::backend::BackendKind;
@@ -33,6 +33,18 @@ pub trait Lock: fmt::Debug + Send + Sync {
     /// disturbing the holder.
     fn holder(&self) -> Result<Option<Holder>, Error>;
 
+    /// One non-blocking try that, when the lock is held, also says what to wait on before trying
+    /// again: the building block of [`Lock::acquire_timeout`] and of the async wait.
+    ///
+    /// The default has no event to offer and asks to be retried with a backoff; the crate's
+    /// backends return descriptors that become readable when the holder lets go.
+    fn attempt(&self) -> Result<Attempt, Error> {
+        Ok(match self.try_acquire()? {
+            Acquire::Acquired(g) => Attempt::Acquired(g),
+            Acquire::Held(h) => Attempt::Held(h, WakeUp::backoff(Vec::new())),
+        })
+    }
+
     /// Which backend this is.
     fn backend(&self) -> BackendKind;
 
@@ -52,6 +64,9 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
     }
     fn holder(&self) -> Result<Option<Holder>, Error> {
         (**self).holder()
+    }
+    fn attempt(&self) -> Result<Attempt, Error> {
+        (**self).attempt()
     }
     fn backend(&self) -> BackendKind {
         (**self).backend()
@@ -94,6 +109,81 @@ impl Acquire {
     /// Whether the lock was acquired.
     pub fn is_acquired(&self) -> bool {
         matches!(self, Acquire::Acquired(_))
+    }
+}
+
+/// The outcome of [`Lock::attempt`]: the lock, or who has it and what to wait on.
+#[derive(Debug)]
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub enum Attempt {
+    /// The lock is ours.
+    Acquired(Guard),
+    /// Someone else holds it; wait on the [`WakeUp`] before trying again.
+    Held(Holder, WakeUp),
+}
+
+/// What a waiter sleeps on before its next try: descriptors that become readable when the holder
+/// lets go (a hung-up connection to the holder's socket, an inotify watch on the lock file, a
+/// pidfd of the holder), and whether it must also retry on a timer because no event is certain.
+#[derive(Debug)]
+pub struct WakeUp {
+    fds: Vec<OwnedFd>,
+    retry: Retry,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Retry {
+    /// An event on `fds` is certain to come when the lock is released.
+    OnEvent,
+    /// Events may not come: also retry after a backoff (1 ms doubling to 50 ms).
+    Backoff,
+    /// Try again at once (the holder vanished between the try and the wait).
+    Now,
+}
+
+impl WakeUp {
+    /// Wait for one of `fds` to become readable; an event is certain when the lock is released.
+    pub fn on_event(fds: Vec<OwnedFd>) -> WakeUp {
+        WakeUp {
+            fds,
+            retry: Retry::OnEvent,
+        }
+    }
+
+    /// Wait for one of `fds` (possibly none), but also retry after a backoff: no event is certain.
+    pub fn backoff(fds: Vec<OwnedFd>) -> WakeUp {
+        WakeUp {
+            fds,
+            retry: Retry::Backoff,
+        }
+    }
+
+    /// Retry at once.
+    pub fn now() -> WakeUp {
+        WakeUp {
+            fds: Vec::new(),
+            retry: Retry::Now,
+        }
+    }
+
+    /// The descriptors to wait on.
+    pub fn fds(&self) -> &[OwnedFd] {
+        &self.fds
+    }
+
+    /// Takes the descriptors (an async runtime registers them).
+    pub fn into_fds(self) -> Vec<OwnedFd> {
+        self.fds
+    }
+
+    /// Whether the waiter must also wake on a timer (no event is certain).
+    pub fn needs_backoff(&self) -> bool {
+        self.retry == Retry::Backoff
+    }
+
+    /// Whether to try again without waiting.
+    pub fn is_now(&self) -> bool {
+        self.retry == Retry::Now
     }
 }
 
@@ -170,9 +260,7 @@ impl Holder {
             pid: Some(pid),
             uid,
             started: start_ticks.and_then(process::start_time),
-            command: same_process
-                .then(|| process::command_line(pid))
-                .flatten(),
+            command: same_process.then(|| process::command_line(pid)).flatten(),
             host: None,
             start_ticks,
         }
@@ -326,7 +414,10 @@ mod tests {
     fn utc_formatting() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_595_401);
         assert_eq!(format_utc(t), "2026-11-25 08:30:01 UTC");
-        assert_eq!(format_utc(SystemTime::UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        assert_eq!(
+            format_utc(SystemTime::UNIX_EPOCH),
+            "1970-01-01 00:00:00 UTC"
+        );
     }
 
     #[test]

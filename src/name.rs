@@ -276,7 +276,10 @@ mod tests {
             "d228cb696f1a8caf78912b704e4a8964"
         );
         let n = LockName::new("backup").unwrap();
-        assert_eq!(n.abstract_socket_name(Scope::System), "onlyone/system/backup");
+        assert_eq!(
+            n.abstract_socket_name(Scope::System),
+            "onlyone/system/backup"
+        );
         assert_eq!(n.file_name("pid"), "backup.pid");
     }
 }

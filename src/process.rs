@@ -180,7 +180,9 @@ impl ProcessIdentity {
                 Liveness::Dead("no process has that pid")
             }
             None => Liveness::Alive,
-            Some(s) if s.state == 'Z' || s.state == 'X' => Liveness::Dead("the process is a zombie"),
+            Some(s) if s.state == 'Z' || s.state == 'X' => {
+                Liveness::Dead("the process is a zombie")
+            }
             Some(s) => match self.start_ticks {
                 Some(t) if t != s.start_ticks => {
                     Liveness::Dead("the pid now belongs to a process started later")

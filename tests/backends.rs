@@ -64,10 +64,14 @@ fn held_then_killed(backend: BackendKind) -> AfterKill {
         }
         Acquire::Acquired(_) => panic!("{backend}: acquired a lock the child holds"),
     }
-    assert_eq!(lock.holder().unwrap().and_then(|h| h.pid), Some(child.pid()));
+    assert_eq!(
+        lock.holder().unwrap().and_then(|h| h.pid),
+        Some(child.pid())
+    );
 
     child.kill_to_zombie();
-    let file_left = fs::read_dir(dir.path()).unwrap().count() > 0 && backend == BackendKind::PidFile;
+    let file_left =
+        fs::read_dir(dir.path()).unwrap().count() > 0 && backend == BackendKind::PidFile;
     match lock.try_acquire().unwrap() {
         Acquire::Acquired(g) => {
             drop(g);
@@ -185,10 +189,22 @@ fn very_long_names_work_and_stay_distinct() {
     let dir = tempfile::tempdir().unwrap();
     let base = "n".repeat(400);
     for backend in backends() {
-        let a = lock(backend, &format!("{base}a{}", std::process::id()), dir.path());
-        let b = lock(backend, &format!("{base}b{}", std::process::id()), dir.path());
+        let a = lock(
+            backend,
+            &format!("{base}a{}", std::process::id()),
+            dir.path(),
+        );
+        let b = lock(
+            backend,
+            &format!("{base}b{}", std::process::id()),
+            dir.path(),
+        );
         let ga = a.try_acquire().unwrap().guard().expect("a is free");
-        let gb = b.try_acquire().unwrap().guard().expect("b is free: names do not collide");
+        let gb = b
+            .try_acquire()
+            .unwrap()
+            .guard()
+            .expect("b is free: names do not collide");
         assert!(!a.try_acquire().unwrap().is_acquired());
         drop((ga, gb));
     }
@@ -205,7 +221,10 @@ fn missing_lock_dir_is_an_error_naming_it() {
         let err = lock(backend, "x", &missing).try_acquire().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::LockDir, "{backend}: {err}");
         assert!(err.to_string().contains("does-not-exist"), "{err}");
-        assert!(!missing.exists(), "{backend} created a directory it was not asked to");
+        assert!(
+            !missing.exists(),
+            "{backend} created a directory it was not asked to"
+        );
     }
 }
 
@@ -247,7 +266,11 @@ fn planted_symlink_is_refused_and_its_target_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("precious");
         fs::write(&target, b"precious data\n").unwrap();
-        let ext = if backend == BackendKind::Flock { "lock" } else { "pid" };
+        let ext = if backend == BackendKind::Flock {
+            "lock"
+        } else {
+            "pid"
+        };
         symlink(&target, dir.path().join(format!("x.{ext}"))).unwrap();
         let l = lock(backend, "x", dir.path());
         let err = l.try_acquire().unwrap_err();
@@ -284,7 +307,10 @@ fn corrupt_pid_files_are_reported_and_left_alone() {
         let err = l.try_acquire().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{name}: {err}");
         let text = err.to_string();
-        assert!(text.contains(why) && text.contains(&*path.to_string_lossy()), "{name}: {text}");
+        assert!(
+            text.contains(why) && text.contains(&*path.to_string_lossy()),
+            "{name}: {text}"
+        );
         assert_eq!(fs::read(&path).unwrap(), content, "{name}: file changed");
         assert_eq!(l.holder().unwrap_err().kind(), ErrorKind::Corrupt);
     }
@@ -309,12 +335,22 @@ fn stale_pid_files_are_taken_over() {
         ..me.clone()
     };
     for (name, id) in [("reused", reused), ("oldboot", old_boot)] {
-        fs::write(dir.path().join(format!("{name}.pid")), onlyone::record::format(&id)).unwrap();
+        fs::write(
+            dir.path().join(format!("{name}.pid")),
+            onlyone::record::format(&id),
+        )
+        .unwrap();
         let l = lock(BackendKind::PidFile, name, dir.path());
-        assert!(l.holder().unwrap().is_none(), "{name}: a stale file has no holder");
+        assert!(
+            l.holder().unwrap().is_none(),
+            "{name}: a stale file has no holder"
+        );
         let g = l.try_acquire().unwrap().guard().expect(name);
         let now = fs::read_to_string(dir.path().join(format!("{name}.pid"))).unwrap();
-        assert!(now.starts_with(&format!("{}\n", std::process::id())), "{now}");
+        assert!(
+            now.starts_with(&format!("{}\n", std::process::id())),
+            "{now}"
+        );
         g.release().unwrap();
         assert!(!dir.path().join(format!("{name}.pid")).exists());
     }
@@ -381,7 +417,10 @@ fn abstract_name_bound_without_listen_is_reported_as_unresponsive() {
     assert_eq!(holder.kind, HolderKind::Unresponsive);
     assert_eq!(holder.pid, Some(std::process::id()), "found through /proc");
     assert!(holder.to_string().contains("not listening"), "{holder}");
-    assert_eq!(l.holder().unwrap().map(|h| h.kind), Some(HolderKind::Unresponsive));
+    assert_eq!(
+        l.holder().unwrap().map(|h| h.kind),
+        Some(HolderKind::Unresponsive)
+    );
     drop(squatter);
     assert!(l.try_acquire().unwrap().is_acquired());
     assert_eq!(l.holder().unwrap(), None);
@@ -401,7 +440,10 @@ fn default_backend_follows_the_features() {
     assert_eq!(l.backend(), expected);
     for backend in BackendKind::ALL {
         let built = Builder::new("x").backend(backend).build();
-        assert_eq!(built.is_ok(), backend.is_available() && backend != BackendKind::Postgres);
+        assert_eq!(
+            built.is_ok(),
+            backend.is_available() && backend != BackendKind::Postgres
+        );
         if let Err(e) = built {
             assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
         }

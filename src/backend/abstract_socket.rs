@@ -27,9 +27,9 @@ use nix::sys::socket::{
     socket, sockopt,
 };
 
-use crate::backend::{BackendKind, Deadline, wait_for_event};
+use crate::backend::{BackendKind, wait_loop};
 use crate::error::{Error, ErrorKind, sys};
-use crate::lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock};
+use crate::lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock, WakeUp};
 use crate::name::{LockName, Scope};
 
 /// A lock held by binding an abstract Unix socket name. See the [module docs](self).
@@ -125,7 +125,10 @@ impl AbstractSocketLock {
         let creds = getsockopt(&fd, sockopt::PeerCredentials).map_err(|e| {
             sys(
                 ErrorKind::Io,
-                format!("cannot read the holder's credentials on {}", self.resource()),
+                format!(
+                    "cannot read the holder's credentials on {}",
+                    self.resource()
+                ),
                 e,
             )
         })?;
@@ -151,7 +154,7 @@ impl AbstractSocketLock {
         Some(holder)
     }
 
-    fn attempt(&self) -> Result<Attempt, Error> {
+    fn attempt_once(&self) -> Result<Attempt, Error> {
         // A bind can fail because a holder is between bind and listen, or a holder released
         // between our bind and connect: retry a few times before calling the name squatted.
         for round in 0..4 {
@@ -192,44 +195,24 @@ enum Attempt {
 
 impl Lock for AbstractSocketLock {
     fn try_acquire(&self) -> Result<Acquire, Error> {
-        Ok(match self.attempt()? {
+        Ok(match self.attempt_once()? {
             Attempt::Acquired(g) => Acquire::Acquired(g),
             Attempt::Held(h, _) => Acquire::Held(h),
         })
     }
 
     fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
-        let deadline = Deadline::after(timeout);
-        let mut backoff = Duration::from_millis(1);
-        loop {
-            let (holder, conn) = match self.attempt()? {
-                Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
-                Attempt::Held(h, conn) => (h, conn),
-            };
-            if deadline.expired() {
-                return Ok(Acquire::Held(holder));
-            }
-            match conn {
-                // The kernel hangs this connection up when the holder's socket closes.
-                Some(conn) => {
-                    let woke = wait_for_event(&[conn.as_fd()], deadline).map_err(|e| {
-                        sys(
-                            ErrorKind::Io,
-                            format!("cannot wait for {}", self.resource()),
-                            e,
-                        )
-                    })?;
-                    if !woke {
-                        return Ok(Acquire::Held(holder));
-                    }
-                }
-                // No listener to wait on (squatted name, full backlog): back off.
-                None => {
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-            }
-        }
+        wait_loop(self, timeout)
+    }
+
+    fn attempt(&self) -> Result<crate::Attempt, Error> {
+        Ok(match self.attempt_once()? {
+            Attempt::Acquired(g) => crate::Attempt::Acquired(g),
+            // The kernel hangs this connection up when the holder's socket closes.
+            Attempt::Held(h, Some(conn)) => crate::Attempt::Held(h, WakeUp::on_event(vec![conn])),
+            // No listener to wait on (a squatted name, a full backlog): back off.
+            Attempt::Held(h, None) => crate::Attempt::Held(h, WakeUp::backoff(Vec::new())),
+        })
     }
 
     fn holder(&self) -> Result<Option<Holder>, Error> {

@@ -29,9 +29,9 @@ use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
 use nix::sys::stat::Mode;
 
-use crate::backend::{BackendKind, Deadline, FileWaiter, open_error, prepare_dir};
+use crate::backend::{BackendKind, file_wake_up, open_error, prepare_dir, wait_loop, watch_file};
 use crate::error::{Error, ErrorKind, sys};
-use crate::lock::{Acquire, Guard, HeldLock, Holder, Lock};
+use crate::lock::{Acquire, Attempt, Guard, HeldLock, Holder, Lock};
 use crate::name::{LockDir, LockName, Scope};
 use crate::process::{Liveness, ProcessIdentity};
 use crate::record;
@@ -54,7 +54,11 @@ impl FlockLock {
 
     /// The lock `name` with its file in `dir`, which must exist.
     pub fn in_dir(name: LockName, dir: impl AsRef<Path>) -> FlockLock {
-        Self::with_dir(name, Scope::User, LockDir::new(Scope::User, Some(dir.as_ref())))
+        Self::with_dir(
+            name,
+            Scope::User,
+            LockDir::new(Scope::User, Some(dir.as_ref())),
+        )
     }
 
     pub(crate) fn with_dir(name: LockName, scope: Scope, dir: LockDir) -> FlockLock {
@@ -104,7 +108,7 @@ impl FlockLock {
         }
     }
 
-    fn attempt(&self) -> Result<Result<Guard, Holder>, Error> {
+    fn try_lock(&self) -> Result<Result<Guard, Holder>, Error> {
         loop {
             let file = self.open()?;
             let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
@@ -170,37 +174,26 @@ impl FlockLock {
 
 impl Lock for FlockLock {
     fn try_acquire(&self) -> Result<Acquire, Error> {
-        Ok(match self.attempt()? {
+        Ok(match self.try_lock()? {
             Ok(g) => Acquire::Acquired(g),
             Err(h) => Acquire::Held(h),
         })
     }
 
     fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
-        let deadline = Deadline::after(timeout);
-        let mut waiter = FileWaiter::new();
-        loop {
-            waiter.arm(&self.path);
-            let holder = match self.attempt()? {
-                Ok(g) => return Ok(Acquire::Acquired(g)),
-                Err(h) => h,
-            };
-            if deadline.expired() {
-                return Ok(Acquire::Held(holder));
+        wait_loop(self, timeout)
+    }
+
+    fn attempt(&self) -> Result<Attempt, Error> {
+        // Watch before trying, so that a release between the try and the wait is not missed.
+        let watch = watch_file(&self.path);
+        Ok(match self.try_lock()? {
+            Ok(g) => Attempt::Acquired(g),
+            Err(h) => {
+                let wake = file_wake_up(watch, &h);
+                Attempt::Held(h, wake)
             }
-            if let Some(pid) = holder.pid {
-                if !waiter.watch_process(pid, holder.start_ticks) {
-                    continue;
-                }
-            }
-            waiter.wait(deadline).map_err(|e| {
-                sys(
-                    ErrorKind::Io,
-                    format!("cannot wait for lock file {}", self.path.display()),
-                    e,
-                )
-            })?;
-        }
+        })
     }
 
     fn holder(&self) -> Result<Option<Holder>, Error> {

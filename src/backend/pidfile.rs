@@ -35,7 +35,7 @@ use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, open};
 use nix::sys::stat::Mode;
 
-use crate::backend::{BackendKind, Deadline, FileWaiter, open_error, prepare_dir};
+use crate::backend::{BackendKind, file_wake_up, open_error, prepare_dir, wait_loop, watch_file};
 use crate::error::{Error, ErrorKind, sys};
 use crate::lock::{Acquire, Guard, HeldLock, Holder, Lock};
 use crate::name::{LockDir, LockName, Scope};
@@ -69,7 +69,11 @@ impl PidFileLock {
 
     /// The lock `name` with its file in `dir`, which must exist.
     pub fn in_dir(name: LockName, dir: impl AsRef<Path>) -> PidFileLock {
-        Self::with_dir(name, Scope::User, LockDir::new(Scope::User, Some(dir.as_ref())))
+        Self::with_dir(
+            name,
+            Scope::User,
+            LockDir::new(Scope::User, Some(dir.as_ref())),
+        )
     }
 
     pub(crate) fn with_dir(name: LockName, scope: Scope, dir: LockDir) -> PidFileLock {
@@ -220,7 +224,7 @@ impl PidFileLock {
         }
     }
 
-    fn attempt(&self) -> Result<Attempt, Error> {
+    fn attempt_once(&self) -> Result<Attempt, Error> {
         self.ensure_dir()?;
         let Some(existing) = self.open_existing()? else {
             return Ok(match self.create()? {
@@ -291,7 +295,7 @@ impl PidFileLock {
 impl Lock for PidFileLock {
     fn try_acquire(&self) -> Result<Acquire, Error> {
         loop {
-            match self.attempt()? {
+            match self.attempt_once()? {
                 Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
                 Attempt::Held(h) => return Ok(Acquire::Held(h)),
                 Attempt::Retry => continue,
@@ -300,30 +304,21 @@ impl Lock for PidFileLock {
     }
 
     fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
-        let deadline = Deadline::after(timeout);
-        let mut waiter = FileWaiter::new();
+        wait_loop(self, timeout)
+    }
+
+    fn attempt(&self) -> Result<crate::Attempt, Error> {
         loop {
-            waiter.arm(&self.path);
-            let holder = match self.attempt()? {
-                Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+            // Watch before trying, so that a release between the try and the wait is not missed.
+            let watch = watch_file(&self.path);
+            match self.attempt_once()? {
+                Attempt::Acquired(g) => return Ok(crate::Attempt::Acquired(g)),
                 Attempt::Retry => continue,
-                Attempt::Held(h) => h,
-            };
-            if deadline.expired() {
-                return Ok(Acquire::Held(holder));
-            }
-            if let Some(pid) = holder.pid {
-                if !waiter.watch_process(pid, holder.start_ticks) {
-                    continue;
+                Attempt::Held(h) => {
+                    let wake = file_wake_up(watch, &h);
+                    return Ok(crate::Attempt::Held(h, wake));
                 }
             }
-            waiter.wait(deadline).map_err(|e| {
-                sys(
-                    ErrorKind::Io,
-                    format!("cannot wait for PID file {}", self.path.display()),
-                    e,
-                )
-            })?;
         }
     }
 
@@ -382,7 +377,10 @@ impl PidFileHeld {
         }
         let mut now = Vec::new();
         std::fs::File::open(&self.path)
-            .and_then(|f| f.take(record::MAX_RECORD_LEN as u64 + 1).read_to_end(&mut now))
+            .and_then(|f| {
+                f.take(record::MAX_RECORD_LEN as u64 + 1)
+                    .read_to_end(&mut now)
+            })
             .map_err(|e| self.io_lost(e))?;
         if now != self.record.as_bytes() {
             return Err(lost("was overwritten with another record"));
