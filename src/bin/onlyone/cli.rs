@@ -1,0 +1,295 @@
+//! The command line: clap definitions and the dispatch to each subcommand.
+//!
+//! To add a subcommand: a variant in [`Command`] and an arm in [`run`]; the subcommand's `main`
+//! returns `Result<u8, Failure>` (its exit status, or a failure printed as `onlyone: MESSAGE`).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use onlyone::{BackendKind, Scope};
+
+use crate::exit;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "onlyone",
+    version,
+    about = "Run a command at most once at a time, and say who holds the lock when it does not",
+    long_about = "Run a command at most once at a time, and say who holds the lock when it does \
+                  not.\n\nonlyone wraps a command the way flock(1) does: `onlyone run -N backup -- \
+                  backup.sh` runs backup.sh unless another `onlyone run -N backup` is running, \
+                  and then exits with status 75 and names the holder. See `onlyone run --help`.",
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run COMMAND while holding a lock; if another process holds it, exit 75 and name it
+    Run(RunArgs),
+    /// Say who holds a lock, without taking it (exit 0 held, 1 free)
+    Status(StatusArgs),
+    /// List every onlyone lock held on this machine, with its holder
+    List(ListArgs),
+    /// Write the man pages or shell completions (for packagers)
+    #[command(hide = true)]
+    Generate(GenerateArgs),
+}
+
+/// Which lock: backend, scope and directory (the name is given by each subcommand).
+#[derive(Args, Debug, Clone)]
+pub struct LockArgs {
+    /// Backend: abstract (Linux default), flock, pidfile [default: the build's default]
+    #[arg(short = 'b', long, value_name = "BACKEND", value_parser = parse_backend)]
+    pub backend: Option<BackendKind>,
+    /// Who shares the lock: user (only your own processes contend) or system (everyone)
+    #[arg(long, value_name = "SCOPE", default_value = "user", value_parser = parse_scope)]
+    pub scope: Scope,
+    /// Directory for the lock file (flock, pidfile backends); it must exist
+    /// [default: $XDG_RUNTIME_DIR/onlyone, or /run/lock/onlyone for --scope system]
+    #[arg(long, value_name = "DIR")]
+    pub lock_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Run COMMAND while holding a lock; if another process holds it, exit 75 and name it",
+    long_about = RUN_ABOUT,
+    after_long_help = exit::TABLE,
+)]
+pub struct RunArgs {
+    /// Lock name [default: derived from COMMAND and ARGS, see --help]
+    #[arg(short = 'N', long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    /// Wait up to SECS for the lock (fractional; `inf` waits without limit) [default: fail at once]
+    #[arg(short = 'w', long = "wait", visible_alias = "timeout", value_name = "SECS",
+          value_parser = parse_wait, conflicts_with_all = ["nonblock", "replace"])]
+    pub wait: Option<Wait>,
+
+    /// Fail at once if the lock is held (the default; accepted because flock(1) users type it)
+    #[arg(short = 'n', long = "nonblock")]
+    pub nonblock: bool,
+
+    /// Exit status when the lock is held (0-255)
+    #[arg(short = 'E', long = "conflict-exit-code", value_name = "N", default_value_t = exit::TEMPFAIL)]
+    pub conflict_exit_code: u8,
+
+    /// The job and its children never inherit the lock (the default; accepted for flock(1) users)
+    #[arg(short = 'o', long = "close", conflicts_with = "no_fork")]
+    pub close: bool,
+
+    /// Exec COMMAND in place of onlyone, handing it the lock (it and its children keep it)
+    #[arg(short = 'F', long = "no-fork")]
+    pub no_fork: bool,
+
+    /// Stop the current holder (SIGTERM, then SIGKILL after --kill-after) and take over
+    #[arg(long, conflicts_with = "no_fork")]
+    pub replace: bool,
+
+    /// With --replace: seconds to wait after SIGTERM before SIGKILL [default: 10]
+    #[arg(long, value_name = "SECS", requires = "replace", value_parser = parse_secs)]
+    pub kill_after: Option<Duration>,
+
+    /// Run `sh -c CMD` (as flock -c does) instead of COMMAND ARGS
+    #[arg(
+        short = 'c',
+        long = "command",
+        value_name = "CMD",
+        conflicts_with = "argv"
+    )]
+    pub shell_command: Option<OsString>,
+
+    /// Print nothing when the lock is held (errors are still printed)
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say what happens: lock taken, backend and resource, the job's exit
+    #[arg(short, long)]
+    pub verbose: bool,
+
+    /// The command to run, and its arguments
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "shell_command"
+    )]
+    pub argv: Vec<OsString>,
+}
+
+const RUN_ABOUT: &str = "\
+Run COMMAND while holding a lock; if another process holds it, exit 75 and name it.
+
+Lock lifetime: onlyone itself holds the lock and starts COMMAND as its child (the job). The job
+does not inherit the lock's descriptor (close-on-exec), so a daemon the job leaves behind never
+keeps the lock: it is released when the job exits. -o/--close is this default, accepted for
+flock(1) users. The job dies with onlyone: it runs with PR_SET_PDEATHSIG=SIGKILL, so if onlyone
+is SIGKILLed the kernel kills the job too and the lock is free only once both are gone (the lock
+and the kill happen in the same microseconds of onlyone's exit). Processes the job started
+itself are not killed, and a set-user-ID job (sudo) loses the death signal at exec.
+
+-F/--no-fork execs COMMAND in place of onlyone and hands it the lock, like flock(1) without -o:
+the job and every child it starts keep the lock (abstract, flock) until the last of them exits.
+With the pidfile backend the PID file names the job (exec keeps the pid), so the lock lives as
+long as the job itself; children do not keep it. Signals then go to the job directly.
+
+Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to onlyone are forwarded to
+the job, and onlyone exits after the job does, with its status. A signal the terminal sends
+(Ctrl-C, Ctrl-\\, hangup) already reaches the whole foreground process group, the job included,
+so onlyone does not send it a second time (unless the job left onlyone's process group).
+
+Default lock name: cmd.<base>.<hash>, where <base> is COMMAND's last path component made safe
+(bytes other than A-Z a-z 0-9 . _ + - @ become _, 40 bytes at most) and <hash> the FNV-1a
+128-bit hash, in 32 hex digits, of every argument as `<length>:<bytes>,`. So `sh -c 'a; b'` and
+`sh -c 'a;' 'b'` do not share a lock. `onlyone list` shows the names in use.
+
+The job's environment gets ONLYONE_NAME, ONLYONE_BACKEND, ONLYONE_SCOPE, ONLYONE_RESOURCE (socket
+name or lock file) and ONLYONE_PID (the process holding the lock: onlyone, or the job with -F).";
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Lock name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    /// Print JSON: {"name", "backend", "scope", "resource", "held", "holder"}
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Also look for lock files in DIR (repeatable)
+    #[arg(long, value_name = "DIR")]
+    pub lock_dir: Vec<PathBuf>,
+
+    /// Print JSON: {"locks": [objects as `status --json` prints them]}
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also print each lock's resource (socket name or file)
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(subcommand)]
+    pub what: Generate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Generate {
+    /// Man pages: onlyone.1 and one per subcommand (onlyone-run.1, ...)
+    Man {
+        /// Directory to write them to
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// A completion script for SHELL, on standard output or in DIR
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+        /// Directory to write the script to (default: standard output)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `--wait` value: `None` waits without limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Wait(pub Option<Duration>);
+
+fn parse_backend(s: &str) -> Result<BackendKind, String> {
+    s.parse().map_err(|_| {
+        format!("unknown backend {s:?}; expected one of: abstract, flock, pidfile, postgres")
+    })
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse()
+        .map_err(|_| format!("unknown scope {s:?}; expected \"user\" or \"system\""))
+}
+
+fn parse_wait(s: &str) -> Result<Wait, String> {
+    match s {
+        "inf" | "infinity" => Ok(Wait(None)),
+        _ => parse_secs(s).map(|d| Wait(Some(d))),
+    }
+}
+
+/// Seconds, fractional, not negative: `2`, `0.5`, `.25`.
+pub fn parse_secs(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected seconds, e.g. 2 or 0.5, or inf");
+    let secs: f64 = s.trim().parse().map_err(|_| bad())?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+/// Parses the command line, runs the subcommand, and turns the outcome into an exit status.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; clap's own status for errors is 2.
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    let outcome = match cli.command {
+        Command::Run(args) => crate::run::main(args),
+        Command::Status(args) => crate::status::status(args),
+        Command::List(args) => crate::status::list(args),
+        Command::Generate(args) => crate::generate::main(args),
+    };
+    ExitCode::from(outcome.unwrap_or_else(|f: exit::Failure| {
+        eprintln!("onlyone: {f}");
+        f.code
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_wait("inf"), Ok(Wait(None)));
+        assert_eq!(
+            parse_wait("1.5"),
+            Ok(Wait(Some(Duration::from_millis(1500))))
+        );
+        assert_eq!(
+            parse_wait(".25"),
+            Ok(Wait(Some(Duration::from_millis(250))))
+        );
+        assert_eq!(parse_wait("0"), Ok(Wait(Some(Duration::ZERO))));
+        for bad in ["", "-1", "abc", "nan", "1e400", "1s"] {
+            assert!(parse_wait(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

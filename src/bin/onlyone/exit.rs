@@ -1,0 +1,126 @@
+//! Exit statuses (sysexits.h for onlyone's own failures) and the error type subcommands return.
+
+use std::fmt;
+use std::io;
+
+use onlyone::ErrorKind;
+
+/// Command line usage error: unknown option, bad value, bad name, empty command.
+pub const USAGE: u8 = 64;
+/// A file onlyone must read is not usable (a PID file it did not write).
+pub const DATAERR: u8 = 65;
+/// The lock directory does not exist.
+pub const NOINPUT: u8 = 66;
+/// A service is unavailable: backend not compiled in, server unreachable.
+pub const UNAVAILABLE: u8 = 69;
+/// Internal software error.
+pub const SOFTWARE: u8 = 70;
+/// An operating system call failed.
+pub const OSERR: u8 = 71;
+/// The lock file cannot be created (not a directory, read-only, a symbolic link in the way).
+pub const CANTCREAT: u8 = 73;
+/// The default exit status when the lock is held (EX_TEMPFAIL); `-E` changes it.
+pub const TEMPFAIL: u8 = 75;
+/// Permission denied.
+pub const NOPERM: u8 = 77;
+/// The command was found but could not be executed (as in sh(1)).
+pub const CANNOT_EXECUTE: u8 = 126;
+/// The command was not found (as in sh(1)).
+pub const NOT_FOUND: u8 = 127;
+
+/// The exit status table, shown by `onlyone run --help` and in the README.
+pub const TABLE: &str = "\
+Exit status:
+  the job's own      the job ran; its status is passed through
+  128+N              the job was killed by signal N
+  75                 the lock is held (EX_TEMPFAIL; -E/--conflict-exit-code changes it)
+  126                COMMAND was found but could not be executed
+  127                COMMAND was not found
+  64                 usage: bad option, value, duration, lock name, empty command
+  65                 a PID file onlyone did not write is in the way (left untouched)
+  66                 the lock directory does not exist
+  69                 the backend is not available in this build or on this system
+  70                 internal error
+  71                 a system call failed (fork, signalfd, ...)
+  73                 the lock file cannot be created (not a directory, read-only, a symlink)
+  77                 permission denied
+onlyone's own failures never exit with 0 or 75.";
+
+/// A failure of onlyone itself: a message for stderr and an exit status.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A failed system call, with what was being done.
+    pub fn os(what: &str, e: impl Into<io::Error>) -> Failure {
+        let e = e.into();
+        let code = match e.kind() {
+            io::ErrorKind::PermissionDenied => NOPERM,
+            _ => OSERR,
+        };
+        Failure::new(code, format!("{what}: {e}"))
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<onlyone::Error> for Failure {
+    fn from(e: onlyone::Error) -> Failure {
+        Failure::new(for_error(&e), e.to_string())
+    }
+}
+
+/// The exit status for a library error.
+pub fn for_error(e: &onlyone::Error) -> u8 {
+    match e.kind() {
+        ErrorKind::InvalidName | ErrorKind::InvalidInput => USAGE,
+        ErrorKind::LockDir => match e.io_error().kind() {
+            io::ErrorKind::NotFound => NOINPUT,
+            io::ErrorKind::PermissionDenied => NOPERM,
+            _ => CANTCREAT,
+        },
+        ErrorKind::Symlink => CANTCREAT,
+        ErrorKind::Corrupt => DATAERR,
+        ErrorKind::Unsupported | ErrorKind::Connection => UNAVAILABLE,
+        ErrorKind::Lost => SOFTWARE,
+        _ => OSERR,
+    }
+}
+
+/// The exit status for a command that could not be started, as sh(1) gives it.
+pub fn for_spawn_error(e: &io::Error) -> u8 {
+    match e.kind() {
+        io::ErrorKind::NotFound => NOT_FOUND,
+        _ => match e.raw_os_error() {
+            // Errors of execve(2) itself: the file is there but cannot be run.
+            Some(n) if EXEC_ERRORS.contains(&n) => CANNOT_EXECUTE,
+            _ => OSERR,
+        },
+    }
+}
+
+const EXEC_ERRORS: [i32; 9] = [
+    nix::libc::EACCES,
+    nix::libc::EPERM,
+    nix::libc::ENOEXEC,
+    nix::libc::EISDIR,
+    nix::libc::ENOTDIR,
+    nix::libc::ELOOP,
+    nix::libc::ETXTBSY,
+    nix::libc::E2BIG,
+    nix::libc::ELIBBAD,
+];

@@ -1,0 +1,247 @@
+//! `onlyone run`: take the lock, run the job, forward signals, pass its exit status through.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::Pid;
+use onlyone::{Acquire, Guard, Holder, HolderKind, Lock};
+
+use crate::cli::{RunArgs, Wait};
+use crate::exit::{self, Failure};
+
+/// What `--kill-after` is when not given.
+const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
+
+/// The signals onlyone forwards to the job.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+pub fn main(args: RunArgs) -> Result<u8, Failure> {
+    let argv = command_argv(&args)?;
+    let name = match &args.name {
+        Some(n) => n.clone(),
+        None => crate::names::derive(&argv),
+    };
+    let lock = crate::locks::build(&name, &args.lock)?;
+    let wait = match args.wait {
+        Some(Wait(Some(d))) if d.is_zero() => None,
+        other => other,
+    };
+    let outcome = if args.replace {
+        crate::replace::take_over(
+            &*lock,
+            args.kill_after.unwrap_or(DEFAULT_KILL_AFTER),
+            args.verbose,
+        )?
+    } else {
+        match wait {
+            None => lock.try_acquire()?,
+            Some(Wait(timeout)) => lock.acquire_timeout(timeout)?,
+        }
+    };
+    let guard = match outcome {
+        Acquire::Acquired(g) => g,
+        Acquire::Held(holder) => {
+            if !args.quiet {
+                eprintln!("{}", conflict_line(&*lock, &holder, wait, args.verbose));
+            }
+            return Ok(args.conflict_exit_code);
+        }
+    };
+
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("ONLYONE_NAME", lock.name().as_str())
+        .env("ONLYONE_BACKEND", lock.backend().as_str())
+        .env("ONLYONE_SCOPE", args.lock.scope.to_string())
+        .env("ONLYONE_RESOURCE", guard.resource())
+        .env("ONLYONE_PID", std::process::id().to_string());
+    if let Some(token) = guard.fencing_token() {
+        cmd.env("ONLYONE_FENCING_TOKEN", token.to_string());
+    }
+    if args.verbose {
+        eprintln!(
+            "onlyone: took lock {:?} ({} {}); running {}",
+            lock.name().as_str(),
+            lock.backend(),
+            guard.resource(),
+            show_argv(&argv)
+        );
+    }
+    if args.no_fork {
+        return Err(exec_in_place(cmd, guard, &argv[0]));
+    }
+    supervise(cmd, guard, &argv[0], args.verbose)
+}
+
+/// COMMAND ARGS, or `sh -c CMD`; never empty.
+fn command_argv(args: &RunArgs) -> Result<Vec<OsString>, Failure> {
+    let argv = match &args.shell_command {
+        Some(c) => vec!["sh".into(), "-c".into(), c.clone()],
+        None => args.argv.clone(),
+    };
+    let empty = match &args.shell_command {
+        Some(c) => c.is_empty(),
+        None => argv.first().is_none_or(|a| a.is_empty()),
+    };
+    if empty {
+        return Err(Failure::new(
+            exit::USAGE,
+            "empty command: give the command to run after `--`, e.g. `onlyone run -N job -- backup.sh`",
+        ));
+    }
+    Ok(argv)
+}
+
+/// One line naming the holder, for stderr.
+fn conflict_line(lock: &dyn Lock, h: &Holder, wait: Option<Wait>, verbose: bool) -> String {
+    let name = lock.name().as_str();
+    let mut line = match h.kind {
+        HolderKind::OtherUser => format!("onlyone: lock {name:?} is taken by another user: {h}"),
+        HolderKind::Unresponsive => format!(
+            "onlyone: lock {name:?} is taken by a process that is not an onlyone holder: {h}"
+        ),
+        _ => format!("onlyone: already running: lock {name:?} is held by {h}"),
+    };
+    if let Some(Wait(Some(d))) = wait {
+        line += &format!(" (still held after waiting {} s)", d.as_secs_f64());
+    }
+    if verbose {
+        line += &format!(" [{} {}]", lock.backend(), lock.resource());
+    }
+    line
+}
+
+fn show_argv(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Why COMMAND could not be started, with the status sh(1) would give.
+fn spawn_failure(program: &OsString, e: io::Error) -> Failure {
+    Failure::new(
+        exit::for_spawn_error(&e),
+        format!("cannot run {:?}: {e}", program.to_string_lossy()),
+    )
+}
+
+/// `-F`: exec COMMAND in place, the lock's descriptor handed over. Returns only on failure.
+fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    if let Some(fd) = guard.as_fd() {
+        if let Err(e) = fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())) {
+            return Failure::os("cannot hand the lock to the command", e);
+        }
+    }
+    let e = cmd.exec();
+    if let Some(fd) = guard.as_fd() {
+        // Take the lock back so that releasing it below unlocks it properly.
+        let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    }
+    drop(guard);
+    spawn_failure(program, e)
+}
+
+/// Runs the job as a child, forwards signals to it, waits for it, releases the lock.
+fn supervise(
+    mut cmd: Command,
+    guard: Guard,
+    program: &OsString,
+    verbose: bool,
+) -> Result<u8, Failure> {
+    // Blocked from here on, read from a signalfd: a signal that arrives before the job exists
+    // waits in the queue and is forwarded once it does.
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(s);
+    }
+    mask.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
+        .map_err(|e| Failure::os("cannot block signals", e))?;
+    crate::job::default_sigchld().map_err(|e| Failure::os("cannot reset SIGCHLD", e))?;
+    crate::job::die_with_parent(&mut cmd, nix::unistd::getpid(), old);
+    let mut child = cmd.spawn().map_err(|e| spawn_failure(program, e))?;
+
+    // The job runs: whatever happens now, onlyone waits for it before it lets the lock go.
+    let status = wait_forwarding(&mut child, &mask);
+    if let Err(e) = guard.release() {
+        eprintln!("onlyone: warning: releasing the lock: {e}");
+    }
+    let status = status.map_err(|e| Failure::os("cannot wait for the job", e))?;
+    let code = exit_code(status);
+    if verbose {
+        eprintln!(
+            "onlyone: job {} ({status}); lock released, exiting with {code}",
+            child.id()
+        );
+    }
+    Ok(code)
+}
+
+/// The job's exit status as onlyone's: its code, or 128+N when killed by signal N.
+fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c as u8,
+        (None, Some(sig)) => (128 + sig) as u8,
+        _ => exit::SOFTWARE,
+    }
+}
+
+/// Waits for the job, forwarding the signals in `mask` (except SIGCHLD) to it.
+fn wait_forwarding(child: &mut Child, mask: &SigSet) -> io::Result<ExitStatus> {
+    let pid = Pid::from_raw(child.id() as i32);
+    let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC) {
+        Ok(sfd) => sfd,
+        Err(e) => {
+            eprintln!("onlyone: warning: cannot forward signals to the job (signalfd: {e})");
+            return child.wait();
+        }
+    };
+    loop {
+        let info = match sfd.read_signal() {
+            Ok(Some(info)) => info,
+            Ok(None) | Err(Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("onlyone: warning: cannot forward signals to the job (read: {e})");
+                return child.wait();
+            }
+        };
+        let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+            continue;
+        };
+        if signal == Signal::SIGCHLD {
+            // Also sent when the job stops or continues; only an exit ends the wait.
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            continue;
+        }
+        if from_terminal(info.ssi_code, pid) {
+            continue;
+        }
+        // The job is our unreaped child: its pid cannot have been reused.
+        let _ = kill(pid, signal);
+    }
+}
+
+/// Whether a signal came from the terminal (the kernel sends those to the whole foreground
+/// process group: the job got it too) and the job is still in onlyone's process group.
+fn from_terminal(code: i32, job: Pid) -> bool {
+    code == nix::libc::SI_KERNEL
+        && nix::unistd::getpgid(Some(job)).is_ok_and(|g| g == nix::unistd::getpgrp())
+}

@@ -1,0 +1,321 @@
+//! `onlyone status` and `onlyone list`: who holds what. Neither takes a lock, creates a file or
+//! directory, or disturbs a holder (a holder lookup on an abstract socket is one `connect(2)`).
+
+use std::path::{Path, PathBuf};
+
+use onlyone::{BackendKind, Builder, Holder, HolderKind, Lock, Scope};
+
+use crate::cli::{ListArgs, StatusArgs};
+use crate::exit::Failure;
+use crate::json;
+
+/// One lock as `status` and `list` show it.
+struct Entry {
+    name: String,
+    backend: BackendKind,
+    scope: String,
+    resource: String,
+    holder: Option<Holder>,
+    /// Why the holder could not be read (a corrupt PID file, an unreadable file).
+    error: Option<String>,
+}
+
+impl Entry {
+    fn of(lock: &dyn Lock, scope: &str, holder: Option<Holder>) -> Entry {
+        Entry {
+            name: lock.name().as_str().to_owned(),
+            backend: lock.backend(),
+            scope: scope.to_owned(),
+            resource: lock.resource(),
+            holder,
+            error: None,
+        }
+    }
+
+    fn json(&self) -> String {
+        let mut s = format!(
+            "{{\"name\":{},\"backend\":{},\"scope\":{},\"resource\":{},\"held\":{},\"holder\":{}",
+            json::string(&self.name),
+            json::string(self.backend.as_str()),
+            json::string(&self.scope),
+            json::string(&self.resource),
+            self.holder.is_some(),
+            self.holder
+                .as_ref()
+                .map_or_else(|| "null".to_owned(), json::holder),
+        );
+        if let Some(e) = &self.error {
+            s += &format!(",\"error\":{}", json::string(e));
+        }
+        s.push('}');
+        s
+    }
+
+    /// `"name" is held by pid 42 ...` / `"name" is free`, with backend and resource.
+    fn sentence(&self) -> String {
+        let state = match (&self.holder, &self.error) {
+            (_, Some(e)) => format!("cannot be read: {e}"),
+            (Some(h), _) => match h.kind {
+                HolderKind::OtherUser => format!("is held by another user: {h}"),
+                HolderKind::Unresponsive => {
+                    format!("is taken by a process that is not an onlyone holder: {h}")
+                }
+                _ => format!("is held by {h}"),
+            },
+            (None, None) => "is free".to_owned(),
+        };
+        format!(
+            "{:?} {state} [{} {} {}]",
+            self.name, self.backend, self.scope, self.resource
+        )
+    }
+}
+
+pub fn status(args: StatusArgs) -> Result<u8, Failure> {
+    let lock = crate::locks::build(&args.name, &args.lock)?;
+    let holder = lock.holder()?;
+    let held = holder.is_some();
+    let entry = Entry::of(&*lock, &args.lock.scope.to_string(), holder);
+    if args.json {
+        println!("{}", entry.json());
+    } else {
+        println!("{}", entry.sentence());
+    }
+    Ok(if held { 0 } else { 1 })
+}
+
+pub fn list(args: ListArgs) -> Result<u8, Failure> {
+    let mut entries = abstract_entries();
+    let mut dirs: Vec<(PathBuf, Scope, &str)> = vec![
+        (Scope::User.default_dir(), Scope::User, "user"),
+        (Scope::System.default_dir(), Scope::System, "system"),
+    ];
+    for dir in &args.lock_dir {
+        if !dirs.iter().any(|(d, _, _)| d == dir) {
+            dirs.push((dir.clone(), Scope::User, "dir"));
+        }
+    }
+    for (dir, scope, label) in &dirs {
+        entries.extend(file_entries(dir, *scope, label));
+    }
+    entries.sort_by(|a, b| {
+        (a.backend, &a.scope, &a.name, &a.resource).cmp(&(
+            b.backend,
+            &b.scope,
+            &b.name,
+            &b.resource,
+        ))
+    });
+    if args.json {
+        let items: Vec<String> = entries.iter().map(Entry::json).collect();
+        println!("{{\"locks\":[{}]}}", items.join(","));
+        return Ok(0);
+    }
+    if entries.is_empty() {
+        eprintln!("onlyone: no onlyone lock is held");
+    }
+    let width = entries
+        .iter()
+        .map(|e| e.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for e in &entries {
+        let holder = match (&e.holder, &e.error) {
+            (_, Some(err)) => format!("cannot be read: {err}"),
+            (Some(h), _) => h.to_string(),
+            (None, None) => "free".to_owned(),
+        };
+        let name = format!("{:<width$}", e.name);
+        if args.verbose {
+            println!(
+                "{:<8} {:<6} {name}  {holder}  [{}]",
+                e.backend, e.scope, e.resource
+            );
+        } else {
+            println!("{:<8} {:<6} {name}  {holder}", e.backend, e.scope);
+        }
+    }
+    Ok(0)
+}
+
+/// Every abstract socket name onlyone holders have bound in this network namespace.
+#[cfg(all(
+    feature = "abstract-socket",
+    any(target_os = "linux", target_os = "android")
+))]
+fn abstract_entries() -> Vec<Entry> {
+    use onlyone::{AbstractSocketLock, LockName};
+    let me = nix::unistd::geteuid().as_raw();
+    let mut entries = Vec::new();
+    for socket_name in onlyone::backend::abstract_socket::list_bound() {
+        let Some((tag, name)) = socket_name
+            .strip_prefix(onlyone::name::ABSTRACT_PREFIX)
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            continue;
+        };
+        let scope = match tag {
+            "system" => Some(Scope::System),
+            _ if tag == format!("u{me}") => Some(Scope::User),
+            _ => None,
+        };
+        let label = match (scope, tag.strip_prefix('u')) {
+            (Some(Scope::System), _) => "system".to_owned(),
+            (Some(Scope::User), _) => "user".to_owned(),
+            (None, Some(uid)) => format!("user:{uid}"),
+            (None, None) => tag.to_owned(),
+        };
+        // Through the library when the name maps back to this socket (not a hashed long name,
+        // not another user's name); else one connect(2) here.
+        let lock = scope.and_then(|scope| {
+            let lock = AbstractSocketLock::new(LockName::new(name).ok()?, scope);
+            (lock.socket_name() == socket_name).then_some(lock)
+        });
+        let (holder, error) = match &lock {
+            Some(lock) => match lock.holder() {
+                Ok(h) => (h, None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            None => match probe_abstract(&socket_name) {
+                Ok(h) => (Some(h), None),
+                Err(e) => (None, Some(e)),
+            },
+        };
+        if holder.is_none() && error.is_none() {
+            continue; // released since the table was read
+        }
+        entries.push(Entry {
+            name: name.to_owned(),
+            backend: BackendKind::AbstractSocket,
+            scope: label,
+            resource: format!("@{socket_name}"),
+            holder,
+            error,
+        });
+    }
+    entries
+}
+
+#[cfg(not(all(
+    feature = "abstract-socket",
+    any(target_os = "linux", target_os = "android")
+)))]
+fn abstract_entries() -> Vec<Entry> {
+    Vec::new()
+}
+
+/// Who listens on the abstract name `socket_name`: one non-blocking connect and `SO_PEERCRED`.
+#[cfg(all(
+    feature = "abstract-socket",
+    any(target_os = "linux", target_os = "android")
+))]
+fn probe_abstract(socket_name: &str) -> Result<Holder, String> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, UnixAddr, connect, getsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    let addr = UnixAddr::new_abstract(socket_name.as_bytes()).map_err(|e| e.to_string())?;
+    match connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => {
+            let cred = getsockopt(&fd, sockopt::PeerCredentials)
+                .map_err(|e| format!("SO_PEERCRED: {e}"))?;
+            Ok(Holder::from_pid(cred.pid() as u32, Some(cred.uid()), None))
+        }
+        Err(Errno::ECONNREFUSED) => {
+            let mut h = Holder::unidentified();
+            h.kind = HolderKind::Unresponsive;
+            Ok(h)
+        }
+        Err(Errno::EAGAIN) => Ok(Holder::unidentified()),
+        Err(e) => Err(format!("connect: {e}")),
+    }
+}
+
+/// Held lock files (`NAME.lock`, flock) and PID files (`NAME.pid`) in `dir`.
+fn file_entries(dir: &Path, scope: Scope, label: &str) -> Vec<Entry> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            eprintln!("onlyone: warning: cannot read {}: {e}", dir.display());
+            return Vec::new();
+        }
+    };
+    let mut entries = Vec::new();
+    for item in read.flatten() {
+        let file_name = item.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        let (stem, backend) = if let Some(stem) = file_name.strip_suffix(".lock") {
+            (stem, BackendKind::Flock)
+        } else if let Some(stem) = file_name.strip_suffix(".pid") {
+            (stem, BackendKind::PidFile)
+        } else {
+            continue;
+        };
+        if !backend.is_available() || stem.is_empty() {
+            continue;
+        }
+        let path = dir.join(file_name);
+        let built = Builder::new(stem)
+            .backend(backend)
+            .scope(scope)
+            .lock_dir(dir)
+            .build()
+            .ok()
+            .filter(|lock| Path::new(&lock.resource()) == path);
+        let entry = match built {
+            Some(lock) => match lock.holder() {
+                Ok(None) => continue,
+                Ok(Some(h)) => Entry::of(&*lock, label, Some(h)),
+                Err(e) => Entry {
+                    error: Some(e.to_string()),
+                    ..Entry::of(&*lock, label, None)
+                },
+            },
+            // A hashed long name (`#...~HASH`): its record says who wrote it.
+            None => match record_holder(&path) {
+                Some(h) => Entry {
+                    name: stem.to_owned(),
+                    backend,
+                    scope: label.to_owned(),
+                    resource: path.display().to_string(),
+                    holder: Some(h),
+                    error: None,
+                },
+                None => continue,
+            },
+        };
+        entries.push(entry);
+    }
+    entries
+}
+
+/// The live process a lock file's or PID file's record names, if any.
+fn record_holder(path: &Path) -> Option<Holder> {
+    use std::io::Read;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_file() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(onlyone::record::MAX_RECORD_LEN as u64 + 1)
+        .read_to_end(&mut buf)
+        .ok()?;
+    let id = onlyone::record::parse(&buf).ok()?;
+    match id.liveness() {
+        onlyone::process::Liveness::Dead(_) => None,
+        _ => Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks)),
+    }
+}
