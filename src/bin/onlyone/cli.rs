@@ -42,6 +42,8 @@ pub enum Command {
     /// Write the man pages or shell completions (for packagers)
     #[command(hide = true)]
     Generate(GenerateArgs),
+    /// Measure every backend on this machine: latencies, SIGKILL release, behaviour matrix
+    Compare(crate::compare::CompareArgs),
 }
 
 /// Which lock: backend, scope and directory (the name is given by each subcommand).
@@ -259,6 +261,7 @@ pub fn run() -> ExitCode {
         Command::Status(args) => crate::status::status(args),
         Command::List(args) => crate::status::list(args),
         Command::Generate(args) => crate::generate::main(args),
+        Command::Compare(args) => return crate::compare::run(&args),
     };
     ExitCode::from(outcome.unwrap_or_else(|f: exit::Failure| {
         eprintln!("onlyone: {f}");

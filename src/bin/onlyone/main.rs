@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 mod cli;
+mod compare;
 mod exit;
 mod generate;
 mod job;
