@@ -15,6 +15,7 @@
 //! | [`AbstractSocket`](BackendKind::AbstractSocket) | `bind("\0onlyone/...")`, `listen` | at once, by the kernel | pid, uid (`SO_PEERCRED`), command | network namespace |
 //! | [`Flock`](BackendKind::Flock) | `flock(2)` on `NAME.lock` | at once, by the kernel | record in the file, `/proc/locks` | the file's inode (local filesystems) |
 //! | [`PidFile`](BackendKind::PidFile) | `NAME.pid` linked into place | on the next acquire (stale detection) | record in the file | PID namespace, the directory |
+//! | [`Postgres`](BackendKind::Postgres) | `pg_advisory_lock(key)` on a session of its own | when the server sees the session end (at once; ~10 s for a vanished host) | `application_name`: pid, host, job | the database |
 //!
 //! The default is chosen at compile time: the abstract socket on Linux and Android when the
 //! `abstract-socket` feature is on, else `flock`, else the PID file.
@@ -43,6 +44,8 @@ pub mod abstract_socket;
 pub mod flock;
 #[cfg(feature = "pidfile")]
 pub mod pidfile;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 cfg_if::cfg_if! {
     if #[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))] {
@@ -110,7 +113,7 @@ impl BackendKind {
             )),
             BackendKind::Flock => cfg!(feature = "flock"),
             BackendKind::PidFile => cfg!(feature = "pidfile"),
-            BackendKind::Postgres => false,
+            BackendKind::Postgres => cfg!(feature = "postgres"),
         }
     }
 
@@ -163,6 +166,17 @@ pub struct Builder {
     backend: BackendKind,
     scope: Scope,
     lock_dir: Option<PathBuf>,
+    database_url: Option<DatabaseUrl>,
+}
+
+/// A database URL that `Debug` never shows (it may carry a password).
+#[derive(Clone)]
+struct DatabaseUrl(String);
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
 }
 
 impl Builder {
@@ -173,6 +187,7 @@ impl Builder {
             backend: DEFAULT_BACKEND,
             scope: Scope::User,
             lock_dir: None,
+            database_url: None,
         }
     }
 
@@ -194,11 +209,20 @@ impl Builder {
         self
     }
 
+    /// The server of the [`Postgres`](BackendKind::Postgres) backend, instead of the environment
+    /// variable `DATABASE_URL`; see `PostgresLock::new` (feature `postgres`) for the forms.
+    /// Other backends ignore it.
+    pub fn database_url(mut self, url: impl Into<String>) -> Builder {
+        self.database_url = Some(DatabaseUrl(url.into()));
+        self
+    }
+
     /// Validates the name and builds the lock. Nothing is created yet.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidName`] for a bad name; [`ErrorKind::Unsupported`] for a backend this
-    /// build does not have (the PostgreSQL backend is built with its own constructor).
+    /// build does not have; [`ErrorKind::InvalidInput`] for the PostgreSQL backend when there is
+    /// no database URL (neither [`Builder::database_url`] nor `DATABASE_URL`) or it does not parse.
     pub fn build(self) -> Result<Box<dyn Lock>, Error> {
         let name = LockName::new(self.name)?;
         #[allow(unused_variables)]
@@ -217,15 +241,17 @@ impl Builder {
             BackendKind::PidFile => Ok(Box::new(pidfile::PidFileLock::with_dir(
                 name, self.scope, dir,
             ))),
+            #[cfg(feature = "postgres")]
+            BackendKind::Postgres => Ok(Box::new(match self.database_url {
+                Some(url) => postgres::PostgresLock::new(name, &url.0)?,
+                None => postgres::PostgresLock::from_env(name)?,
+            })),
+            // Unreachable when every backend is compiled in.
+            #[allow(unreachable_patterns)]
             other => Err(Error::msg(
                 ErrorKind::Unsupported,
                 format!("cannot build a {other} lock for {name:?}"),
-                if other == BackendKind::Postgres {
-                    "the postgres backend is built with PostgresLock::connect (feature `postgres`)"
-                        .to_owned()
-                } else {
-                    format!("this build of onlyone has no {other} backend (cargo feature missing)")
-                },
+                format!("this build of onlyone has no {other} backend (cargo feature missing)"),
             )),
         }
     }

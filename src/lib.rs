@@ -24,3 +24,5 @@ pub use backend::abstract_socket::AbstractSocketLock;
 pub use backend::flock::FlockLock;
 #[cfg(feature = "pidfile")]
 pub use backend::pidfile::PidFileLock;
+#[cfg(feature = "postgres")]
+pub use backend::postgres::PostgresLock;

@@ -340,6 +340,12 @@ pub trait HeldLock: fmt::Debug + Send + Sync {
     fn fencing_token(&self) -> Option<u64> {
         None
     }
+
+    /// A descriptor that becomes readable (end of file) when the lock is lost, for backends that
+    /// can lose a lock while the process lives (a PostgreSQL session cut by a server restart).
+    fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Proof that this process holds a lock. Dropping it releases the lock; it never panics.
@@ -393,6 +399,15 @@ impl Guard {
     /// The fencing token of this acquisition, for backends that keep one.
     pub fn fencing_token(&self) -> Option<u64> {
         self.held.fencing_token()
+    }
+
+    /// A descriptor that becomes readable when the lock is lost, for backends that can lose it
+    /// while this process lives (PostgreSQL: the server restarted, the session was terminated or
+    /// the network failed). Poll it for `POLLIN` beside your own work (it stays readable; never
+    /// read from it), then stop what the lock protects; [`Guard::verify`] says why. `None` for
+    /// backends whose lock lives as long as this process.
+    pub fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.held.loss_fd()
     }
 }
 

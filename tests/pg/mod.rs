@@ -1,0 +1,312 @@
+//! A throwaway PostgreSQL server for the tests and the benchmark: `initdb` into a temporary
+//! directory, listening only on 127.0.0.1 on a free port, its Unix socket in the same directory,
+//! trust authentication except for one role with a password.
+//!
+//! As root the server runs as the `postgres` OS user (it refuses root). A watchdog shell holds the
+//! read end of a pipe whose write end this process keeps: when the server is dropped, or when the
+//! test process ends in any way (the shared server lives in a static and is never dropped), the
+//! pipe closes and the watchdog runs `pg_ctl stop -m immediate` and removes the directory.
+//!
+//! Without server binaries this module says so loudly and the tests skip; with `CI=true` a
+//! missing server is a failure.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+
+/// The role with a password (scram-sha-256), for authentication failure tests.
+pub const PASSWORD_ROLE: &str = "onlyone_pw";
+/// Its password.
+pub const PASSWORD: &str = "pw-correct-horse";
+/// A second role without superuser rights, to see a holder of another role.
+pub const OTHER_ROLE: &str = "onlyone_other";
+
+/// The Debian package that provides `initdb` and `pg_ctl`.
+const PACKAGE: &str = "postgresql";
+
+pub struct PgServer {
+    pub port: u16,
+    /// The temporary directory: data, log, socket.
+    pub dir: PathBuf,
+    bindir: PathBuf,
+    /// uid and gid to run the server tools as (when we are root).
+    run_as: Option<(u32, u32)>,
+    watchdog: Option<(ChildStdin, Child)>,
+}
+
+/// Why no server can be started here.
+fn missing(why: &str) -> Option<PgServer> {
+    let msg = format!(
+        "\n!!! PostgreSQL tests SKIPPED: {why}.\n!!! Install the Debian package `{PACKAGE}` \
+         (apt-get install -y {PACKAGE}) or set ONLYONE_PG_BINDIR to a directory with initdb and pg_ctl.\n"
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("{msg}(CI=true: a missing server fails the run instead of skipping)");
+    }
+    // Straight to the descriptor: the test harness captures print macros, not this.
+    let _ = std::io::stderr().write_all(msg.as_bytes());
+    None
+}
+
+/// The directory holding `initdb`, `pg_ctl` and `postgres`.
+fn find_bindir() -> Option<PathBuf> {
+    let has_all = |d: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| d.join(b).is_file())
+    };
+    if let Some(d) = std::env::var_os("ONLYONE_PG_BINDIR") {
+        return Some(PathBuf::from(d)).filter(|d| has_all(d));
+    }
+    // Debian: /usr/lib/postgresql/<major>/bin, newest first.
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            Some((major, e.path().join("bin")))
+        })
+        .collect();
+    debian.sort_by_key(|d| std::cmp::Reverse(d.0));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    debian
+        .into_iter()
+        .map(|(_, d)| d)
+        .chain(std::env::split_paths(&path))
+        .find(|d| has_all(d))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+impl PgServer {
+    /// The server shared by all tests of this binary, started on first use; `None` (after a loud
+    /// message) when there is no server to run and this is not CI.
+    pub fn shared() -> Option<&'static PgServer> {
+        static SHARED: OnceLock<Option<PgServer>> = OnceLock::new();
+        SHARED.get_or_init(PgServer::start).as_ref()
+    }
+
+    /// Starts a server of its own (stopped and removed when dropped).
+    pub fn start() -> Option<PgServer> {
+        let Some(bindir) = find_bindir() else {
+            return missing(
+                "initdb/pg_ctl/postgres not found in /usr/lib/postgresql/*/bin or PATH",
+            );
+        };
+        let run_as = if nix::unistd::geteuid().is_root() {
+            match nix::unistd::User::from_name("postgres") {
+                Ok(Some(u)) => Some((u.uid.as_raw(), u.gid.as_raw())),
+                _ => {
+                    return missing(
+                        "running as root and there is no `postgres` OS user to run the server as",
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("onlyone-pg-")
+            .tempdir()
+            .expect("temporary directory")
+            .keep();
+        let mut server = PgServer {
+            port: 0,
+            dir,
+            bindir,
+            run_as,
+            watchdog: None,
+        };
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(&server.dir, Some(uid), Some(gid)).expect("chown temp dir");
+        }
+        server.spawn_watchdog();
+        server.init();
+        // A free port can be taken by someone else before the server binds it: try a few.
+        for attempt in 0..5 {
+            server.port = free_port();
+            match server.pg_ctl_start() {
+                Ok(()) => break,
+                Err(log) if attempt == 4 => panic!("PostgreSQL did not start:\n{log}"),
+                Err(_) => continue,
+            }
+        }
+        server.create_roles();
+        Some(server)
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut cmd = Command::new(self.bindir.join(name));
+        cmd.current_dir(&self.dir).stdin(Stdio::null());
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+
+    fn run(&self, mut cmd: Command) -> Result<(), String> {
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?} failed ({}):\n{}{}\n--- server log ---\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+            ))
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn init(&self) {
+        let mut cmd = self.tool("initdb");
+        cmd.arg("-D").arg(self.data()).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]);
+        self.run(cmd).unwrap_or_else(|e| panic!("{e}"));
+        let hba = format!(
+            "local all all trust\n\
+             host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n\
+             host all all 127.0.0.1/32 trust\n"
+        );
+        let path = self.data().join("pg_hba.conf");
+        std::fs::write(&path, hba).expect("write pg_hba.conf");
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("chown pg_hba.conf");
+        }
+    }
+
+    fn pg_ctl(&self, action: &str) -> Command {
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("-D")
+            .arg(self.data())
+            .arg("-l")
+            .arg(self.dir.join("log"));
+        // -w: pg_ctl itself waits (bounded by -t) until the server accepts connections.
+        cmd.args(["-w", "-t", "60", action]);
+        cmd
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let mut cmd = self.pg_ctl("start");
+        cmd.arg("-o").arg(format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        ));
+        self.run(cmd)
+    }
+
+    /// `pg_ctl restart -m fast`: every session is cut, every lock freed; same port.
+    pub fn restart(&self) {
+        let mut cmd = self.pg_ctl("restart");
+        cmd.args(["-m", "fast"]);
+        self.run(cmd).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The URL for `user` on database `db` (password only for [`PASSWORD_ROLE`] if given).
+    pub fn url_for(&self, user: &str, password: Option<&str>, db: &str) -> String {
+        match password {
+            Some(p) => format!("postgres://{user}:{p}@127.0.0.1:{}/{db}", self.port),
+            None => format!("postgres://{user}@127.0.0.1:{}/{db}", self.port),
+        }
+    }
+
+    /// The superuser URL on database `postgres`.
+    pub fn url(&self) -> String {
+        self.url_for("postgres", None, "postgres")
+    }
+
+    /// A superuser connection for setting things up and looking at the server.
+    pub fn admin(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), postgres::NoTls).expect("admin connection")
+    }
+
+    fn create_roles(&self) {
+        self.admin()
+            .batch_execute(&format!(
+                "CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'; \
+                 CREATE ROLE {OTHER_ROLE} LOGIN;"
+            ))
+            .expect("create test roles");
+    }
+
+    /// A shell that waits for its stdin to close, then stops the server and removes the
+    /// directory: runs when this value drops and when the test process exits, crash included.
+    fn spawn_watchdog(&mut self) {
+        let script =
+            r#"read -r _; "$0" -D "$1" stop -m immediate -w -t 60 >/dev/null 2>&1; rm -rf "$2""#;
+        let mut sh = Command::new("/bin/sh");
+        sh.current_dir("/")
+            .arg("-c")
+            .arg(script)
+            .arg(self.bindir.join("pg_ctl"))
+            .arg(self.data())
+            .arg(&self.dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: a Ctrl-C of the tests must not kill the cleanup.
+            .process_group(0);
+        if let Some((uid, gid)) = self.run_as {
+            sh.uid(uid).gid(gid);
+        }
+        let mut child = sh.spawn().expect("spawn the cleanup watchdog");
+        let stdin = child.stdin.take().expect("watchdog stdin");
+        self.watchdog = Some((stdin, child));
+    }
+
+    /// Whether the server accepts connections (pg_ctl status).
+    pub fn running(&self) -> bool {
+        let mut cmd = self.tool("pg_ctl");
+        cmd.arg("-D").arg(self.data()).arg("status");
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.status().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for PgServer {
+    /// Stops the server (`pg_ctl stop -m immediate`, through the watchdog) and removes its
+    /// directory, also when a test panicked.
+    fn drop(&mut self) {
+        if let Some((stdin, mut child)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The shared server, or return from the test (skipped, after the loud message).
+#[macro_export]
+macro_rules! server_or_skip {
+    () => {
+        match $crate::pg::PgServer::shared() {
+            Some(s) => s,
+            None => return,
+        }
+    };
+}

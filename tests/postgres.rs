@@ -1,0 +1,487 @@
+//! The PostgreSQL backend against a real, throwaway server (tests/pg/mod.rs): holder info,
+//! SIGKILLed holders, a multi-process race, server restart, fencing tokens, connection errors.
+//!
+//! `cargo test --features postgres --test postgres`. Without server binaries the tests skip with
+//! a message naming the Debian package; with `CI=true` they fail instead.
+
+mod common;
+mod pg;
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Proc, unique_name};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use onlyone::{Acquire, BackendKind, Builder, ErrorKind, HolderKind, Lock, LockName, PostgresLock};
+use pg::{OTHER_ROLE, PASSWORD, PASSWORD_ROLE, PgServer};
+
+fn lock(url: &str, name: &str) -> PostgresLock {
+    PostgresLock::new(LockName::new(name).unwrap(), url).expect("lock")
+}
+
+/// The `pg_holder` example, built by `cargo test` beside the test binaries.
+fn pg_holder_exe() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join("examples").join("pg_holder");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo test --features postgres` builds it; with `--test postgres` alone \
+         build it first: `cargo build --features postgres --example pg_holder`",
+        path.display()
+    );
+    path
+}
+
+fn pg_holder(url: &str, name: &str, wait: Option<&str>) -> Proc {
+    let mut cmd = Command::new(pg_holder_exe());
+    cmd.arg(url).arg(name);
+    if let Some(w) = wait {
+        cmd.arg(w);
+    }
+    Proc::spawn(cmd)
+}
+
+fn this_host() -> String {
+    nix::unistd::gethostname().unwrap().into_string().unwrap()
+}
+
+/// Polls `cond` until it holds, failing with `what` after 30 s. Used only to wait for server
+/// state that has no event to wait on (a session blocked in pg_locks); not a sleep: it checks
+/// the condition in a loop.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 30 s waiting for {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Sessions waiting (not granted) for the advisory key of `name`.
+fn waiters(admin: &mut postgres::Client, name: &str) -> i64 {
+    let key = lock("postgres://x@127.0.0.1/x", name).key() as u64;
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 1",
+            &[&((key >> 32) as i64), &((key & 0xffff_ffff) as i64)],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Waits up to 60 s for the guard's loss descriptor to become readable.
+fn loss_notified(guard: &onlyone::Guard) -> bool {
+    let fd = guard
+        .loss_fd()
+        .expect("a postgres guard has a loss descriptor");
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    loop {
+        match poll(&mut fds, PollTimeout::from(60_000u16)) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(n) => return n > 0,
+            Err(e) => panic!("poll: {e}"),
+        }
+    }
+}
+
+#[test]
+fn try_then_held_names_the_holder() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-held");
+    let mut child = pg_holder(&server.url(), &name, None);
+    let line = child.line();
+    assert!(
+        line.starts_with(&format!("acquired {}", child.pid())),
+        "{line}"
+    );
+
+    let contender = lock(&server.url(), &name);
+    let holder = match contender.try_acquire().unwrap() {
+        Acquire::Held(h) => h,
+        Acquire::Acquired(_) => panic!("two holders: the child holds {name}"),
+    };
+    assert_eq!(holder.pid, Some(child.pid()), "{holder}");
+    assert_eq!(
+        holder.host.as_deref(),
+        Some(this_host().as_str()),
+        "{holder}"
+    );
+    assert_eq!(holder.kind, HolderKind::SameUser, "{holder}");
+    assert_eq!(holder.command.as_deref(), Some("pg_holder test job"));
+    assert!(holder.started.is_some(), "{holder}");
+    let shown = holder.to_string();
+    assert!(
+        shown.contains(&format!("pid {}", child.pid())) && shown.contains(" on "),
+        "{shown}"
+    );
+
+    // holder() names it too, without taking the lock.
+    let looked_up = contender.holder().unwrap().expect("held");
+    assert_eq!(looked_up.pid, Some(child.pid()));
+    assert_eq!(
+        child.ask("verify"),
+        "ok",
+        "the holder still holds after the look-ups"
+    );
+
+    assert_eq!(child.ask("release"), "released");
+    assert_eq!(contender.holder().unwrap(), None);
+    let guard = contender
+        .try_acquire()
+        .unwrap()
+        .guard()
+        .expect("free after release");
+    assert_eq!(guard.backend(), BackendKind::Postgres);
+    assert!(
+        guard.resource().contains("advisory key"),
+        "{}",
+        guard.resource()
+    );
+    assert!(child.ask("try").starts_with("held "), "child sees our lock");
+    drop(guard);
+    assert!(
+        child.ask("try").starts_with("acquired "),
+        "dropping the guard releases"
+    );
+}
+
+#[test]
+fn holder_of_another_role_is_named() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-role");
+    let _guard = lock(&server.url(), &name)
+        .try_acquire()
+        .unwrap()
+        .guard()
+        .expect("free");
+    let other = lock(&server.url_for(OTHER_ROLE, None, "postgres"), &name);
+    let holder = other.holder().unwrap().expect("held");
+    assert_eq!(holder.kind, HolderKind::OtherUser, "{holder}");
+    assert_eq!(holder.pid, Some(std::process::id()), "{holder}");
+    assert_eq!(holder.host.as_deref(), Some(this_host().as_str()));
+}
+
+#[test]
+fn a_foreign_holder_is_reported_as_unidentified() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-foreign");
+    let ours = lock(&server.url(), &name);
+    let mut foreign = server.admin();
+    foreign
+        .batch_execute("SET application_name = 'some other program'")
+        .unwrap();
+    foreign
+        .execute("SELECT pg_advisory_lock($1)", &[&ours.key()])
+        .unwrap();
+    let holder = match ours.try_acquire().unwrap() {
+        Acquire::Held(h) => h,
+        Acquire::Acquired(_) => panic!("acquired a key held by another session"),
+    };
+    assert_eq!(holder.kind, HolderKind::Unidentified, "{holder}");
+    assert_eq!(holder.pid, None);
+    assert_eq!(holder.command.as_deref(), Some("some other program"));
+    assert_eq!(holder.host.as_deref(), Some("127.0.0.1"), "{holder}");
+}
+
+#[test]
+fn waiting_times_out_with_the_holder() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-timeout");
+    let _guard = lock(&server.url(), &name)
+        .try_acquire()
+        .unwrap()
+        .guard()
+        .expect("free");
+    match lock(&server.url(), &name)
+        .acquire_timeout(Some(Duration::from_millis(200)))
+        .unwrap()
+    {
+        Acquire::Held(h) => assert_eq!(h.pid, Some(std::process::id()), "{h}"),
+        Acquire::Acquired(_) => panic!("two holders"),
+    }
+}
+
+#[test]
+fn sigkilled_holder_is_replaced_by_a_waiter() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-kill");
+    let mut child = pg_holder(&server.url(), &name, None);
+    let line = child.line();
+    let token: u64 = line
+        .strip_prefix(&format!("acquired {} ", child.pid()))
+        .unwrap_or_else(|| panic!("child could not take a free lock: {line}"))
+        .parse()
+        .unwrap();
+
+    let url = server.url();
+    let waiter_name = name.clone();
+    let waiter = std::thread::spawn(move || {
+        lock(&url, &waiter_name)
+            .acquire_timeout(Some(Duration::from_secs(60)))
+            .unwrap()
+    });
+    let mut admin = server.admin();
+    wait_until("the waiter to queue on the server", || {
+        waiters(&mut admin, &name) == 1
+    });
+    child.kill();
+    let guard = waiter
+        .join()
+        .unwrap()
+        .guard()
+        .expect("the waiter gets the lock once its holder is SIGKILLed");
+    assert!(guard.fencing_token().unwrap() > token);
+    guard.verify().unwrap();
+}
+
+#[test]
+fn two_holders_never() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-race");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("witness");
+    const PROCS: usize = 4;
+    const ROUNDS: usize = 15;
+    let mut procs: Vec<Proc> = (0..PROCS)
+        .map(|_| pg_holder(&server.url(), &name, Some("idle")))
+        .collect();
+    for p in &mut procs {
+        assert_eq!(p.line(), "ready");
+    }
+    for p in &mut procs {
+        p.send(&format!("cycle {ROUNDS} {}", file.display()));
+    }
+    for p in &mut procs {
+        assert_eq!(p.line(), "cycled");
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2 * PROCS * ROUNDS, "{text}");
+    let mut last_token = 0u64;
+    for pair in lines.chunks(2) {
+        let start: Vec<&str> = pair[0].split(' ').collect();
+        let end: Vec<&str> = pair[1].split(' ').collect();
+        assert_eq!(start[0], "start", "overlapping holders:\n{text}");
+        assert_eq!(end[0], "end", "overlapping holders:\n{text}");
+        assert_eq!(start[1..], end[1..], "overlapping holders:\n{text}");
+        let token: u64 = start[2].parse().unwrap();
+        assert!(
+            token > last_token,
+            "fencing tokens must grow in acquisition order:\n{text}"
+        );
+        last_token = token;
+    }
+}
+
+#[test]
+fn fencing_token_increases() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-fence");
+    let a = lock(&server.url(), &name);
+    let b = lock(&server.url(), &name);
+    let mut tokens = Vec::new();
+    for l in [&a, &b, &a] {
+        let g = l.try_acquire().unwrap().guard().expect("free");
+        tokens.push(g.fencing_token().expect("a token"));
+        g.release().unwrap();
+    }
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+    let plain = lock(&server.url(), &name).without_fencing();
+    let g = plain.try_acquire().unwrap().guard().expect("free");
+    assert_eq!(g.fencing_token(), None);
+}
+
+#[test]
+fn concurrent_first_acquisitions_create_the_table_once() {
+    let server = server_or_skip!();
+    // A database of its own, so that the fencing table does not exist yet.
+    let db = format!("fence_race_{}", std::process::id());
+    server
+        .admin()
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let url = server.url_for("postgres", None, &db);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let l = lock(&url, &format!("table-race-{i}"));
+                barrier.wait();
+                let g = l
+                    .try_acquire()
+                    .unwrap()
+                    .guard()
+                    .expect("distinct names are free");
+                g.fencing_token().unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), 1, "first acquisition of each name");
+    }
+}
+
+#[test]
+fn terminated_session_is_noticed() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-terminate");
+    let l = lock(&server.url(), &name).heartbeat(Duration::from_millis(50));
+    let guard = l.try_acquire().unwrap().guard().expect("free");
+    guard.verify().unwrap();
+    let killed: bool = server
+        .admin()
+        .query_one(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' \
+             AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND granted",
+            &[
+                &((l.key() as u64 >> 32) as i64),
+                &((l.key() as u64 & 0xffff_ffff) as i64),
+            ],
+        )
+        .unwrap()
+        .get(0);
+    assert!(killed);
+    assert!(loss_notified(&guard), "the loss descriptor must fire");
+    let err = guard.verify().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Lost, "{err}");
+    assert!(err.to_string().contains(&name), "{err}");
+    let err = guard.release().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Lost, "{err}");
+}
+
+#[test]
+fn server_restart_loses_the_lock() {
+    // Restarting cuts every session: a server of its own, not the shared one.
+    if PgServer::shared().is_none() {
+        return;
+    }
+    let server = PgServer::start().expect("server");
+    let name = unique_name("pg-restart");
+    let mut child = pg_holder(&server.url(), &name, None);
+    assert!(child.line().starts_with("acquired "));
+    let guard = lock(&server.url(), &format!("{name}-2"))
+        .try_acquire()
+        .unwrap()
+        .guard()
+        .expect("free");
+    server.restart();
+    assert!(loss_notified(&guard), "the loss descriptor must fire");
+    let err = guard.verify().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Lost, "{err}");
+    // The other holder learns it too (heartbeat every second by default).
+    assert_eq!(child.ask("loss-wait 60"), "loss-notified");
+    assert!(
+        child.ask("verify").starts_with("lost "),
+        "verify after restart"
+    );
+    // The restart freed the lock.
+    assert!(
+        lock(&server.url(), &name)
+            .try_acquire()
+            .unwrap()
+            .is_acquired(),
+        "a restart frees every lock"
+    );
+    drop(child);
+    drop(server);
+}
+
+#[test]
+fn bad_url_is_invalid_input_without_the_password() {
+    for url in [
+        "postgres://u:hunter2@host:notaport/db",
+        "host=x port=y password=hunter2",
+    ] {
+        let err = PostgresLock::new(LockName::new("x").unwrap(), url).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        let text = err.to_string();
+        assert!(text.contains("invalid database URL"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+}
+
+#[test]
+fn server_down_is_a_connection_error() {
+    // A port nobody listens on: bound and closed again.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{port}/db");
+    let l = lock(&url, "down");
+    for result in [l.try_acquire().map(|_| ()), l.holder().map(|_| ())] {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(text.contains("\"down\""), "names the lock: {text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(err.io_error().kind(), std::io::ErrorKind::ConnectionRefused);
+    }
+}
+
+#[test]
+fn authentication_failure_is_a_clear_connection_error() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-auth");
+    let wrong = lock(
+        &server.url_for(PASSWORD_ROLE, Some("wrong-horse"), "postgres"),
+        &name,
+    );
+    let err = wrong.try_acquire().map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("authentication failed"), "{text}");
+    assert!(text.contains(PASSWORD_ROLE), "{text}");
+    assert!(!text.contains("wrong-horse"), "{text}");
+    // The right password works (and proves the role exists).
+    let right = lock(
+        &server.url_for(PASSWORD_ROLE, Some(PASSWORD), "postgres"),
+        &name,
+    )
+    .without_fencing();
+    assert!(right.try_acquire().unwrap().is_acquired());
+}
+
+#[test]
+fn builder_takes_a_database_url() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-builder");
+    let l = Builder::new(&name)
+        .backend(BackendKind::Postgres)
+        .database_url(server.url())
+        .build()
+        .unwrap();
+    assert_eq!(l.backend(), BackendKind::Postgres);
+    assert!(format!("{l:?}").contains("127.0.0.1"));
+    let g = l.try_acquire().unwrap().guard().expect("free");
+    assert!(g.fencing_token().is_some());
+    if std::env::var_os("DATABASE_URL").is_none() {
+        let err = Builder::new(&name)
+            .backend(BackendKind::Postgres)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+    }
+}
+
+#[test]
+fn debug_output_hides_the_password() {
+    let l = lock("postgres://app:hunter2@db.example/jobs", "dbg");
+    let shown = format!("{l:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("db.example"), "{shown}");
+    let built = Builder::new("dbg")
+        .backend(BackendKind::Postgres)
+        .database_url("postgres://app:hunter2@db.example/jobs");
+    assert!(!format!("{built:?}").contains("hunter2"));
+}
