@@ -412,6 +412,7 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
 pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
     let deadline = Deadline::after(timeout);
     let mut backoff = BACKOFF_START;
+    let mut retried_now = false;
     loop {
         let (holder, wake) = match lock.attempt()? {
             Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
@@ -420,17 +421,20 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
         if deadline.expired() {
             return Ok(Acquire::Held(holder));
         }
-        if wake.is_now() {
+        // "Now" once: the holder just vanished. "Now" again: the lock is held through a
+        // descriptor its dead taker handed down, and only a backoff is left.
+        retried_now = wake.is_now() && !retried_now;
+        if retried_now {
             continue;
         }
-        let until = if wake.needs_backoff() {
+        let until = if wake.needs_backoff() || wake.is_now() {
             let step = Deadline::after(Some(backoff));
             backoff = (backoff * 2).min(BACKOFF_MAX);
             deadline.min(step)
         } else {
             deadline
         };
-        let fds: Vec<BorrowedFd<'_>> = wake.fds().iter().map(|f| f.as_fd()).collect();
+        let fds: Vec<BorrowedFd<'_>> = wake.sources().iter().map(|f| f.as_fd()).collect();
         wait_for_event(&fds, until).map_err(|e| {
             crate::error::sys(
                 ErrorKind::Io,
@@ -445,25 +449,76 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
 pub(crate) const BACKOFF_START: Duration = Duration::from_millis(1);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_millis(50);
 
-/// Watches `path` for what may mean the lock is free: a close (inotify reports it just *before*
-/// the kernel drops a `flock` held by that descriptor, which is why onlyone's holders unlock
-/// before they close), an unlink (`IN_ATTRIB` on the link count), a rename or deletion.
+/// Watches `path` for what may mean the lock is free: a change of attributes (`IN_ATTRIB`: an
+/// unlink changes the link count — a PID file released; a flock holder touches its file's
+/// timestamps right after unlocking), a rename or deletion. Opens and closes are not watched:
+/// contenders and waiters open and close the file all the time, and a close is reported just
+/// *before* the kernel drops a `flock` held through it, so it would wake waiters too early.
 /// `None` when inotify(7) is unavailable or the file does not exist.
+///
+/// Closing an inotify instance waits for an RCU grace period (8 ms median here, far more under
+/// load), so instances are never closed: a watch is removed (a microsecond) and its instance goes
+/// back to a process-wide pool. The pool holds as many instances as waits ever ran at once.
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) fn watch_file(path: &Path) -> Option<std::os::fd::OwnedFd> {
+pub(crate) fn watch_file(path: &Path) -> Option<crate::WakeSource> {
     use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-    inotify
-        .add_watch(
-            path,
-            AddWatchFlags::IN_CLOSE
-                | AddWatchFlags::IN_ATTRIB
-                | AddWatchFlags::IN_DELETE_SELF
-                | AddWatchFlags::IN_MOVE_SELF
-                | AddWatchFlags::IN_DONT_FOLLOW,
-        )
-        .ok()?;
-    Some(inotify.into())
+    let pooled = INOTIFY_POOL.lock().ok().and_then(|mut p| p.pop());
+    let inotify = match pooled {
+        Some(i) => i,
+        None => Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?,
+    };
+    let watch = inotify.add_watch(
+        path,
+        AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF
+            | AddWatchFlags::IN_DONT_FOLLOW,
+    );
+    let file_watch = FileWatch {
+        inotify: Some(inotify),
+        watch: watch.as_ref().ok().copied(),
+    };
+    watch.ok()?;
+    Some(crate::WakeSource::new(file_watch))
+}
+
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+static INOTIFY_POOL: std::sync::Mutex<Vec<nix::sys::inotify::Inotify>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// An inotify watch on one file, in an instance borrowed from the pool.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+struct FileWatch {
+    inotify: Option<nix::sys::inotify::Inotify>,
+    watch: Option<nix::sys::inotify::WatchDescriptor>,
+}
+
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+impl AsFd for FileWatch {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inotify
+            .as_ref()
+            .expect("the instance stays until drop")
+            .as_fd()
+    }
+}
+
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+impl Drop for FileWatch {
+    fn drop(&mut self) {
+        let Some(inotify) = self.inotify.take() else {
+            return;
+        };
+        if let Some(wd) = self.watch.take() {
+            let _ = inotify.rm_watch(wd);
+        }
+        // Drain what is queued (at least the IN_IGNORED of the removed watch), so the next
+        // borrower starts with an empty queue.
+        while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+        if let Ok(mut pool) = INOTIFY_POOL.lock() {
+            pool.push(inotify);
+        }
+    }
 }
 
 /// A pidfd (pidfd_open(2)) for process `pid`, provided it is still the process that started at
@@ -504,10 +559,10 @@ pub(crate) fn watch_process(pid: u32, start_ticks: Option<u64>) -> ProcessWatch 
 /// before the try, plus a pidfd of the holder when it can be named.
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) fn file_wake_up(
-    watch: Option<std::os::fd::OwnedFd>,
+    watch: Option<crate::WakeSource>,
     holder: &crate::Holder,
 ) -> crate::WakeUp {
-    let mut fds: Vec<std::os::fd::OwnedFd> = watch.into_iter().collect();
+    let mut sources: Vec<crate::WakeSource> = watch.into_iter().collect();
     let pidfd = match holder.pid {
         Some(pid) => watch_process(pid, holder.start_ticks),
         None => ProcessWatch::Unsupported,
@@ -515,11 +570,11 @@ pub(crate) fn file_wake_up(
     match pidfd {
         ProcessWatch::Gone => crate::WakeUp::now(),
         ProcessWatch::Fd(fd) => {
-            fds.push(fd);
-            crate::WakeUp::on_event(fds)
+            sources.push(crate::WakeSource::new(fd));
+            crate::WakeUp::on_event(sources)
         }
         // Nothing certain: a holder we cannot name (a descriptor inherited from a dead
         // process), no pidfd support. inotify events still come, with a backoff behind them.
-        ProcessWatch::Unsupported => crate::WakeUp::backoff(fds),
+        ProcessWatch::Unsupported => crate::WakeUp::backoff(sources),
     }
 }

@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
-#![forbid(unsafe_code)]
+// The one exception is registering an owned descriptor with tokio (src/asynchronous.rs).
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::all)]
 
+#[cfg(feature = "tokio")]
+pub mod asynchronous;
 pub mod backend;
 mod error;
 mod lock;
@@ -12,7 +15,9 @@ pub mod record;
 
 pub use backend::{BackendKind, Builder, DEFAULT_BACKEND};
 pub use error::{Error, ErrorKind};
-pub use lock::{Acquire, Attempt, Guard, HeldLock, Holder, HolderKind, Lock, WakeUp, format_utc};
+pub use lock::{
+    Acquire, Attempt, Guard, HeldLock, Holder, HolderKind, Lock, WakeSource, WakeUp, format_utc,
+};
 pub use name::{LockName, Scope};
 
 #[cfg(all(

@@ -1,7 +1,7 @@
 //! The [`Lock`] trait, the [`Guard`] that holds a lock, and what is known of a [`Holder`].
 
 use std::fmt;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, SystemTime};
 
 use crate::backend::BackendKind;
@@ -127,13 +127,41 @@ pub enum Attempt {
 /// pidfd of the holder), and whether it must also retry on a timer because no event is certain.
 #[derive(Debug)]
 pub struct WakeUp {
-    fds: Vec<OwnedFd>,
+    sources: Vec<WakeSource>,
     retry: Retry,
+}
+
+/// One descriptor a waiter sleeps on. Dropping it releases whatever it watches.
+pub struct WakeSource(Box<dyn AsFd + Send + Sync>);
+
+impl WakeSource {
+    /// Wraps anything that owns a pollable descriptor.
+    pub fn new(source: impl AsFd + Send + Sync + 'static) -> WakeSource {
+        WakeSource(Box::new(source))
+    }
+}
+
+impl AsFd for WakeSource {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for WakeSource {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl fmt::Debug for WakeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WakeSource({})", self.as_raw_fd())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Retry {
-    /// An event on `fds` is certain to come when the lock is released.
+    /// An event on a source is certain to come when the lock is released.
     OnEvent,
     /// Events may not come: also retry after a backoff (1 ms doubling to 50 ms).
     Backoff,
@@ -142,18 +170,19 @@ enum Retry {
 }
 
 impl WakeUp {
-    /// Wait for one of `fds` to become readable; an event is certain when the lock is released.
-    pub fn on_event(fds: Vec<OwnedFd>) -> WakeUp {
+    /// Wait for one of `sources` to become readable; an event is certain when the lock is released.
+    pub fn on_event(sources: Vec<WakeSource>) -> WakeUp {
         WakeUp {
-            fds,
+            sources,
             retry: Retry::OnEvent,
         }
     }
 
-    /// Wait for one of `fds` (possibly none), but also retry after a backoff: no event is certain.
-    pub fn backoff(fds: Vec<OwnedFd>) -> WakeUp {
+    /// Wait for one of `sources` (possibly none), but also retry after a backoff: no event is
+    /// certain.
+    pub fn backoff(sources: Vec<WakeSource>) -> WakeUp {
         WakeUp {
-            fds,
+            sources,
             retry: Retry::Backoff,
         }
     }
@@ -161,19 +190,19 @@ impl WakeUp {
     /// Retry at once.
     pub fn now() -> WakeUp {
         WakeUp {
-            fds: Vec::new(),
+            sources: Vec::new(),
             retry: Retry::Now,
         }
     }
 
     /// The descriptors to wait on.
-    pub fn fds(&self) -> &[OwnedFd] {
-        &self.fds
+    pub fn sources(&self) -> &[WakeSource] {
+        &self.sources
     }
 
     /// Takes the descriptors (an async runtime registers them).
-    pub fn into_fds(self) -> Vec<OwnedFd> {
-        self.fds
+    pub fn into_sources(self) -> Vec<WakeSource> {
+        self.sources
     }
 
     /// Whether the waiter must also wake on a timer (no event is certain).

@@ -29,7 +29,7 @@ use nix::sys::socket::{
 
 use crate::backend::{BackendKind, wait_loop};
 use crate::error::{Error, ErrorKind, sys};
-use crate::lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock, WakeUp};
+use crate::lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock, WakeSource, WakeUp};
 use crate::name::{LockName, Scope};
 
 /// A lock held by binding an abstract Unix socket name. See the [module docs](self).
@@ -141,10 +141,19 @@ impl AbstractSocketLock {
     fn proc_lookup(&self) -> Option<Holder> {
         let table = fs::read_to_string("/proc/net/unix").ok()?;
         let want = format!("@{}", self.socket_name);
-        let entry = table.lines().skip(1).find_map(|line| {
-            let e = parse_proc_net_unix(line)?;
-            (e.path == want && e.stream).then_some(e)
-        })?;
+        // Every connection waiting in the holder's backlog is listed under the holder's name too
+        // (not listening, owned by no process): the listening entry is the holder.
+        let mut entries = table
+            .lines()
+            .skip(1)
+            .filter_map(parse_proc_net_unix)
+            .filter(|e| e.path == want && e.stream);
+        let first = entries.next()?;
+        let entry = if first.listening {
+            first
+        } else {
+            entries.find(|e| e.listening).unwrap_or(first)
+        };
         let mut holder = find_socket_owner(entry.inode)
             .map(|pid| Holder::from_pid(pid, None, None))
             .unwrap_or_else(Holder::unidentified);
@@ -209,7 +218,9 @@ impl Lock for AbstractSocketLock {
         Ok(match self.attempt_once()? {
             Attempt::Acquired(g) => crate::Attempt::Acquired(g),
             // The kernel hangs this connection up when the holder's socket closes.
-            Attempt::Held(h, Some(conn)) => crate::Attempt::Held(h, WakeUp::on_event(vec![conn])),
+            Attempt::Held(h, Some(conn)) => {
+                crate::Attempt::Held(h, WakeUp::on_event(vec![WakeSource::new(conn)]))
+            }
             // No listener to wait on (a squatted name, a full backlog): back off.
             Attempt::Held(h, None) => crate::Attempt::Held(h, WakeUp::backoff(Vec::new())),
         })

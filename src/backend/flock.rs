@@ -310,6 +310,10 @@ impl FlockHeld {
                     e,
                 )
             })?;
+            // Wakes waiters (inotify IN_ATTRIB) now that the lock is free; a failure here only
+            // delays them until their next event.
+            let now = nix::sys::time::TimeSpec::UTIME_NOW;
+            let _ = nix::sys::stat::futimens(&file, &now, &now);
         }
         nix::unistd::close(file).map_err(|e| {
             sys(

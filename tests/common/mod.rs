@@ -16,12 +16,43 @@ pub fn holder_exe() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join("examples").join("holder");
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run the tests with plain `cargo test` (which builds examples) \
+                 or `cargo build --examples` first",
+                path.display()
+            )
+        });
+    // `cargo test --test NAME` does not rebuild examples: refuse to test against a stale one.
+    let newest_source = newest_mtime(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src")).max(
+        newest_mtime(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")),
+    );
     assert!(
-        path.exists(),
-        "{} is missing: run the tests through `cargo test`, which builds examples",
+        newest_source <= built,
+        "{} is older than the sources: run plain `cargo test` (which rebuilds examples) or \
+         `cargo build --examples` with the same features",
         path.display()
     );
     path
+}
+
+fn newest_mtime(dir: &Path) -> std::time::SystemTime {
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = entry.path();
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(newest)
+        };
+        newest = newest.max(t);
+    }
+    newest
 }
 
 /// A child process killed with SIGKILL and reaped when dropped.
@@ -62,6 +93,12 @@ impl Proc {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The read end of the child's stdout, to poll several children at once.
+    pub fn stdout_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.stdout.get_ref().as_fd()
     }
 
     /// Reads one line from the child's stdout (blocks on the pipe; panics on end of file).
@@ -172,4 +209,30 @@ pub fn unique_name(test: &str) -> String {
 /// Whether process `pid` still exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     onlyone::process::stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
+}
+
+/// Waits until process `pid` sleeps in poll(2)/ppoll(2) — i.e. a waiter has tried, found the lock
+/// held, and is waiting for the release event. Reads `/proc/PID/syscall` (the state of the
+/// process, not a timer); panics if it does not get there within a minute.
+pub fn wait_until_sleeping_in_poll(pid: u32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let path = format!("/proc/{pid}/syscall");
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // x86_64: poll = 7, ppoll = 271; aarch64 has only ppoll = 73.
+        let nr = text.split(' ').next().unwrap_or("");
+        let polling = if cfg!(target_arch = "x86_64") {
+            nr == "7" || nr == "271"
+        } else {
+            nr == "73"
+        };
+        if polling {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} never started waiting (syscall: {text:?})"
+        );
+        std::thread::yield_now();
+    }
 }

@@ -1,0 +1,111 @@
+//! Waiting for a lock on a tokio runtime (feature `tokio`).
+//!
+//! The wait registers the backend's wake-up descriptors with the runtime's reactor — the
+//! connection to the holder's socket, the inotify watch on the lock file, the holder's pidfd — so
+//! no worker thread ever blocks: each try is a handful of non-blocking system calls, and between
+//! tries the task sleeps until the kernel reports the release. No blocking pool is used by the
+//! local backends. (A backend without wake-up descriptors, such as one that only implements
+//! `try_acquire`, is retried with a backoff of 1 ms doubling to 50 ms.)
+//!
+//! Dropping the future (a `tokio::time::timeout`, a `select!` that went the other way) closes its
+//! descriptors and leaves nothing behind: the lock was not taken, or its guard is dropped with the
+//! future's output.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), onlyone::Error> {
+//! use std::time::Duration;
+//! use onlyone::{Acquire, Builder};
+//!
+//! let lock = Builder::new("nightly-report").build()?;
+//! match onlyone::asynchronous::acquire(&*lock, Some(Duration::from_secs(30))).await? {
+//!     Acquire::Acquired(guard) => { /* the work */ drop(guard) }
+//!     Acquire::Held(holder) => eprintln!("still running after 30 s: {holder}"),
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::future::poll_fn;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::time::Instant;
+
+use crate::backend::{BACKOFF_MAX, BACKOFF_START};
+use crate::error::{Error, ErrorKind};
+use crate::lock::{Acquire, Attempt, Lock, WakeSource};
+
+/// Takes `lock`, waiting up to `timeout` (`None`: no limit; zero: one try) without blocking the
+/// runtime. The async twin of [`Lock::acquire_timeout`]; on timeout the result is
+/// [`Acquire::Held`] with the current holder.
+///
+/// Must be called within a tokio runtime with IO and time drivers enabled.
+pub async fn acquire<L: Lock + ?Sized>(
+    lock: &L,
+    timeout: Option<Duration>,
+) -> Result<Acquire, Error> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut backoff = BACKOFF_START;
+    let mut retried_now = false;
+    loop {
+        let (holder, wake) = match lock.attempt()? {
+            Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+            Attempt::Held(h, w) => (h, w),
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Acquire::Held(holder));
+        }
+        // "Now" twice in a row: the lock is held through a descriptor its dead taker handed
+        // down; only a backoff is left.
+        retried_now = wake.is_now() && !retried_now;
+        if retried_now {
+            continue;
+        }
+        let until = if wake.needs_backoff() || wake.is_now() {
+            let step = Instant::now() + backoff;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+            Some(deadline.map_or(step, |d| d.min(step)))
+        } else {
+            deadline
+        };
+        let fds = wake
+            .into_sources()
+            .into_iter()
+            .map(register)
+            .collect::<std::io::Result<Vec<AsyncFd<WakeSource>>>>()
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot register the wait for {}", lock.resource()),
+                    e,
+                )
+            })?;
+        let any_ready = poll_fn(|cx| {
+            // Every descriptor must be polled so that each registers this task for wake-up.
+            let mut ready = false;
+            for fd in &fds {
+                ready |= fd.poll_read_ready(cx).is_ready();
+            }
+            if ready {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        match until {
+            Some(t) => {
+                let _ = tokio::time::timeout_at(t, any_ready).await;
+            }
+            None => any_ready.await,
+        }
+    }
+}
+
+/// Registers a descriptor with the runtime's reactor.
+#[allow(unsafe_code)]
+fn register(fd: WakeSource) -> std::io::Result<AsyncFd<WakeSource>> {
+    // SAFETY: the `AsyncFd` owns the `WakeSource`, which owns its descriptor and keeps it open and
+    // referring to the same open file description until it is dropped, after the `AsyncFd`
+    // deregistered it; `as_raw_fd` always returns that descriptor.
+    unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
