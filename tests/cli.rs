@@ -1,3 +1,1071 @@
-//! The `onlyone` binary against real processes: conflicts, exit statuses, signals, lock lifetime.
+//! The `onlyone` binary against real processes: conflicts, exit statuses, signals, lock lifetime,
+//! `--replace`, `status`/`list`, derived names, bad input. Run with `cargo test --features cli`.
+//!
+//! No sleeps: the tests wait on pipes (a job says `ready`; end of file means every process that
+//! held the pipe has exited), on pidfds, and on `/proc/PID/syscall` for a waiter to be waiting.
+//! Every process is killed and reaped when its guard drops, also when a test fails.
 
 mod common;
+
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+
+use common::{KillOnDrop, alive, backends, unique_name};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use onlyone::BackendKind;
+use serde_json::Value;
+
+const EXE: &str = env!("CARGO_BIN_EXE_onlyone");
+
+/// A job that says `ready` and then waits for its standard input to close (no child process).
+const HOLD: &[&str] = &["sh", "-c", "echo ready; read x; exit 0"];
+
+/// A process with piped stdin/stdout, SIGKILLed and reaped on drop.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    reaped: bool,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        Running {
+            child,
+            stdin,
+            stdout,
+            reaped: false,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line of output; panics at end of file.
+    fn line(&mut self) -> String {
+        self.next_line()
+            .unwrap_or_else(|| panic!("process {} closed its stdout", self.pid()))
+    }
+
+    /// The next line, or `None` at end of file.
+    fn next_line(&mut self) -> Option<String> {
+        let mut s = String::new();
+        let n = self.stdout.read_line(&mut s).expect("read from child");
+        (n > 0).then(|| s.trim_end().to_owned())
+    }
+
+    /// Reads until a line containing `what` (for terminal output with echo and `\r`).
+    fn line_containing(&mut self, what: &str) -> String {
+        loop {
+            let l = self.line();
+            if l.contains(what) {
+                return l;
+            }
+        }
+    }
+
+    /// Reads to end of file: every process holding the pipe's write end has exited.
+    fn rest(&mut self) -> String {
+        let mut s = String::new();
+        self.stdout.read_to_string(&mut s).expect("read to end");
+        s
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to child");
+        stdin.flush().expect("flush");
+    }
+
+    /// Closes stdin (a `HOLD` job then exits) and waits for the exit status.
+    fn finish(mut self) -> ExitStatus {
+        self.stdin = None;
+        self.wait()
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let status = self.child.wait().expect("wait");
+        self.reaped = true;
+        status
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), sig).expect("kill");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The outcome of a command run to completion.
+struct Out {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("killed: {:?}; stderr: {}", self.status, self.stderr))
+    }
+}
+
+fn output(cmd: &mut Command) -> Out {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    Out {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn onlyone() -> Command {
+    Command::new(EXE)
+}
+
+/// One lock for one test: a backend, a private lock directory, a unique name.
+struct Lk {
+    backend: BackendKind,
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl Lk {
+    fn new(backend: BackendKind, test: &str) -> Lk {
+        Lk {
+            backend,
+            dir: tempfile::tempdir().expect("tempdir"),
+            name: format!("{}-{}", unique_name(test), backend.as_str()),
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn common(&self, cmd: &mut Command) {
+        cmd.arg("-b")
+            .arg(self.backend.as_str())
+            .arg("--lock-dir")
+            .arg(self.dir());
+    }
+
+    /// `onlyone run -b B --lock-dir D -N NAME OPTS -- JOB`.
+    fn run<S: AsRef<OsStr>>(&self, opts: &[&str], job: &[S]) -> Command {
+        let mut cmd = onlyone();
+        cmd.arg("run");
+        self.common(&mut cmd);
+        cmd.arg("-N").arg(&self.name).args(opts).arg("--").args(job);
+        cmd
+    }
+
+    /// A running `onlyone run` whose job said `ready`.
+    fn hold(&self, opts: &[&str]) -> Running {
+        let mut holder = Running::spawn(self.run(opts, HOLD));
+        assert_eq!(
+            holder.line(),
+            "ready",
+            "{}: holder did not start",
+            self.backend
+        );
+        holder
+    }
+
+    fn status(&self, opts: &[&str]) -> Out {
+        let mut cmd = onlyone();
+        cmd.arg("status");
+        self.common(&mut cmd);
+        output(cmd.args(opts).arg(&self.name))
+    }
+
+    fn status_json(&self) -> Value {
+        let out = self.status(&["--json"]);
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("status --json printed {:?}: {e}", out.stdout))
+    }
+
+    fn held(&self) -> bool {
+        match self.status(&[]).code() {
+            0 => true,
+            1 => false,
+            other => panic!("status exited with {other}"),
+        }
+    }
+
+    fn resource(&self) -> String {
+        match self.backend {
+            BackendKind::AbstractSocket => format!(
+                "@onlyone/u{}/{}",
+                nix::unistd::geteuid().as_raw(),
+                self.name
+            ),
+            BackendKind::Flock => format!("{}/{}.lock", self.dir().display(), self.name),
+            _ => format!("{}/{}.pid", self.dir().display(), self.name),
+        }
+    }
+}
+
+/// Waits until `pid` sleeps in poll(2)/ppoll(2): a waiter found the lock held and waits for the
+/// release event. Reads the process's state in `/proc/PID/syscall`; no timer.
+fn wait_until_polling(pid: u32) {
+    let start = std::time::Instant::now();
+    let path = format!("/proc/{pid}/syscall");
+    loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let nr = text.split(' ').next().unwrap_or("");
+        let polling = if cfg!(target_arch = "x86_64") {
+            nr == "7" || nr == "271"
+        } else {
+            nr == "73"
+        };
+        if polling {
+            return;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "process {pid} never started waiting ({text:?})"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Waits for a process that is not our child to exit, on a pidfd.
+fn wait_exit(pid: u32) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let raw = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+    let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return,
+        Err(e) => panic!("pidfd_open({pid}): {e}"),
+    };
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    poll(&mut fds, PollTimeout::NONE).expect("poll pidfd");
+}
+
+#[test]
+fn conflict_names_the_holder_and_exits_75() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "conflict");
+        let holder = lk.hold(&[]);
+
+        let out = output(&mut lk.run(&[], &["true"]));
+        assert_eq!(out.code(), 75, "{backend}: {}", out.stderr);
+        assert_eq!(out.stdout, "", "{backend}: the job must not run");
+        assert_eq!(out.stderr.lines().count(), 1, "{backend}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("already running")
+                && out.stderr.contains(&format!("pid {} ", holder.pid()))
+                && out.stderr.contains(&format!("{:?}", lk.name))
+                && out.stderr.contains("running since"),
+            "{backend}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains(&lk.resource()),
+            "{backend}: {}",
+            out.stderr
+        );
+
+        let out = output(&mut lk.run(&["-E", "3"], &["true"]));
+        assert_eq!(out.code(), 3, "{backend}: -E 3");
+        let out = output(&mut lk.run(&["--conflict-exit-code", "0"], &["true"]));
+        assert_eq!(out.code(), 0, "{backend}: -E 0");
+        assert_eq!(out.stdout, "");
+
+        let out = output(&mut lk.run(&["-q"], &["true"]));
+        assert_eq!((out.code(), out.stderr.as_str()), (75, ""), "{backend}: -q");
+
+        let out = output(&mut lk.run(&["-v"], &["true"]));
+        assert_eq!(out.code(), 75);
+        assert!(
+            out.stderr.contains(backend.as_str()) && out.stderr.contains(&lk.resource()),
+            "{backend}: --verbose names backend and resource: {}",
+            out.stderr
+        );
+
+        let status = holder.finish();
+        assert_eq!(status.code(), Some(0), "{backend}: holder's job status");
+        let out = output(&mut lk.run(&[], &["sh", "-c", "echo ran"]));
+        assert_eq!((out.code(), out.stdout.as_str()), (0, "ran\n"), "{backend}");
+    }
+}
+
+#[test]
+fn exit_status_is_passed_through() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "status");
+        for (script, want) in [
+            ("exit 0", 0),
+            ("exit 42", 42),
+            ("exit 255", 255),
+            ("kill -TERM $$", 128 + 15),
+            ("kill -KILL $$", 128 + 9),
+        ] {
+            let out = output(&mut lk.run(&[], &["sh", "-c", script]));
+            assert_eq!(out.code(), want, "{backend}: {script}: {}", out.stderr);
+            assert_eq!(out.stderr, "", "{backend}: {script}");
+        }
+        // The lock was released after each run.
+        assert!(!lk.held(), "{backend}");
+    }
+}
+
+#[test]
+fn command_not_found_127_not_executable_126() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "exec");
+        let out = output(&mut lk.run(&[], &["/nonexistent/command"]));
+        assert_eq!(out.code(), 127, "{backend}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot run") && out.stderr.contains("/nonexistent/command"),
+            "{}",
+            out.stderr
+        );
+        let out = output(&mut lk.run(&[], &["no-such-command-on-path-onlyone"]));
+        assert_eq!(out.code(), 127, "{backend}: {}", out.stderr);
+
+        let script = lk.dir().join("not-executable");
+        std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = output(&mut lk.run(&[], &[&script]));
+        assert_eq!(out.code(), 126, "{backend}: {}", out.stderr);
+        let out = output(&mut lk.run(&[], &[lk.dir()]));
+        assert_eq!(out.code(), 126, "{backend}: a directory: {}", out.stderr);
+        assert!(!lk.held(), "{backend}: released after a failed start");
+
+        // The same with -F (exec in place).
+        let out = output(&mut lk.run(&["-F"], &["/nonexistent/command"]));
+        assert_eq!(out.code(), 127, "{backend}: -F: {}", out.stderr);
+        let out = output(&mut lk.run(&["-F"], &[&script]));
+        assert_eq!(out.code(), 126, "{backend}: -F: {}", out.stderr);
+        assert!(!lk.held(), "{backend}: -F: released after a failed exec");
+    }
+}
+
+/// A job that records the first `SIG` it gets in FILE and exits 3.
+fn trapping_job(file: &Path, sig: &str) -> Vec<String> {
+    vec![
+        "sh".into(),
+        "-c".into(),
+        r#"trap 'echo "got-$2" > "$1"; exit 3' "$2"; echo ready; while :; do sleep 0.1; done"#
+            .into(),
+        "sh".into(),
+        file.display().to_string(),
+        sig.into(),
+    ]
+}
+
+#[test]
+fn signals_reach_the_job_and_onlyone_exits_with_its_status() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "signals");
+        for (sig, name) in [
+            (Signal::SIGTERM, "TERM"),
+            (Signal::SIGINT, "INT"),
+            (Signal::SIGHUP, "HUP"),
+            (Signal::SIGQUIT, "QUIT"),
+            (Signal::SIGUSR1, "USR1"),
+            (Signal::SIGUSR2, "USR2"),
+        ] {
+            let file = lk.dir().join(format!("got-{name}"));
+            let mut wrapper = Running::spawn(lk.run(&[], &trapping_job(&file, name)));
+            assert_eq!(wrapper.line(), "ready");
+            wrapper.signal(sig);
+            let status = wrapper.wait();
+            assert_eq!(status.code(), Some(3), "{backend}: {name}: {status:?}");
+            assert_eq!(
+                std::fs::read_to_string(&file).unwrap_or_default(),
+                format!("got-{name}\n"),
+                "{backend}: the job did not get {name}"
+            );
+        }
+        assert!(!lk.held(), "{backend}");
+    }
+}
+
+/// Ctrl-C on a terminal reaches the whole foreground process group: onlyone does not send the
+/// job a second SIGINT. Runs onlyone on a pseudo-terminal made by script(1) (util-linux).
+#[test]
+fn terminal_signals_are_not_sent_twice() {
+    let lk = Lk::new(onlyone::DEFAULT_BACKEND, "tty");
+    let job = lk.dir().join("job.sh");
+    std::fs::write(
+        &job,
+        "trap 'echo got-int; exit 3' INT\necho ready\nwhile :; do sleep 0.1; done\n",
+    )
+    .unwrap();
+    let inner = format!(
+        "exec {EXE} run -v -b {} -N {} -- sh {}",
+        lk.backend.as_str(),
+        lk.name,
+        job.display()
+    );
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &inner, "/dev/null"]);
+    let mut term = Running::spawn(script);
+    term.line_containing("ready");
+    term.write(b"\x03");
+    let rest = term.rest();
+    let status = term.wait();
+    assert!(rest.contains("got-int"), "the job got no SIGINT: {rest}");
+    assert!(
+        rest.contains("SIGINT came from the terminal") && !rest.contains("forwarded SIGINT"),
+        "{rest}"
+    );
+    assert_eq!(status.code(), Some(3), "{rest}");
+}
+
+/// SIGKILL of onlyone kills its job (PR_SET_PDEATHSIG); the lock is free once both are gone, and a
+/// waiter that was already waiting never runs its job while the first job lives.
+#[test]
+fn sigkilled_wrapper_takes_its_job_along() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "sigkill");
+        let mut holder =
+            Running::spawn(lk.run(&[], &["sh", "-c", "echo ready $$; read x; exit 0"]));
+        let line = holder.line();
+        let job: u32 = line
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{line:?}"));
+        let _job_guard = KillOnDrop(job);
+        assert!(alive(job));
+
+        let out = output(&mut lk.run(&[], &["true"]));
+        assert_eq!(
+            out.code(),
+            75,
+            "{backend}: no second job while the first runs"
+        );
+
+        // A waiter whose job reports the first job's state the moment it starts.
+        let probe = format!(
+            "cat /proc/{job}/stat 2>/dev/null; grep -E '^(SigPnd|ShdPnd)' /proc/{job}/status 2>/dev/null; echo END"
+        );
+        let mut waiter = Running::spawn(lk.run(&["--wait", "inf"], &["sh", "-c", &probe]));
+        wait_until_polling(waiter.pid());
+
+        holder.signal(Signal::SIGKILL);
+        // End of file on the holder's stdout: the wrapper and its job are both gone.
+        assert_eq!(holder.rest(), "", "{backend}");
+        assert!(
+            dead_or_dying(job),
+            "{backend}: the job survived its wrapper"
+        );
+
+        let seen = waiter.rest();
+        assert_eq!(waiter.wait().code(), Some(0), "{backend}: {seen}");
+        assert!(
+            seen.ends_with("END\n"),
+            "{backend}: waiter's job did not run: {seen:?}"
+        );
+        assert!(
+            first_job_was_dead(&seen),
+            "{backend}: the second job started while the first was alive: {seen}"
+        );
+        assert!(!lk.held(), "{backend}: the lock must be free");
+    }
+}
+
+/// Whether the `/proc/PID/stat` and `status` lines a second job printed show the first job gone,
+/// a zombie, exiting (PF_EXITING), or with SIGKILL pending.
+fn first_job_was_dead(seen: &str) -> bool {
+    let mut lines = seen.lines();
+    let Some(stat) = lines.next().filter(|l| *l != "END") else {
+        return true; // no such process
+    };
+    let after = &stat[stat.rfind(')').expect("stat line") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let state = fields[0];
+    let flags: u64 = fields[6].parse().expect("flags");
+    const PF_EXITING: u64 = 0x4;
+    let kill_pending = lines.take_while(|l| *l != "END").any(|l| {
+        let mask = u64::from_str_radix(l.split_whitespace().nth(1).unwrap_or("0"), 16).unwrap_or(0);
+        mask & (1 << (9 - 1)) != 0
+    });
+    state == "Z" || state == "X" || flags & PF_EXITING != 0 || kill_pending
+}
+
+/// Whether `pid` is gone, a zombie, or exiting (PF_EXITING in `/proc/PID/stat`): a process whose
+/// descriptors were closed by its exit may not be a zombie yet.
+fn dead_or_dying(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    first_job_was_dead(&format!("{}\nEND\n", stat.trim_end()))
+}
+
+/// A daemon the job leaves behind does not inherit the lock: the lock is free when the job exits.
+#[test]
+fn daemon_left_behind_does_not_keep_the_lock() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "daemon");
+        let mut wrapper = Running::spawn(lk.run(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "sleep 1000 >/dev/null 2>&1 </dev/null & echo $!",
+            ],
+        ));
+        let daemon: u32 = wrapper.line().parse().expect("daemon pid");
+        let _daemon_guard = KillOnDrop(daemon);
+        assert_eq!(wrapper.finish().code(), Some(0), "{backend}");
+        assert!(alive(daemon), "{backend}: the daemon should still run");
+        assert!(!lk.held(), "{backend}: a daemon kept the lock");
+        let out = output(&mut lk.run(&[], &["true"]));
+        assert_eq!(out.code(), 0, "{backend}: {}", out.stderr);
+    }
+}
+
+/// `-F`: COMMAND replaces onlyone (same pid) and gets the lock; for abstract and flock its
+/// children keep it too, for pidfile the lock ends with the job itself.
+#[test]
+fn no_fork_execs_in_place_with_the_lock() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "nofork");
+        let mut job =
+            Running::spawn(lk.run(&["-F"], &["sh", "-c", "echo ready $$; read x; exit 0"]));
+        assert_eq!(
+            job.line(),
+            format!("ready {}", job.pid()),
+            "{backend}: not in place"
+        );
+        let st = lk.status_json();
+        assert_eq!(st["held"], true, "{backend}");
+        assert_eq!(st["holder"]["pid"], job.pid(), "{backend}: {st}");
+        let out = output(&mut lk.run(&[], &["true"]));
+        assert_eq!(out.code(), 75, "{backend}");
+        assert_eq!(job.finish().code(), Some(0));
+        assert!(!lk.held(), "{backend}: released when the job exits");
+
+        // A daemon started by a -F job.
+        let mut job = Running::spawn(lk.run(
+            &["-F"],
+            &[
+                "sh",
+                "-c",
+                "sleep 1000 >/dev/null 2>&1 </dev/null & echo $!",
+            ],
+        ));
+        let daemon: u32 = job.line().parse().expect("daemon pid");
+        let _daemon_guard = KillOnDrop(daemon);
+        assert_eq!(job.finish().code(), Some(0));
+        let expect_held = backend != BackendKind::PidFile;
+        assert_eq!(
+            lk.held(),
+            expect_held,
+            "{backend}: with -F a daemon keeps the lock (abstract, flock) or not (pidfile)"
+        );
+        kill(Pid::from_raw(daemon as i32), Signal::SIGKILL).unwrap();
+        wait_exit(daemon);
+        assert!(!lk.held(), "{backend}: released when the daemon died");
+    }
+}
+
+#[test]
+fn replace_stops_the_holder_with_term() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "replace");
+        let file = lk.dir().join("got-term");
+        let mut old = Running::spawn(lk.run(&[], &trapping_job(&file, "TERM")));
+        assert_eq!(old.line(), "ready");
+        let out = output(&mut lk.run(&["--replace", "-v"], &["sh", "-c", "echo second"]));
+        assert_eq!(out.code(), 0, "{backend}: {}", out.stderr);
+        assert_eq!(out.stdout, "second\n", "{backend}");
+        assert!(
+            out.stderr.contains(&format!("pid {}", old.pid())),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(
+            old.wait().code(),
+            Some(3),
+            "{backend}: the old job exits by its trap"
+        );
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "got-TERM\n");
+
+        // Nothing to replace: it just runs.
+        let out = output(&mut lk.run(&["--replace"], &["true"]));
+        assert_eq!(out.code(), 0, "{backend}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn replace_kills_a_holder_that_ignores_term() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "replacekill");
+        let mut old = Running::spawn(lk.run(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+            ],
+        ));
+        assert_eq!(old.line(), "ready");
+        let out = output(&mut lk.run(
+            &["--replace", "--kill-after", "0.2"],
+            &["sh", "-c", "echo second"],
+        ));
+        assert_eq!(out.code(), 0, "{backend}: {}", out.stderr);
+        assert_eq!(out.stdout, "second\n");
+        let status = old.wait();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{backend}: old wrapper {status:?}"
+        );
+        // Its job died with it: end of file on the pipe it shared.
+        assert_eq!(old.rest(), "");
+    }
+}
+
+#[test]
+fn status_and_list_name_the_holder() {
+    let uid = nix::unistd::geteuid().as_raw();
+    for backend in backends() {
+        let mut lk = Lk::new(backend, "status");
+        // A name that needs escaping in JSON and quoting for humans.
+        lk.name = format!("we\"ird \\ näme {}", lk.name);
+        let holder = lk.hold(&[]);
+        let pid = holder.pid();
+
+        let out = lk.status(&[]);
+        assert_eq!(out.code(), 0, "{backend}: {}", out.stderr);
+        assert!(
+            out.stdout.contains(&format!("pid {pid} (uid {uid})"))
+                && out.stdout.contains(&lk.resource())
+                && out.stdout.contains(backend.as_str()),
+            "{backend}: {}",
+            out.stdout
+        );
+        let st = lk.status_json();
+        assert_eq!(st["name"], lk.name.as_str());
+        assert_eq!(st["backend"], backend.as_str());
+        assert_eq!(st["scope"], "user");
+        assert_eq!(st["resource"], lk.resource().as_str());
+        assert_eq!(st["held"], true);
+        assert_eq!(st["holder"]["pid"], pid);
+        assert_eq!(st["holder"]["uid"], uid);
+        assert_eq!(st["holder"]["kind"], "same-user");
+        assert!(
+            st["holder"]["command"]
+                .as_str()
+                .is_some_and(|c| c.contains("onlyone") && c.contains(&lk.name)),
+            "{st}"
+        );
+        assert!(st["holder"]["started_unix"].as_u64().is_some(), "{st}");
+
+        let list = list_json(lk.dir());
+        let entry = find(&list, &lk).unwrap_or_else(|| panic!("{backend}: not listed: {list}"));
+        assert_eq!(entry["holder"]["pid"], pid, "{backend}");
+        let human = output(onlyone().arg("list").arg("--lock-dir").arg(lk.dir()));
+        assert!(
+            human
+                .stdout
+                .lines()
+                .any(|l| l.contains(&lk.name) && l.contains(&format!("pid {pid}"))),
+            "{backend}: {}",
+            human.stdout
+        );
+
+        assert_eq!(holder.finish().code(), Some(0));
+        let out = lk.status(&[]);
+        assert_eq!(out.code(), 1, "{backend}: free");
+        assert!(out.stdout.contains("is free"), "{}", out.stdout);
+        let st = lk.status_json();
+        assert_eq!(st["held"], false);
+        assert_eq!(st["holder"], Value::Null);
+        assert!(
+            find(&list_json(lk.dir()), &lk).is_none(),
+            "{backend}: still listed"
+        );
+    }
+}
+
+fn list_json(dir: &Path) -> Value {
+    let out = output(onlyone().args(["list", "--json", "--lock-dir"]).arg(dir));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{:?}: {e}", out.stdout))
+}
+
+fn find<'a>(list: &'a Value, lk: &Lk) -> Option<&'a Value> {
+    list["locks"]
+        .as_array()
+        .expect("locks array")
+        .iter()
+        .find(|e| {
+            e["name"] == lk.name.as_str()
+                && e["backend"] == lk.backend.as_str()
+                && e["resource"] == lk.resource().as_str()
+        })
+}
+
+/// A name held by another user (system scope) or bound without listening (squatted) is reported
+/// as such, not as "already running".
+#[test]
+fn foreign_and_squatted_holders_are_reported_as_such() {
+    if !BackendKind::AbstractSocket.is_available() {
+        return; // abstract sockets only: the squatting and the other user are set up with them
+    }
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, bind, socket};
+    use std::os::fd::AsRawFd;
+    let uid = nix::unistd::geteuid().as_raw();
+    let name = unique_name("squat");
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let addr = UnixAddr::new_abstract(format!("onlyone/u{uid}/{name}").as_bytes()).unwrap();
+    bind(fd.as_raw_fd(), &addr).unwrap();
+    let out = output(onlyone().args(["run", "-b", "abstract", "-N", &name, "--", "true"]));
+    assert_eq!(out.code(), 75, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not an onlyone holder") && !out.stderr.contains("already running"),
+        "{}",
+        out.stderr
+    );
+    let st = output(onlyone().args(["status", "--json", "-b", "abstract", &name]));
+    let st: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["holder"]["kind"], "unresponsive", "{st}");
+    drop(fd);
+
+    // Another user: only root can start one here.
+    if uid != 0 {
+        eprintln!("skipping the other-user half: it needs root to run a process as nobody");
+        return;
+    }
+    // A copy of the binary that user `nobody` can execute wherever the build directory is.
+    let bin_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(bin_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = bin_dir.path().join("onlyone");
+    std::fs::copy(EXE, &exe).unwrap();
+    let name = unique_name("foreign");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args([
+            "run", "-b", "abstract", "--scope", "system", "-N", &name, "--",
+        ])
+        .args(HOLD);
+    let mut foreign = Running::spawn(cmd);
+    assert_eq!(foreign.line(), "ready");
+    let out = output(onlyone().args([
+        "run", "-b", "abstract", "--scope", "system", "-N", &name, "--", "true",
+    ]));
+    assert_eq!(out.code(), 75, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("another user")
+            && out.stderr.contains("uid 65534")
+            && out.stderr.contains(&format!("pid {}", foreign.pid())),
+        "{}",
+        out.stderr
+    );
+    let st = output(onlyone().args([
+        "status", "--json", "--scope", "system", "-b", "abstract", &name,
+    ]));
+    let st: Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(st["holder"]["kind"], "other-user", "{st}");
+    assert_eq!(st["scope"], "system");
+    assert_eq!(foreign.finish().code(), Some(0));
+}
+
+/// Without `-N` the name comes from the whole argument vector, without ambiguity.
+#[test]
+fn derived_names_do_not_collide() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "derived");
+        let token = lk.name.clone();
+        let run = |job: &[&str]| {
+            let mut cmd = onlyone();
+            cmd.arg("run");
+            lk.common(&mut cmd);
+            cmd.arg("--").args(job);
+            cmd
+        };
+        // Both join with spaces to "sh -c echo ready $ONLYONE_NAME; read x || :; : TOKEN".
+        let a = [
+            "sh",
+            "-c",
+            "echo ready $ONLYONE_NAME; read x || :; :",
+            &token,
+        ];
+        let token_b = format!(": {token}");
+        let b = [
+            "sh",
+            "-c",
+            "echo ready $ONLYONE_NAME; read x || :;",
+            &token_b,
+        ];
+        let mut holder = Running::spawn(run(&a));
+        let line = holder.line();
+        let name_a = line.strip_prefix("ready ").expect("ready line").to_owned();
+        assert!(name_a.starts_with("cmd.sh."), "{name_a}");
+
+        let out = output(&mut run(&b));
+        assert_eq!(
+            out.code(),
+            0,
+            "{backend}: `sh -c 'a;' 'b'` took `sh -c 'a; b'`'s lock: {}",
+            out.stderr
+        );
+        let name_b = out.stdout.trim().strip_prefix("ready ").unwrap().to_owned();
+        assert_ne!(name_a, name_b);
+
+        let out = output(&mut run(&a));
+        assert_eq!(out.code(), 75, "{backend}: the same command must conflict");
+        assert!(out.stderr.contains(&name_a), "{}", out.stderr);
+
+        // A path as COMMAND maps to a valid name.
+        let out = output(&mut run(&["/bin/sh", "-c", "echo $ONLYONE_NAME", &token]));
+        assert_eq!(out.code(), 0, "{}", out.stderr);
+        assert!(out.stdout.starts_with("cmd.sh."), "{}", out.stdout);
+        assert_ne!(out.stdout.trim(), name_a);
+        assert_eq!(holder.finish().code(), Some(0));
+    }
+}
+
+#[test]
+fn the_job_gets_the_lock_in_its_environment() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "env");
+        let job = [
+            "sh",
+            "-c",
+            "echo \"$ONLYONE_NAME|$ONLYONE_BACKEND|$ONLYONE_SCOPE|$ONLYONE_RESOURCE|$ONLYONE_PID|$PPID\"",
+        ];
+        let out = output(&mut lk.run(&[], &job));
+        assert_eq!(out.code(), 0);
+        let f: Vec<&str> = out.stdout.trim().split('|').collect();
+        assert_eq!(
+            &f[..4],
+            &[lk.name.as_str(), backend.as_str(), "user", &lk.resource()]
+        );
+        assert_eq!(
+            f[4], f[5],
+            "{backend}: ONLYONE_PID is the wrapper, the job's parent"
+        );
+        let out = output(&mut lk.run(&["-F"], &job));
+        let f: Vec<&str> = out.stdout.trim().split('|').collect();
+        assert_eq!(f[1], backend.as_str());
+    }
+}
+
+#[test]
+fn wait_for_the_lock() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "wait");
+        let holder = lk.hold(&[]);
+        for opts in [
+            &["-w", "0.1"][..],
+            &["--wait", "0.05"],
+            &["-w", "0"],
+            &["-n"],
+        ] {
+            let out = output(&mut lk.run(opts, &["true"]));
+            assert_eq!(out.code(), 75, "{backend}: {opts:?}: {}", out.stderr);
+        }
+        let out = output(&mut lk.run(&["--timeout", "0.1"], &["true"]));
+        assert!(
+            out.stderr.contains("still held after waiting 0.1 s"),
+            "{}",
+            out.stderr
+        );
+
+        let mut waiter = Running::spawn(lk.run(&["-w", "inf"], &["sh", "-c", "echo got-it"]));
+        wait_until_polling(waiter.pid());
+        assert_eq!(holder.finish().code(), Some(0));
+        assert_eq!(waiter.line(), "got-it", "{backend}");
+        assert_eq!(waiter.wait().code(), Some(0));
+    }
+}
+
+#[test]
+fn flock_compatible_spellings() {
+    let lk = Lk::new(onlyone::DEFAULT_BACKEND, "flockish");
+    let out = output(&mut lk.run(&["-n", "-o"], &["sh", "-c", "exit 4"]));
+    assert_eq!(out.code(), 4);
+    let mut cmd = onlyone();
+    cmd.args(["run", "-N", &lk.name, "-c", "echo $0; exit 5"]);
+    let out = output(&mut cmd);
+    assert_eq!(
+        (out.code(), out.stdout.as_str()),
+        (5, "sh\n"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_a_usage_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "").unwrap();
+    let file = file.display().to_string();
+    let missing = dir.path().join("missing").display().to_string();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["run", "-b", "nope", "--", "true"],
+            64,
+            "unknown backend \"nope\"",
+        ),
+        (
+            &["run", "-w", "abc", "--", "true"],
+            64,
+            "invalid duration \"abc\"",
+        ),
+        (&["run", "-w", "-1", "--", "true"], 64, "invalid duration"),
+        (
+            &["run", "--replace", "--kill-after", "x", "--", "true"],
+            64,
+            "invalid duration \"x\"",
+        ),
+        (
+            &["run", "--replace", "--kill-after", "-2", "--", "true"],
+            64,
+            "invalid duration \"-2\"",
+        ),
+        (&["run", "--kill-after", "1", "--", "true"], 64, "--replace"),
+        (&["run", "-N", "x"], 64, "<COMMAND>"),
+        (&["run", "-N", "x", "--", ""], 64, "empty command"),
+        (&["run", "-N", "x", "-c", ""], 64, "empty command"),
+        (
+            &["run", "-N", "a/b", "--", "true"],
+            64,
+            "invalid lock name \"a/b\"",
+        ),
+        (&["run", "-N", "", "--", "true"], 64, "must not be empty"),
+        (
+            &["run", "--scope", "world", "--", "true"],
+            64,
+            "unknown scope \"world\"",
+        ),
+        (&["run", "-E", "256", "--", "true"], 64, "256"),
+        (
+            &["run", "-F", "--replace", "--", "true"],
+            64,
+            "cannot be used with",
+        ),
+        (&["run", "-s", "--", "true"], 64, "unexpected argument"),
+        (&["run", "-b", "postgres", "--", "true"], 69, "postgres"),
+        (&["status"], 64, "<NAME>"),
+        (&["status", "a/b"], 64, "invalid lock name"),
+        (&["frobnicate"], 64, "unrecognized subcommand"),
+    ];
+    for (args, code, msg) in cases {
+        let out = output(onlyone().args(*args));
+        assert_eq!(out.code(), *code, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(msg),
+            "{args:?}: {:?} lacks {msg:?}",
+            out.stderr
+        );
+        assert_eq!(out.stdout, "", "{args:?}");
+    }
+    for backend in backends()
+        .into_iter()
+        .filter(|b| *b != BackendKind::AbstractSocket)
+    {
+        let b = backend.as_str();
+        let out = output(onlyone().args(["run", "-b", b, "--lock-dir", &missing, "--", "true"]));
+        assert_eq!(out.code(), 66, "{b}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("does not exist") && out.stderr.contains(&missing),
+            "{}",
+            out.stderr
+        );
+        let out = output(onlyone().args(["run", "-b", b, "--lock-dir", &file, "--", "true"]));
+        assert_eq!(out.code(), 73, "{b}: {}", out.stderr);
+        assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+        // status never creates anything: a missing directory holds no lock.
+        let out = output(onlyone().args(["status", "-b", b, "--lock-dir", &missing, "x"]));
+        assert_eq!(out.code(), 1, "{b}: {}", out.stderr);
+        assert!(!Path::new(&missing).exists());
+    }
+}
+
+#[test]
+fn help_documents_lifetime_signals_and_exit_statuses() {
+    let out = output(onlyone().args(["run", "--help"]));
+    assert_eq!(out.code(), 0);
+    for needle in [
+        "PR_SET_PDEATHSIG",
+        "close-on-exec",
+        "-F, --no-fork",
+        "-o, --close",
+        "the default",
+        "the terminal sends",
+        "Exit status:",
+        "128+N",
+        "75",
+        "cmd.<base>.<hash>",
+        "ONLYONE_NAME",
+    ] {
+        assert!(out.stdout.contains(needle), "run --help lacks {needle:?}");
+    }
+    let out = output(onlyone().arg("--version"));
+    assert_eq!(out.code(), 0);
+    assert!(out.stdout.starts_with("onlyone "));
+}
+
+#[test]
+fn man_pages_and_completions_are_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = output(onlyone().args(["generate", "man", "--out"]).arg(dir.path()));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    for page in [
+        "onlyone.1",
+        "onlyone-run.1",
+        "onlyone-status.1",
+        "onlyone-list.1",
+    ] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
+        assert!(text.contains(".TH"), "{page}: {text:.200}");
+    }
+    let run_page = std::fs::read_to_string(dir.path().join("onlyone-run.1")).unwrap();
+    assert!(
+        run_page.contains("PDEATHSIG") && run_page.contains("no\\-fork"),
+        "{run_page:.400}"
+    );
+    let out = output(onlyone().args(["generate", "completions", "bash"]));
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(out.stdout.contains("onlyone") && out.stdout.contains("--conflict-exit-code"));
+    let out = output(
+        onlyone()
+            .args(["generate", "completions", "zsh", "--out"])
+            .arg(dir.path()),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(dir.path().join("_onlyone").exists());
+    let out = output(onlyone().args(["generate", "man", "--out", "/nonexistent/dir"]));
+    assert_eq!(out.code(), 66);
+}

@@ -34,6 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run COMMAND while holding a lock; if another process holds it, exit 75 and name it
+    #[command(long_about = RUN_ABOUT, after_long_help = exit::TABLE)]
     Run(RunArgs),
     /// Say who holds a lock, without taking it (exit 0 held, 1 free)
     Status(StatusArgs),
@@ -62,11 +63,6 @@ pub struct LockArgs {
 }
 
 #[derive(Args, Debug)]
-#[command(
-    about = "Run COMMAND while holding a lock; if another process holds it, exit 75 and name it",
-    long_about = RUN_ABOUT,
-    after_long_help = exit::TABLE,
-)]
 pub struct RunArgs {
     /// Lock name [default: derived from COMMAND and ARGS, see --help]
     #[arg(short = 'N', long, value_name = "NAME")]
@@ -76,8 +72,15 @@ pub struct RunArgs {
     pub lock: LockArgs,
 
     /// Wait up to SECS for the lock (fractional; `inf` waits without limit) [default: fail at once]
-    #[arg(short = 'w', long = "wait", visible_alias = "timeout", value_name = "SECS",
-          value_parser = parse_wait, conflicts_with_all = ["nonblock", "replace"])]
+    #[arg(
+        short = 'w',
+        long = "wait",
+        visible_alias = "timeout",
+        value_name = "SECS",
+        value_parser = parse_wait,
+        allow_hyphen_values = true,
+        conflicts_with_all = ["nonblock", "replace"]
+    )]
     pub wait: Option<Wait>,
 
     /// Fail at once if the lock is held (the default; accepted because flock(1) users type it)
@@ -101,7 +104,13 @@ pub struct RunArgs {
     pub replace: bool,
 
     /// With --replace: seconds to wait after SIGTERM before SIGKILL [default: 10]
-    #[arg(long, value_name = "SECS", requires = "replace", value_parser = parse_secs)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        requires = "replace",
+        value_parser = parse_secs,
+        allow_hyphen_values = true
+    )]
     pub kill_after: Option<Duration>,
 
     /// Run `sh -c CMD` (as flock -c does) instead of COMMAND ARGS
@@ -125,7 +134,6 @@ pub struct RunArgs {
     #[arg(
         value_name = "COMMAND",
         trailing_var_arg = true,
-        allow_hyphen_values = true,
         required_unless_present = "shell_command"
     )]
     pub argv: Vec<OsString>,
@@ -138,9 +146,9 @@ Lock lifetime: onlyone itself holds the lock and starts COMMAND as its child (th
 does not inherit the lock's descriptor (close-on-exec), so a daemon the job leaves behind never
 keeps the lock: it is released when the job exits. -o/--close is this default, accepted for
 flock(1) users. The job dies with onlyone: it runs with PR_SET_PDEATHSIG=SIGKILL, so if onlyone
-is SIGKILLed the kernel kills the job too and the lock is free only once both are gone (the lock
-and the kill happen in the same microseconds of onlyone's exit). Processes the job started
-itself are not killed, and a set-user-ID job (sudo) loses the death signal at exec.
+is SIGKILLed the kernel kills the job as part of onlyone's exit, microseconds after it released
+the lock (far less than a new job takes to start). Processes the job started itself are not
+killed, and a set-user-ID job (sudo) loses the death signal at exec.
 
 -F/--no-fork execs COMMAND in place of onlyone and hands it the lock, like flock(1) without -o:
 the job and every child it starts keep the lock (abstract, flock) until the last of them exits.

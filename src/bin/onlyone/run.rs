@@ -48,7 +48,18 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
     } else {
         match wait {
             None => lock.try_acquire()?,
-            Some(Wait(timeout)) => lock.acquire_timeout(timeout)?,
+            Some(Wait(timeout)) => {
+                if args.verbose {
+                    let limit = timeout.map_or("without limit".to_owned(), |d| {
+                        format!("up to {} s", d.as_secs_f64())
+                    });
+                    eprintln!(
+                        "onlyone: waiting {limit} for lock {:?}",
+                        lock.name().as_str()
+                    );
+                }
+                lock.acquire_timeout(timeout)?
+            }
         }
     };
     let guard = match outcome {
@@ -178,7 +189,7 @@ fn supervise(
     let mut child = cmd.spawn().map_err(|e| spawn_failure(program, e))?;
 
     // The job runs: whatever happens now, onlyone waits for it before it lets the lock go.
-    let status = wait_forwarding(&mut child, &mask);
+    let status = wait_forwarding(&mut child, &mask, verbose);
     if let Err(e) = guard.release() {
         eprintln!("onlyone: warning: releasing the lock: {e}");
     }
@@ -203,7 +214,7 @@ fn exit_code(status: ExitStatus) -> u8 {
 }
 
 /// Waits for the job, forwarding the signals in `mask` (except SIGCHLD) to it.
-fn wait_forwarding(child: &mut Child, mask: &SigSet) -> io::Result<ExitStatus> {
+fn wait_forwarding(child: &mut Child, mask: &SigSet, verbose: bool) -> io::Result<ExitStatus> {
     let pid = Pid::from_raw(child.id() as i32);
     let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC) {
         Ok(sfd) => sfd,
@@ -232,15 +243,23 @@ fn wait_forwarding(child: &mut Child, mask: &SigSet) -> io::Result<ExitStatus> {
             continue;
         }
         if from_terminal(info.ssi_code, pid) {
+            if verbose {
+                eprintln!(
+                    "onlyone: {signal} came from the terminal, which sent it to the job too: not forwarded"
+                );
+            }
             continue;
         }
         // The job is our unreaped child: its pid cannot have been reused.
-        let _ = kill(pid, signal);
+        let sent = kill(pid, signal);
+        if verbose {
+            eprintln!("onlyone: forwarded {signal} to the job, pid {pid} ({sent:?})");
+        }
     }
 }
 
 /// Whether a signal came from the terminal (the kernel sends those to the whole foreground
-/// process group: the job got it too) and the job is still in onlyone's process group.
+/// process group, so the job got it too) and the job is still in onlyone's process group.
 fn from_terminal(code: i32, job: Pid) -> bool {
     code == nix::libc::SI_KERNEL
         && nix::unistd::getpgid(Some(job)).is_ok_and(|g| g == nix::unistd::getpgrp())
