@@ -393,6 +393,62 @@ fn server_restart_loses_the_lock() {
     drop(server);
 }
 
+/// The keepalive timer of the TCP socket from 127.0.0.1:`local` to 127.0.0.1:`remote`, in
+/// seconds, from /proc/net/tcp (`tr` 2 is the keepalive timer; `tm->when` is in USER_HZ ticks).
+fn keepalive_timer(local: u16, remote: u16) -> Option<f64> {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let (l, r) = (
+        format!("0100007F:{local:04X}"),
+        format!("0100007F:{remote:04X}"),
+    );
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.get(1) != Some(&l.as_str()) || f.get(2) != Some(&r.as_str()) {
+            return None;
+        }
+        let (tr, when) = f.get(5)?.split_once(':')?;
+        (tr == "02").then(|| u64::from_str_radix(when, 16).ok().map(|t| t as f64 / 100.0))?
+    })
+}
+
+#[test]
+fn keepalives_are_set_on_both_sides() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-keepalive");
+    // No heartbeat during the test: the sockets stay idle, their keepalive timers armed.
+    let l = lock(&server.url(), &name).heartbeat(Duration::from_secs(3600));
+    let _guard = l.try_acquire().unwrap().guard().expect("free");
+    let client_port: i32 = server
+        .admin()
+        .query_one(
+            "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+             AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid",
+            &[
+                &((l.key() as u64 >> 32) as i64),
+                &((l.key() as u64 & 0xffff_ffff) as i64),
+            ],
+        )
+        .unwrap()
+        .get(0);
+    let client_port = u16::try_from(client_port).unwrap();
+    // Default Linux keepalive: 7200 s idle. onlyone sets 5 s on both ends. Right after a reply
+    // a socket may still wait for its (delayed) ACK under the retransmit timer: wait for the
+    // keepalive timer to be armed.
+    for (local, remote, side) in [
+        (server.port, client_port, "server"),
+        (client_port, server.port, "client"),
+    ] {
+        let mut timer = None;
+        wait_until(&format!("the {side} side's keepalive timer"), || {
+            timer = keepalive_timer(local, remote);
+            timer.is_some()
+        });
+        let secs = timer.unwrap();
+        assert!(secs <= 5.0, "{side} side keepalive due in {secs} s");
+    }
+}
+
 #[test]
 fn bad_url_is_invalid_input_without_the_password() {
     for url in [

@@ -31,7 +31,8 @@
 //!   (created on first use; see [`PostgresLock::fencing_table`]), returned by
 //!   [`Guard::fencing_token`](crate::Guard::fencing_token).
 //! - **Waiting:** `pg_advisory_lock` with `lock_timeout` set to the time left: the server wakes
-//!   the waiter the moment the holder's session lets go. Needs PostgreSQL 12 or later.
+//!   the waiter the moment the holder's session lets go.
+//! - **Server:** PostgreSQL 12 or later (`tcp_user_timeout`); no TLS.
 
 use std::fmt;
 use std::io;
@@ -286,23 +287,28 @@ impl PostgresLock {
         let mut client = config
             .connect(NoTls)
             .map_err(|e| connect_error(&e, &self.what(), config.get_user()))?;
-        // One round trip. Settings the server does not have (idle_session_timeout before 14,
-        // tcp_user_timeout before 12) are skipped rather than failing.
-        let setup = format!(
-            "SELECT set_config(s.name, s.setting, false) FROM (VALUES \
-             ('tcp_keepalives_idle', '{}'), ('tcp_keepalives_interval', '{}'), \
-             ('tcp_keepalives_count', '{}'), ('tcp_user_timeout', '{}'), \
-             ('statement_timeout', '0'), ('lock_timeout', '0'), ('idle_session_timeout', '0')) \
-             AS s(name, setting) WHERE s.name IN (SELECT name FROM pg_settings); \
-             SELECT pg_backend_pid()",
-            self.keepalive_idle.as_secs(),
-            self.keepalive_interval.as_secs(),
-            self.keepalive_retries,
-            self.tcp_user_timeout.as_millis(),
-        );
-        let rows = client
-            .simple_query(&setup)
-            .map_err(|e| self.session_error(&e, "cannot set up the session for"))?;
+        // One round trip of plain SETs (a query on pg_settings costs a millisecond on a fresh
+        // session). idle_session_timeout exists from PostgreSQL 14: older servers reject the
+        // whole batch (one implicit transaction, so nothing stays set) and get it without.
+        let setup = |optional: &str| {
+            format!(
+                "SET tcp_keepalives_idle = {}; SET tcp_keepalives_interval = {}; \
+                 SET tcp_keepalives_count = {}; SET tcp_user_timeout = {}; \
+                 SET statement_timeout = 0; SET lock_timeout = 0; {optional}\
+                 SELECT pg_backend_pid()",
+                self.keepalive_idle.as_secs(),
+                self.keepalive_interval.as_secs(),
+                self.keepalive_retries,
+                self.tcp_user_timeout.as_millis(),
+            )
+        };
+        let rows = match client.simple_query(&setup("SET idle_session_timeout = 0; ")) {
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_OBJECT) => {
+                client.simple_query(&setup(""))
+            }
+            other => other,
+        }
+        .map_err(|e| self.session_error(&e, "cannot set up the session for"))?;
         let backend_pid = last_row(&rows)
             .and_then(|r| r.first().and_then(|v| v.parse().ok()))
             .ok_or_else(|| self.protocol_error("pg_backend_pid()"))?;
