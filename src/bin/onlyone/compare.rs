@@ -156,6 +156,9 @@ const BEHAVIOURS: [(&str, &str); 6] = [
     ("pid_reuse_safe", "PID-reuse safe"),
 ];
 
+/// Picks one latency out of a backend's results (a chart panel).
+type Metric = fn(&BackendResult) -> Latency;
+
 #[derive(Debug)]
 struct BackendResult {
     backend: BackendKind,
@@ -780,7 +783,7 @@ impl Report {
         const BAR: f64 = 18.0;
         const GAP: f64 = 8.0;
         let colours = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"];
-        let panels: [(&str, fn(&BackendResult) -> Latency); 3] = [
+        let panels: [(&str, Metric); 3] = [
             ("acquire + release", |r| r.acquire_release),
             ("contended try (names the holder)", |r| r.contended),
             ("holder SIGKILLed → lock acquired", |r| {
