@@ -16,7 +16,8 @@ if ! have_server; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql
 fi
 
-# The tests drive the pg_holder example as a separate lock-holding process.
+# The tests drive the pg_holder example as a separate lock-holding process; with `cli` they also
+# run `onlyone run/status --backend postgres`.
 cargo build --features postgres --example pg_holder
-cargo test --features postgres --lib --test postgres
+cargo test --features postgres,cli --lib --test postgres
 cargo test --features postgres --doc

@@ -541,3 +541,121 @@ fn debug_output_hides_the_password() {
         .database_url("postgres://app:hunter2@db.example/jobs");
     assert!(!format!("{built:?}").contains("hunter2"));
 }
+
+/// `onlyone run/status --backend postgres` (needs the `cli` feature too:
+/// `cargo test --features postgres,cli --test postgres`).
+#[cfg(feature = "cli")]
+mod cli {
+    use super::*;
+    use std::process::Output;
+
+    fn onlyone(args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_onlyone"))
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run onlyone")
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn run_and_status_with_a_database_url() {
+        let server = server_or_skip!();
+        let url = server.url();
+        let name = unique_name("pg-cli");
+        let out = onlyone(&[
+            "run",
+            "-b",
+            "postgres",
+            "--database-url",
+            &url,
+            "-N",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo token=$ONLYONE_FENCING_TOKEN backend=$ONLYONE_BACKEND",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.starts_with("token=1 backend=postgres"), "{stdout}");
+
+        // Held by another process: exit 75, naming its pid and host.
+        let mut child = pg_holder(&url, &name, None);
+        assert!(child.line().starts_with("acquired "));
+        let out = onlyone(&[
+            "run",
+            "-b",
+            "postgres",
+            "--database-url",
+            &url,
+            "-N",
+            &name,
+            "--",
+            "true",
+        ]);
+        assert_eq!(out.status.code(), Some(75), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("pid {}", child.pid())), "{stderr}");
+        assert!(stderr.contains(&format!(" on {}", this_host())), "{stderr}");
+
+        let out = onlyone(&[
+            "status",
+            "-b",
+            "postgres",
+            "--database-url",
+            &url,
+            "--json",
+            &name,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "held: {}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(json["held"], true);
+        assert_eq!(json["holder"]["pid"], child.pid());
+        assert_eq!(json["holder"]["host"], this_host().as_str());
+        assert_eq!(child.ask("release"), "released");
+        let out = onlyone(&["status", "-b", "postgres", "--database-url", &url, &name]);
+        assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stdout));
+    }
+
+    #[test]
+    fn postgres_without_a_url_or_server_is_a_clear_failure() {
+        let out = onlyone(&["run", "-b", "postgres", "-N", "no-url", "--", "true"]);
+        assert_eq!(out.status.code(), Some(64));
+        assert!(
+            text(&out.stderr).contains("DATABASE_URL"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("postgres://app:hunter2@127.0.0.1:{port}/db");
+        let out = onlyone(&[
+            "run",
+            "-b",
+            "postgres",
+            "--database-url",
+            &url,
+            "-N",
+            "down",
+            "--",
+            "true",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(69),
+            "server down: {}",
+            text(&out.stderr)
+        );
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+}

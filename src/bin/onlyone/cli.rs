@@ -50,7 +50,7 @@ pub enum Command {
 /// Which lock: backend, scope and directory (the name is given by each subcommand).
 #[derive(Args, Debug, Clone)]
 pub struct LockArgs {
-    /// Backend: abstract (Linux default), flock, pidfile [default: the build's default]
+    /// Backend: abstract (Linux default), flock, pidfile, postgres [default: the build's default]
     #[arg(short = 'b', long, value_name = "BACKEND", value_parser = parse_backend)]
     pub backend: Option<BackendKind>,
     /// Who shares the lock: user (only your own processes contend) or system (everyone)
@@ -60,6 +60,24 @@ pub struct LockArgs {
     /// [default: $XDG_RUNTIME_DIR/onlyone, or /run/lock/onlyone for --scope system]
     #[arg(long, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
+    /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB
+    /// [default: $DATABASE_URL, which keeps the password out of ps(1)]
+    #[arg(long, value_name = "URL", value_parser = parse_database_url)]
+    pub database_url: Option<DatabaseUrl>,
+}
+
+/// `--database-url`: shown as `DatabaseUrl(..)` by `Debug`, never with its password.
+#[derive(Clone)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
+}
+
+fn parse_database_url(s: &str) -> Result<DatabaseUrl, String> {
+    Ok(DatabaseUrl(s.to_owned()))
 }
 
 #[derive(Args, Debug)]
