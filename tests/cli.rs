@@ -880,6 +880,40 @@ fn the_job_gets_the_lock_in_its_environment() {
     }
 }
 
+/// The job starts with no signal blocked (onlyone blocks the ones it forwards) and SIGPIPE not
+/// ignored (as onlyone got it), and its parent is onlyone.
+#[test]
+fn the_job_starts_with_a_clean_signal_state() {
+    for backend in backends() {
+        let lk = Lk::new(backend, "sigstate");
+        let out = output(&mut lk.run(
+            &[],
+            &[
+                "sh",
+                "-c",
+                "grep -E '^Sig(Blk|Ign)' /proc/self/status; echo ppid $PPID",
+            ],
+        ));
+        assert_eq!(out.code(), 0, "{}", out.stderr);
+        let field = |name: &str| {
+            let line = out
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(name))
+                .expect(name);
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        assert_eq!(field("SigBlk:"), 0, "{backend}: {}", out.stdout);
+        const SIGPIPE_BIT: u64 = 1 << (13 - 1);
+        assert_eq!(
+            field("SigIgn:") & SIGPIPE_BIT,
+            0,
+            "{backend}: {}",
+            out.stdout
+        );
+    }
+}
+
 #[test]
 fn wait_for_the_lock() {
     for backend in backends() {

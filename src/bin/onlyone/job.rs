@@ -1,38 +1,211 @@
-//! Starting the job as a child that dies with onlyone, and the two places that need `unsafe`.
+//! Starting the job as a child that dies with onlyone, and the places that need `unsafe`.
+//!
+//! The job is started the way posix_spawn(3) starts a program: `clone(CLONE_VM | CLONE_VFORK)`,
+//! so the child borrows onlyone's memory until it calls execve(2) instead of copying its page
+//! tables as fork(2) does (a fork costs more than the rest of onlyone's start-up; see
+//! BENCHMARKS.md). Between clone and execve the child only makes system calls:
+//! - `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks that its parent is still onlyone (onlyone may
+//!   have died before the request: then it exits at once, and no job runs without the lock);
+//! - restores SIGPIPE's default action (Rust ignores it) and the signal mask onlyone had before it
+//!   blocked the signals it forwards;
+//! - execve(2) on each candidate path, as execvp(3) searches `PATH`.
+//!
+//! The death signal is sent when the *thread* that created the child exits: onlyone starts the job
+//! from its only thread. execve(2) keeps it, except for set-user-ID/set-group-ID programs and
+//! programs with file capabilities.
 
+use std::ffi::{CString, OsStr, OsString, c_char, c_int, c_void};
 use std::io;
-use std::os::unix::process::CommandExt;
-use std::process::Command;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::libc;
+use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
 
-/// Makes `cmd`'s child, between fork and exec:
-/// - ask the kernel for SIGKILL when onlyone dies (`PR_SET_PDEATHSIG`, prctl(2)), then check that
-///   its parent is still `parent` (onlyone may have died before the request: then exit at once);
-/// - restore the signal mask onlyone had before it blocked the signals it forwards.
-///
-/// The death signal is sent when the *thread* that forked exits: onlyone forks from its only
-/// thread. execve(2) keeps it, except for set-user-ID/set-group-ID programs and file capabilities.
-#[allow(unsafe_code)]
-pub fn die_with_parent(cmd: &mut Command, parent: Pid, mask: SigSet) {
-    // SAFETY: the closure runs in the child between fork(2) and execve(2), where only
-    // async-signal-safe functions may be called. It calls exactly prctl(2) (set_pdeathsig),
-    // getppid(2) and sigprocmask(2), all async-signal-safe system calls; it does not allocate
-    // (`mask` and `parent` are copied in before the fork, io::Error::from_raw_os_error does not
-    // allocate), takes no lock and touches no state shared with other threads.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
-            if nix::unistd::getppid() != parent {
-                // onlyone died before the request took effect: nobody holds the lock for us.
-                return Err(io::Error::from_raw_os_error(Errno::ESRCH as i32));
-            }
-            nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None)?;
-            Ok(())
-        });
+/// Stack for the child between clone and execve: a few system calls deep.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// execve(2) errors after which execvp(3) tries the next `PATH` entry.
+const NEXT_ON: [c_int; 6] = [
+    libc::EACCES,
+    libc::ENOENT,
+    libc::ENOTDIR,
+    libc::ESTALE,
+    libc::ENODEV,
+    libc::ETIMEDOUT,
+];
+
+/// A job ready to start: every string and pointer array built before the clone, so that the
+/// child allocates nothing.
+pub struct Job {
+    /// Paths to try, in order (one if COMMAND contains a `/`, else one per `PATH` entry).
+    candidates: Vec<CString>,
+    /// Owns the strings `argv_ptrs` points into.
+    _argv: Vec<CString>,
+    argv_ptrs: Vec<*const c_char>,
+    /// Owns the strings `envp_ptrs` points into.
+    _envp: Vec<CString>,
+    envp_ptrs: Vec<*const c_char>,
+}
+
+impl Job {
+    /// `argv[0]` is looked up in `PATH` (from `env`) unless it contains a `/`.
+    pub fn new(argv: &[OsString], env: Vec<(OsString, OsString)>) -> io::Result<Job> {
+        let argv: Vec<CString> = argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?;
+        let path_var = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_bytes().to_vec());
+        let envp: Vec<CString> = env
+            .into_iter()
+            .map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend_from_slice(v.as_bytes());
+                CString::new(kv).map_err(|_| invalid("an environment variable contains NUL"))
+            })
+            .collect::<Result<_, _>>()?;
+        let program = argv[0].as_bytes();
+        let candidates = if program.contains(&b'/') {
+            vec![argv[0].clone()]
+        } else {
+            // execvp(3): an empty entry means the current directory; no PATH means the default.
+            let path = path_var.unwrap_or_else(|| b"/usr/local/bin:/usr/bin:/bin".to_vec());
+            path.split(|&b| b == b':')
+                .map(|dir| {
+                    let mut p = if dir.is_empty() {
+                        b".".to_vec()
+                    } else {
+                        dir.to_vec()
+                    };
+                    p.push(b'/');
+                    p.extend_from_slice(program);
+                    CString::new(p).map_err(|_| invalid("PATH contains NUL"))
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let argv_ptrs = null_terminated(&argv);
+        let envp_ptrs = null_terminated(&envp);
+        Ok(Job {
+            candidates,
+            _argv: argv,
+            argv_ptrs,
+            _envp: envp,
+            envp_ptrs,
+        })
     }
+
+    /// Starts the job as a child of `parent` (this process) that gets SIGKILL when `parent` dies,
+    /// with signal mask `mask`. Returns once the child has called execve(2) successfully, or the
+    /// error of the last execve(2) (ENOENT when no candidate exists, EACCES when one was found
+    /// but was not executable), as execvp(3) reports it.
+    #[allow(unsafe_code)]
+    pub fn spawn(&self, parent: Pid, mask: SigSet) -> io::Result<Pid> {
+        let error = AtomicI32::new(0);
+        let mut stack = vec![0u8; CHILD_STACK];
+        let parent_raw = parent.as_raw();
+        let mask_ptr: *const libc::sigset_t = mask.as_ref();
+        let mut child = || -> c_int {
+            // SAFETY: this closure runs in the child created by clone(CLONE_VM | CLONE_VFORK)
+            // below, on its own stack, while onlyone's only thread is suspended until the child
+            // calls execve or exits. It calls only async-signal-safe system call wrappers
+            // (prctl, getppid, signal, sigprocmask, execve, _exit), allocates nothing (every
+            // string and pointer array was built by `Job::new`, `mask` is copied before the
+            // clone), takes no lock, and its only write to shared memory is the atomic `error`,
+            // which the parent reads after it resumes. errno is written through the parent's
+            // thread-local storage, which the suspended parent does not read until it resumes.
+            unsafe {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    error.store(Errno::last_raw(), Ordering::Relaxed);
+                    libc::_exit(127);
+                }
+                if libc::getppid() != parent_raw {
+                    // onlyone died before the request took effect: nobody holds the lock for us.
+                    libc::_exit(127);
+                }
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::sigprocmask(libc::SIG_SETMASK, mask_ptr, std::ptr::null_mut());
+                // As execvp(3): look further along PATH after these errors; report EACCES if
+                // any candidate gave it, else the last error.
+                let mut result = libc::ENOENT;
+                let mut saw_eacces = false;
+                for path in &self.candidates {
+                    libc::execve(
+                        path.as_ptr(),
+                        self.argv_ptrs.as_ptr(),
+                        self.envp_ptrs.as_ptr(),
+                    );
+                    result = Errno::last_raw();
+                    match result {
+                        libc::EACCES => saw_eacces = true,
+                        e if NEXT_ON.contains(&e) => {}
+                        _ => break,
+                    }
+                }
+                if saw_eacces && NEXT_ON.contains(&result) {
+                    result = libc::EACCES;
+                }
+                error.store(result.max(1), Ordering::Relaxed);
+                libc::_exit(127)
+            }
+        };
+        extern "C" fn trampoline<F: FnMut() -> c_int>(data: *mut c_void) -> c_int {
+            // SAFETY: `data` is the `&mut F` passed to clone below, alive until the parent resumes.
+            let f = unsafe { &mut *(data as *mut F) };
+            f()
+        }
+        fn trampoline_of<F: FnMut() -> c_int>(_: &F) -> extern "C" fn(*mut c_void) -> c_int {
+            trampoline::<F>
+        }
+        let entry = trampoline_of(&child);
+        // The stack grows down on every Linux architecture Rust supports: pass its top, 16-byte
+        // aligned as the ABIs require.
+        let top = stack.as_mut_ptr_range().end;
+        let top = top.wrapping_sub(top as usize % 16) as *mut c_void;
+        // SAFETY: clone(2) with CLONE_VM | CLONE_VFORK is how glibc's posix_spawn starts a child:
+        // the child runs `child` (see its SAFETY note) on `stack`, which outlives it because this
+        // thread is suspended until the child has called execve or _exit. SIGCHLD is reported to
+        // onlyone when the job exits, as for any child.
+        let pid = unsafe {
+            libc::clone(
+                entry,
+                top,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (&mut child as *mut _) as *mut c_void,
+            )
+        };
+        drop(stack);
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let pid = Pid::from_raw(pid);
+        match error.load(Ordering::Relaxed) {
+            0 => Ok(pid),
+            e => {
+                // The child has exited: reap it.
+                let _ = nix::sys::wait::waitpid(pid, None);
+                Err(io::Error::from_raw_os_error(e))
+            }
+        }
+    }
+}
+
+fn cstring(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| invalid("an argument contains NUL"))
+}
+
+fn invalid(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
 }
 
 /// Sets SIGCHLD to its default action. A parent that ignores SIGCHLD (SIG_IGN survives execve)

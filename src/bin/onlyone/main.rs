@@ -1,9 +1,18 @@
 //! `onlyone`: run a command at most once at a time, and say who holds the lock when it does not.
 //!
-//! `unsafe` is denied here and allowed on exactly two functions in `job.rs` (the child's set-up
-//! between fork and exec, and resetting SIGCHLD), each with its `SAFETY` comment.
+//! `unsafe` is denied here and allowed on exactly three functions, each with its `SAFETY`
+//! comment: the C entry point below, starting the job (`job::Job::spawn`), and resetting SIGCHLD
+//! (`job::default_sigchld`).
+//!
+//! On glibc Linux onlyone has no Rust `fn main`: the C runtime calls the exported `main` below
+//! directly and the Rust runtime's start-up is skipped, which saves a tenth of a millisecond per
+//! run (BENCHMARKS.md, "CLI start-up"). What that start-up would do and onlyone does not need:
+//! ignore SIGPIPE (so onlyone, like C tools, ends quietly when its output pipe closes, and the
+//! job inherits SIGPIPE as onlyone got it), and install a handler that names a stack overflow.
+//! `std::env::args` still works there: glibc hands the arguments to std through `.init_array`.
 
 #![deny(unsafe_code)]
+#![cfg_attr(all(not(test), target_os = "linux", target_env = "gnu"), no_main)]
 
 mod cli;
 mod compare;
@@ -17,6 +26,27 @@ mod replace;
 mod run;
 mod status;
 
+/// The entry point the C runtime calls.
+#[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+// SAFETY: exporting the unmangled symbol `main` is unsafe only because it could clash with
+// another definition of that symbol; this binary has no other `main` (no Rust `fn main` under
+// `no_main`), and the signature is the one the C runtime calls.
+#[unsafe(no_mangle)]
+extern "C" fn main(
+    _argc: std::ffi::c_int,
+    _argv: *const *const std::ffi::c_char,
+) -> std::ffi::c_int {
+    let code = cli::run();
+    // The Rust runtime would flush standard output at exit; here nobody else does.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    // ExitCode hides its value; it compares equal to the code it was made from.
+    (0..=255u8)
+        .find(|&n| std::process::ExitCode::from(n) == code)
+        .map_or(1, std::ffi::c_int::from)
+}
+
+#[cfg(not(all(not(test), target_os = "linux", target_env = "gnu")))]
 fn main() -> std::process::ExitCode {
     cli::run()
 }

@@ -2,18 +2,20 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use onlyone::{Acquire, Guard, Holder, HolderKind, Lock};
 
 use crate::cli::{RunArgs, Wait};
 use crate::exit::{self, Failure};
+use crate::job::Job;
 
 /// What `--kill-after` is when not given.
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
@@ -72,15 +74,15 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         }
     };
 
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .env("ONLYONE_NAME", lock.name().as_str())
-        .env("ONLYONE_BACKEND", lock.backend().as_str())
-        .env("ONLYONE_SCOPE", args.lock.scope.to_string())
-        .env("ONLYONE_RESOURCE", guard.resource())
-        .env("ONLYONE_PID", std::process::id().to_string());
+    let mut vars = vec![
+        ("ONLYONE_NAME", lock.name().as_str().to_owned()),
+        ("ONLYONE_BACKEND", lock.backend().as_str().to_owned()),
+        ("ONLYONE_SCOPE", args.lock.scope.to_string()),
+        ("ONLYONE_RESOURCE", guard.resource().to_owned()),
+        ("ONLYONE_PID", std::process::id().to_string()),
+    ];
     if let Some(token) = guard.fencing_token() {
-        cmd.env("ONLYONE_FENCING_TOKEN", token.to_string());
+        vars.push(("ONLYONE_FENCING_TOKEN", token.to_string()));
     }
     if args.verbose {
         eprintln!(
@@ -92,9 +94,17 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         );
     }
     if args.no_fork {
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).envs(vars);
         return Err(exec_in_place(cmd, guard, &argv[0]));
     }
-    supervise(cmd, guard, &argv[0], args.verbose)
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !vars.iter().any(|(name, _)| k == name))
+        .collect();
+    env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+    let job = Job::new(&argv, env)
+        .map_err(|e| Failure::new(exit::USAGE, format!("cannot run {:?}: {e}", argv[0])))?;
+    supervise(&job, guard, &argv[0], args.verbose)
 }
 
 /// COMMAND ARGS, or `sh -c CMD`; never empty.
@@ -168,12 +178,7 @@ fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure 
 }
 
 /// Runs the job as a child, forwards signals to it, waits for it, releases the lock.
-fn supervise(
-    mut cmd: Command,
-    guard: Guard,
-    program: &OsString,
-    verbose: bool,
-) -> Result<u8, Failure> {
+fn supervise(job: &Job, guard: Guard, program: &OsString, verbose: bool) -> Result<u8, Failure> {
     // Blocked from here on, read from a signalfd: a signal that arrives before the job exists
     // waits in the queue and is forwarded once it does.
     let mut mask = SigSet::empty();
@@ -185,42 +190,62 @@ fn supervise(
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
         .map_err(|e| Failure::os("cannot block signals", e))?;
     crate::job::default_sigchld().map_err(|e| Failure::os("cannot reset SIGCHLD", e))?;
-    crate::job::die_with_parent(&mut cmd, nix::unistd::getpid(), old);
-    let mut child = cmd.spawn().map_err(|e| spawn_failure(program, e))?;
+    let pid = job
+        .spawn(nix::unistd::getpid(), old)
+        .map_err(|e| spawn_failure(program, e))?;
 
     // The job runs: whatever happens now, onlyone waits for it before it lets the lock go.
-    let status = wait_forwarding(&mut child, &mask, verbose);
+    let status = wait_forwarding(pid, &mask, verbose);
     if let Err(e) = guard.release() {
         eprintln!("onlyone: warning: releasing the lock: {e}");
     }
     let status = status.map_err(|e| Failure::os("cannot wait for the job", e))?;
     let code = exit_code(status);
     if verbose {
-        eprintln!(
-            "onlyone: job {} ({status}); lock released, exiting with {code}",
-            child.id()
-        );
+        eprintln!("onlyone: job {pid} {status:?}; lock released, exiting with {code}");
     }
     Ok(code)
 }
 
 /// The job's exit status as onlyone's: its code, or 128+N when killed by signal N.
-fn exit_code(status: ExitStatus) -> u8 {
-    match (status.code(), status.signal()) {
-        (Some(c), _) => c as u8,
-        (None, Some(sig)) => (128 + sig) as u8,
+fn exit_code(status: WaitStatus) -> u8 {
+    match status {
+        WaitStatus::Exited(_, c) => c as u8,
+        WaitStatus::Signaled(_, sig, _) => (128 + sig as i32) as u8,
         _ => exit::SOFTWARE,
     }
 }
 
+/// Reaps the job if it has exited (`waitpid(WNOHANG)`); stops and continues are not exits.
+fn try_wait(pid: Pid) -> Result<Option<WaitStatus>, Errno> {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(Some(s)),
+            Ok(_) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Blocks until the job exits (when signals cannot be forwarded).
+fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(s),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Waits for the job, forwarding the signals in `mask` (except SIGCHLD) to it.
-fn wait_forwarding(child: &mut Child, mask: &SigSet, verbose: bool) -> io::Result<ExitStatus> {
-    let pid = Pid::from_raw(child.id() as i32);
+fn wait_forwarding(pid: Pid, mask: &SigSet, verbose: bool) -> Result<WaitStatus, Errno> {
     let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC) {
         Ok(sfd) => sfd,
         Err(e) => {
             eprintln!("onlyone: warning: cannot forward signals to the job (signalfd: {e})");
-            return child.wait();
+            return wait_blocking(pid);
         }
     };
     loop {
@@ -229,7 +254,7 @@ fn wait_forwarding(child: &mut Child, mask: &SigSet, verbose: bool) -> io::Resul
             Ok(None) | Err(Errno::EINTR) => continue,
             Err(e) => {
                 eprintln!("onlyone: warning: cannot forward signals to the job (read: {e})");
-                return child.wait();
+                return wait_blocking(pid);
             }
         };
         let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
@@ -237,7 +262,7 @@ fn wait_forwarding(child: &mut Child, mask: &SigSet, verbose: bool) -> io::Resul
         };
         if signal == Signal::SIGCHLD {
             // Also sent when the job stops or continues; only an exit ends the wait.
-            if let Some(status) = child.try_wait()? {
+            if let Some(status) = try_wait(pid)? {
                 return Ok(status);
             }
             continue;
