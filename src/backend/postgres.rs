@@ -904,27 +904,41 @@ fn describe_server(config: &postgres::Config) -> String {
     format!("postgres://{user}{hosts}/{db}")
 }
 
-/// Hides the password of a URL or key/value connection string that could not be parsed.
+/// Hides the password of a URL or key/value connection string that could not be parsed. Errs on
+/// the side of hiding too much.
 pub(crate) fn redact_url(url: &str) -> String {
     let mut out = url.to_owned();
-    // URL form: scheme://user:password@host...
+    // URL form: scheme://user:password@host... The password may contain '/' or '@' (unescaped),
+    // so the user info runs to the last '@' before the query string.
     if let Some(start) = out.find("://").map(|i| i + 3) {
-        let authority_end = out[start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| start + i);
-        if let Some(at) = out[start..authority_end].rfind('@').map(|i| start + i) {
+        let end = out[start..].find('?').map_or(out.len(), |i| start + i);
+        if let Some(at) = out[start..end].rfind('@').map(|i| start + i) {
             if let Some(colon) = out[start..at].find(':').map(|i| start + i) {
                 out.replace_range(colon + 1..at, "***");
             }
         }
     }
-    // password=... as a query parameter or a key/value pair.
+    // password=... as a query parameter or a key/value pair, possibly 'quoted'.
     let mut searched = 0;
-    while let Some(i) = out[searched..].find("password=").map(|i| searched + i) {
-        let value = i + "password=".len();
-        let end = out[value..]
-            .find(['&', ' '])
-            .map_or(out.len(), |e| value + e);
+    while let Some(i) = out[searched..].find("password").map(|i| searched + i) {
+        let after = i + "password".len();
+        let rest = &out[after..];
+        let eq = rest.len() - rest.trim_start().len();
+        if !rest[eq..].starts_with('=') {
+            searched = after;
+            continue;
+        }
+        let value = after + eq + 1;
+        let value = value + (out[value..].len() - out[value..].trim_start().len());
+        let end = if out[value..].starts_with('\'') {
+            out[value + 1..]
+                .find('\'')
+                .map_or(out.len(), |e| value + 1 + e + 1)
+        } else {
+            out[value..]
+                .find(['&', ' '])
+                .map_or(out.len(), |e| value + e)
+        };
         out.replace_range(value..end, "***");
         searched = value + 3;
     }
@@ -1073,6 +1087,14 @@ mod tests {
             "host=db password=*** user=app"
         );
         assert_eq!(redact_url("postgres://db/jobs"), "postgres://db/jobs");
+        assert_eq!(
+            redact_url("postgres://app:pa/ss@db:x/jobs"),
+            "postgres://app:***@db:x/jobs"
+        );
+        assert_eq!(
+            redact_url("host=db password = 'a b' user=app"),
+            "host=db password = *** user=app"
+        );
     }
 
     #[test]
