@@ -356,6 +356,17 @@ fn command_not_found_127_not_executable_126() {
         assert_eq!(out.code(), 126, "{backend}: {}", out.stderr);
         let out = output(&mut lk.run(&[], &[lk.dir()]));
         assert_eq!(out.code(), 126, "{backend}: a directory: {}", out.stderr);
+        // An executable file without `#!` is run by /bin/sh, as execvp(3) and shells do.
+        let plain = lk.dir().join("no-shebang");
+        std::fs::write(&plain, "echo \"plain $1\"; exit 9\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = output(&mut lk.run(&[], &[plain.as_os_str(), OsStr::new("arg")]));
+        assert_eq!(
+            (out.code(), out.stdout.as_str()),
+            (9, "plain arg\n"),
+            "{backend}: {}",
+            out.stderr
+        );
         assert!(!lk.held(), "{backend}: released after a failed start");
 
         // The same with -F (exec in place).

@@ -8,7 +8,8 @@
 //!   have died before the request: then it exits at once, and no job runs without the lock);
 //! - restores SIGPIPE's default action (Rust ignores it) and the signal mask onlyone had before it
 //!   blocked the signals it forwards;
-//! - execve(2) on each candidate path, as execvp(3) searches `PATH`.
+//! - execve(2) on each candidate path, as execvp(3) searches `PATH`; a file without `#!` that the
+//!   kernel does not know how to run (`ENOEXEC`) is run by `/bin/sh`, as execvp(3) and shells do.
 //!
 //! The death signal is sent when the *thread* that created the child exits: onlyone starts the job
 //! from its only thread. execve(2) keeps it, except for set-user-ID/set-group-ID programs and
@@ -26,6 +27,9 @@ use nix::unistd::Pid;
 
 /// Stack for the child between clone and execve: a few system calls deep.
 const CHILD_STACK: usize = 64 * 1024;
+
+/// The shell that runs a file the kernel cannot execute by itself.
+const SH: &std::ffi::CStr = c"/bin/sh";
 
 /// execve(2) errors after which execvp(3) tries the next `PATH` entry.
 const NEXT_ON: [c_int; 6] = [
@@ -107,14 +111,19 @@ impl Job {
         let mut stack = vec![0u8; CHILD_STACK];
         let parent_raw = parent.as_raw();
         let mask_ptr: *const libc::sigset_t = mask.as_ref();
+        // For ENOEXEC: `/bin/sh PATH ARGS...`, the PATH slot filled in by the child.
+        let mut sh_argv: Vec<*const c_char> = Vec::with_capacity(self.argv_ptrs.len() + 1);
+        sh_argv.push(SH.as_ptr());
+        sh_argv.push(std::ptr::null());
+        sh_argv.extend_from_slice(&self.argv_ptrs[1..]);
         let mut child = || -> c_int {
             // SAFETY: this closure runs in the child created by clone(CLONE_VM | CLONE_VFORK)
             // below, on its own stack, while onlyone's only thread is suspended until the child
             // calls execve or exits. It calls only async-signal-safe system call wrappers
             // (prctl, getppid, signal, sigprocmask, execve, _exit), allocates nothing (every
-            // string and pointer array was built by `Job::new`, `mask` is copied before the
-            // clone), takes no lock, and its only write to shared memory is the atomic `error`,
-            // which the parent reads after it resumes. errno is written through the parent's
+            // string and pointer array was built by `Job::new` or above, `mask` is copied before
+            // the clone), takes no lock, and writes to shared memory only the atomic `error` and
+            // the reserved slot of `sh_argv`, which the parent reads or drops after it resumes. errno is written through the parent's
             // thread-local storage, which the suspended parent does not read until it resumes.
             unsafe {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
@@ -138,6 +147,11 @@ impl Job {
                         self.envp_ptrs.as_ptr(),
                     );
                     result = Errno::last_raw();
+                    if result == libc::ENOEXEC {
+                        sh_argv[1] = path.as_ptr();
+                        libc::execve(SH.as_ptr(), sh_argv.as_ptr(), self.envp_ptrs.as_ptr());
+                        break;
+                    }
                     match result {
                         libc::EACCES => saw_eacces = true,
                         e if NEXT_ON.contains(&e) => {}
