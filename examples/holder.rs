@@ -14,6 +14,16 @@
 //! - `inherit`: the same, handing the lock descriptor to the child on purpose;
 //! - `witness FILE`: while holding, append `start PID` and `end PID` lines around a pause
 //!   (used by race tests); prints `witnessed`.
+//! - `race FILE HOLDS SEED HOLD_US [nolock]`: acquire and release HOLDS times (0: until killed),
+//!   each try chosen at random among `try_acquire`, a short timeout and no timeout; held for a
+//!   random 0..=HOLD_US µs. Every step appends one line to FILE with a single `write(2)` on an
+//!   `O_APPEND` descriptor: `acq PID`, `held PID HOLDER`, `start PID INODE ok|lost`,
+//!   `end PID ok|lost` (the guard's `verify`), `free PID ok|lost|err`, `error PID MESSAGE`.
+//!   `nolock` skips the lock (a control run that must show overlaps). Prints `raced HOLDS TRIES`.
+//! - `fork keep|drop`: fork(2) without exec; the child keeps or drops its copy of the guard, prints
+//!   `child PID kept|dropped` and waits for a signal; the parent prints `forked PID`.
+//! - `bind NAME listen|nolisten`: bind a stream socket to the abstract name NAME (no leading NUL),
+//!   listening or not, as a squatter would; prints `bound`.
 //!
 //! It exits on end of input, releasing the lock by dropping the guard.
 
@@ -45,6 +55,7 @@ fn main() {
         wait => acquire(&*lock, wait, &mut out),
     };
     let mut children = Vec::new();
+    let mut sockets = Vec::new();
     for line in std::io::stdin().lock().lines() {
         let line = line.unwrap_or_default();
         let (order, arg) = line.split_once(' ').unwrap_or((line.as_str(), ""));
@@ -86,6 +97,37 @@ fn main() {
                 writeln!(f, "end {pid}").unwrap_or_else(|e| fail(e));
                 say(&mut out, "witnessed");
             }
+            "race" => {
+                let (held, tries) = race(&*lock, arg);
+                say(&mut out, &format!("raced {held} {tries}"));
+            }
+            "fork" => {
+                // SAFETY: this program never starts a thread, so the child of fork(2) is a copy of
+                // a single-threaded process and may run any code (no lock can be left held by a
+                // thread that does not exist in the child).
+                match unsafe { nix::unistd::fork() } {
+                    Ok(nix::unistd::ForkResult::Child) => {
+                        let what = if arg == "drop" {
+                            drop(guard.take());
+                            "dropped"
+                        } else {
+                            "kept"
+                        };
+                        say(&mut out, &format!("child {} {what}", std::process::id()));
+                        loop {
+                            nix::unistd::pause();
+                        }
+                    }
+                    Ok(nix::unistd::ForkResult::Parent { child }) => {
+                        say(&mut out, &format!("forked {child}"));
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            "bind" => {
+                sockets.push(squat(arg));
+                say(&mut out, "bound");
+            }
             _ => fail(format!("unknown order {line:?}")),
         }
     }
@@ -116,6 +158,143 @@ fn acquire(lock: &dyn Lock, wait: Option<&str>, out: &mut impl Write) -> Option<
 fn hand_over(fd: std::os::fd::BorrowedFd<'_>) {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::empty())).unwrap_or_else(|e| fail(e));
+}
+
+/// The `race` order: see the module docs.
+fn race(lock: &dyn Lock, args: &str) -> (u64, u64) {
+    fn usage<T>(args: &str) -> T {
+        fail(format!(
+            "usage: race FILE HOLDS SEED HOLD_US [nolock], not {args:?}"
+        ))
+    }
+    let mut words = args.split(' ');
+    let file = words
+        .next()
+        .filter(|f| !f.is_empty())
+        .unwrap_or_else(|| usage(args));
+    let mut number = || -> u64 {
+        words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| usage(args))
+    };
+    let (holds, seed, hold_us) = (number(), number(), number());
+    let nolock = words.next() == Some("nolock");
+    let mut witness = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(file)
+        .unwrap_or_else(|e| fail(e));
+    // One write(2) per line: O_APPEND makes each land whole and in order among all writers.
+    let mut note = |line: String| {
+        witness
+            .write_all(line.as_bytes())
+            .unwrap_or_else(|e| fail(e))
+    };
+    let pid = std::process::id();
+    let mut rng = Rng(seed ^ (u64::from(pid) << 32) | 1);
+    let (mut held, mut tries) = (0, 0);
+    while holds == 0 || held < holds {
+        tries += 1;
+        note(format!("acq {pid}\n"));
+        let guard = if nolock {
+            None
+        } else {
+            let timeout = match rng.below(4) {
+                0 => Some(Duration::ZERO),
+                1 => Some(Duration::from_micros(rng.below(5000))),
+                _ => None,
+            };
+            match lock.acquire_timeout(timeout) {
+                Ok(Acquire::Acquired(g)) => Some(g),
+                Ok(Acquire::Held(h)) => {
+                    let holder = h.pid.map_or("?".to_owned(), |p| p.to_string());
+                    note(format!("held {pid} {holder}\n"));
+                    pause(rng.below(hold_us + 1));
+                    continue;
+                }
+                Err(e) => {
+                    note(format!("error {pid} {e}\n"));
+                    pause(rng.below(hold_us + 1));
+                    continue;
+                }
+            }
+        };
+        let verified = |g: &Option<Guard>| match g.as_ref().map(Guard::verify) {
+            Some(Err(_)) => "lost",
+            _ => "ok",
+        };
+        note(format!(
+            "start {pid} {} {}\n",
+            guard.as_ref().map_or(0, inode),
+            verified(&guard)
+        ));
+        pause(rng.below(hold_us + 1));
+        note(format!("end {pid} {}\n", verified(&guard)));
+        let freed = match guard.map(Guard::release) {
+            Some(Err(e)) if e.kind() == onlyone::ErrorKind::Lost => "lost",
+            Some(Err(_)) => "err",
+            _ => "ok",
+        };
+        note(format!("free {pid} {freed}\n"));
+        held += 1;
+    }
+    (held, tries)
+}
+
+/// The inode of the held lock file (0 for a lock without a file).
+fn inode(guard: &Guard) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    match guard.as_fd() {
+        Some(fd) => nix::sys::stat::fstat(fd.as_fd()).map_or(0, |s| s.st_ino),
+        None if guard.backend() == BackendKind::AbstractSocket => 0,
+        None => std::fs::symlink_metadata(guard.resource()).map_or(0, |m| m.ino()),
+    }
+}
+
+/// Sleeps `us` microseconds (0: just yields): how long a racer holds, not a synchronisation.
+fn pause(us: u64) {
+    if us == 0 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(us));
+    }
+}
+
+/// xorshift64*: enough randomness for picking timeouts, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
+    }
+}
+
+/// The `bind` order: a socket bound to an abstract name, listening or not.
+fn squat(args: &str) -> std::os::fd::OwnedFd {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let (name, mode) = args
+        .rsplit_once(' ')
+        .unwrap_or_else(|| fail(format!("usage: bind NAME listen|nolisten, not {args:?}")));
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap_or_else(|e| fail(e));
+    let addr = UnixAddr::new_abstract(name.as_bytes()).unwrap_or_else(|e| fail(e));
+    bind(fd.as_raw_fd(), &addr).unwrap_or_else(|e| fail(format!("bind @{name}: {e}")));
+    if mode == "listen" {
+        listen(&fd, Backlog::new(16).unwrap_or_else(|e| fail(e))).unwrap_or_else(|e| fail(e));
+    }
+    fd
 }
 
 fn say(out: &mut impl Write, line: &str) {
