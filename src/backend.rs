@@ -569,6 +569,13 @@ pub(crate) fn file_wake_up(
     };
     match pidfd {
         ProcessWatch::Gone => crate::WakeUp::now(),
+        // Without a file watch (no inotify instance to be had: `EMFILE` once the user's processes
+        // hold `fs.inotify.max_user_instances` of them), the pidfd only tells of the holder's
+        // death: a holder that releases and lives on is noticed by retrying with a backoff.
+        ProcessWatch::Fd(fd) if sources.is_empty() => {
+            sources.push(crate::WakeSource::new(fd));
+            crate::WakeUp::backoff(sources)
+        }
         ProcessWatch::Fd(fd) => {
             sources.push(crate::WakeSource::new(fd));
             crate::WakeUp::on_event(sources)
