@@ -393,6 +393,56 @@ fn server_restart_loses_the_lock() {
     drop(server);
 }
 
+/// The blocked-signal masks (SigBlk) of this process's threads named `comm`.
+fn thread_masks(comm: &str) -> Vec<u64> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .filter_map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let mask = status.lines().find_map(|l| l.strip_prefix("SigBlk:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .collect()
+}
+
+#[test]
+fn the_heartbeat_thread_takes_no_signals() {
+    // A program that waits for SIGCHLD on a signalfd (the onlyone CLI does) blocks it in its
+    // threads; a heartbeat thread that did not would swallow it and the program would hang.
+    let server = server_or_skip!();
+    let name = unique_name("pg-sigmask");
+    let _guard = lock(&server.url(), &name)
+        .try_acquire()
+        .unwrap()
+        .guard()
+        .expect("free");
+    // The thread names itself when it first runs (comm keeps 15 bytes).
+    let mut masks = Vec::new();
+    wait_until("the heartbeat thread to name itself", || {
+        masks = thread_masks("onlyone-pg-hear");
+        !masks.is_empty()
+    });
+    for sig in [
+        libc_signal(nix::sys::signal::Signal::SIGCHLD),
+        libc_signal(nix::sys::signal::Signal::SIGTERM),
+    ] {
+        for mask in &masks {
+            assert!(
+                mask & (1 << (sig - 1)) != 0,
+                "signal {sig} not blocked: {mask:x}"
+            );
+        }
+    }
+}
+
+fn libc_signal(s: nix::sys::signal::Signal) -> u32 {
+    s as i32 as u32
+}
+
 /// The keepalive timer of the TCP socket from 127.0.0.1:`local` to 127.0.0.1:`remote`, in
 /// seconds, from /proc/net/tcp (`tr` 2 is the keepalive timer; `tm->when` is in USER_HZ ticks).
 fn keepalive_timer(local: u16, remote: u16) -> Option<f64> {

@@ -284,9 +284,26 @@ impl PostgresLock {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| connect_error(&e, &self.what(), config.get_user()))?;
+        let user = config.get_user().map(str::to_owned);
+        // On a thread of its own: a host name is resolved on a thread of the client's runtime,
+        // which then inherits a mask that blocks every signal (see spawn_quiet).
+        let mut client = spawn_quiet("onlyone-pg-connect", move || config.connect(NoTls))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!("cannot start a thread to connect for {}", self.what()),
+                    e,
+                )
+            })?
+            .join()
+            .map_err(|_| {
+                Error::msg(
+                    ErrorKind::Io,
+                    format!("cannot connect for {}", self.what()),
+                    "the connecting thread panicked",
+                )
+            })?
+            .map_err(|e| connect_error(&e, &self.what(), user.as_deref()))?;
         // One round trip of plain SETs (a query on pg_settings costs a millisecond on a fresh
         // session). idle_session_timeout exists from PostgreSQL 14: older servers reject the
         // whole batch (one implicit transaction, so nothing stays set) and get it without.
@@ -602,18 +619,16 @@ impl PostgresHeld {
         let (stop, stopped) = mpsc::channel::<()>();
         let (key, backend_pid, every) = (lock.key, s.backend_pid, lock.heartbeat);
         let shared = Arc::clone(&state);
-        let heartbeat = std::thread::Builder::new()
-            .name("onlyone-pg-heartbeat".to_owned())
-            .spawn(move || {
-                // Sleeps on the stop channel: release and drop stop it at once.
-                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    let mut st = lock_state(&shared);
-                    if st.lost.is_some() || st.client.is_none() {
-                        return;
-                    }
-                    check(&mut st, key, backend_pid);
+        let heartbeat = spawn_quiet("onlyone-pg-heartbeat", move || {
+            // Sleeps on the stop channel: release and drop stop it at once.
+            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let mut st = lock_state(&shared);
+                if st.lost.is_some() || st.client.is_none() {
+                    return;
                 }
-            });
+                check(&mut st, key, backend_pid);
+            }
+        });
         let mut held = PostgresHeld {
             state,
             stop: Some(stop),
@@ -680,6 +695,26 @@ impl PostgresHeld {
             Err(e) => Err(pg_error(&e, format!("cannot release {}", self.what))),
         }
     }
+}
+
+/// Starts a thread with every signal blocked, so that neither it nor the threads it starts (the
+/// client runtime's resolver) ever takes a signal meant for the program: a program that reads
+/// SIGCHLD or SIGTERM from a signalfd(2) or sigwait(3) blocks them in its own threads, and a
+/// process-directed signal goes to any thread that does not block it.
+fn spawn_quiet<F, T>(name: &str, f: F) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut old = SigSet::empty();
+    // Threads inherit the mask of the thread that creates them: block all, spawn, restore.
+    let blocked = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old));
+    let handle = std::thread::Builder::new().name(name.to_owned()).spawn(f);
+    if blocked.is_ok() {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    }
+    handle
 }
 
 /// Checks that the session still holds the lock; records the loss when it does not.
