@@ -17,8 +17,9 @@
 //! - `race FILE HOLDS SEED HOLD_US [nolock]`: acquire and release HOLDS times (0: until killed),
 //!   each try chosen at random among `try_acquire`, a short timeout and no timeout; held for a
 //!   random 0..=HOLD_US µs. Every step appends one line to FILE with a single `write(2)` on an
-//!   `O_APPEND` descriptor: `acq PID`, `held PID HOLDER`, `start PID INODE ok|lost`,
-//!   `end PID ok|lost` (the guard's `verify`), `free PID ok|lost|err`, `error PID MESSAGE`.
+//!   `O_APPEND` descriptor: `acq PID`, `held PID HOLDER`, `start PID INODE ok|lost`, `end PID`,
+//!   `verify PID ok|lost` (the guard's `verify`, after the end of the critical section, before
+//!   the release), `free PID ok|lost|err`, `error PID MESSAGE`.
 //!   `nolock` skips the lock (a control run that must show overlaps). Prints `raced HOLDS TRIES`.
 //! - `fork keep|drop`: fork(2) without exec; the child keeps or drops its copy of the guard, prints
 //!   `child PID kept|dropped` and waits for a signal; the parent prints `forked PID`.
@@ -230,7 +231,10 @@ fn race(lock: &dyn Lock, args: &str) -> (u64, u64) {
             verified(&guard)
         ));
         pause(rng.below(hold_us + 1));
-        note(format!("end {pid} {}\n", verified(&guard)));
+        // The verdict is written after the end of the critical section, so that it covers
+        // everything that happened inside it.
+        note(format!("end {pid}\n"));
+        note(format!("verify {pid} {}\n", verified(&guard)));
         let freed = match guard.map(Guard::release) {
             Some(Err(e)) if e.kind() == onlyone::ErrorKind::Lost => "lost",
             Some(Err(_)) => "err",

@@ -140,8 +140,9 @@ fn trials(backend: BackendKind, trials: usize, rng: &mut Rng) -> Outcome {
         match lock.acquire_timeout(Some(STUCK)) {
             Ok(Acquire::Acquired(g)) => {
                 witness.note(&format!("start {me} {} ok", inode(&g)));
+                witness.note(&format!("end {me}"));
                 let ok = if g.verify().is_ok() { "ok" } else { "lost" };
-                witness.note(&format!("end {me} {ok}"));
+                witness.note(&format!("verify {me} {ok}"));
                 g.release().unwrap();
             }
             Ok(Acquire::Held(h)) => {
