@@ -422,8 +422,8 @@ fn the_heartbeat_thread_takes_no_signals() {
         .expect("free");
     // The thread names itself when it first runs (comm keeps 15 bytes).
     let mut masks = Vec::new();
-    wait_until("the heartbeat thread to name itself", || {
-        masks = thread_masks("onlyone-pg-hear");
+    wait_until("the session thread to name itself", || {
+        masks = thread_masks("onlyone-pg-sess");
         !masks.is_empty()
     });
     for sig in [
@@ -708,4 +708,64 @@ mod cli {
         assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
+}
+
+#[test]
+fn usable_inside_an_async_runtime() {
+    // The sync postgres client runs a runtime of its own; called on a thread that drives another
+    // runtime it must not try to nest them (that panics).
+    let server = server_or_skip!();
+    let name = unique_name("pg-in-runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let l = lock(&server.url(), &name);
+        let guard = l.try_acquire().unwrap().guard().expect("free");
+        guard.verify().unwrap();
+        let other = lock(&server.url(), &name);
+        assert!(other.holder().unwrap().is_some());
+        assert!(
+            !other
+                .acquire_timeout(Some(Duration::from_millis(50)))
+                .unwrap()
+                .is_acquired()
+        );
+        guard.release().unwrap();
+        drop(l.try_acquire().unwrap().guard().expect("free again"));
+    });
+}
+
+/// The async wait (`onlyone::asynchronous::acquire`, feature `tokio`) with a postgres lock: the
+/// backend has no wake-up descriptor, so the wait retries with a backoff.
+#[cfg(feature = "tokio")]
+#[test]
+fn async_acquire_gets_the_lock_when_its_holder_dies() {
+    let server = server_or_skip!();
+    let name = unique_name("pg-async");
+    let mut child = pg_holder(&server.url(), &name, None);
+    assert!(child.line().starts_with("acquired "));
+    let l = lock(&server.url(), &name);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let held = rt
+        .block_on(onlyone::asynchronous::acquire(
+            &l,
+            Some(Duration::from_millis(20)),
+        ))
+        .unwrap();
+    assert_eq!(held.holder().and_then(|h| h.pid), Some(child.pid()));
+    child.kill();
+    let guard = rt
+        .block_on(onlyone::asynchronous::acquire(
+            &l,
+            Some(Duration::from_secs(60)),
+        ))
+        .unwrap()
+        .guard()
+        .expect("the lock once its holder is SIGKILLed");
+    guard.verify().unwrap();
 }

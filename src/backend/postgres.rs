@@ -18,7 +18,11 @@
 //!   sets `tcp_keepalives_idle` 5 s, `tcp_keepalives_interval` 2 s, `tcp_keepalives_count` 3 and
 //!   `tcp_user_timeout` 10 s, so the server gives up on a silent holder after about 10 s instead of
 //!   the system's two hours), or the server restarts (which frees every lock).
-//! - **Loss:** a heartbeat thread per guard checks every second (by default) that the session still
+//! - **Threads:** every statement runs on a thread of the lock's own, started with every signal
+//!   blocked: a try or a wait blocks its caller but never starts the sync client's runtime on the
+//!   caller's thread, so the lock works from code that drives an async runtime, and never takes a
+//!   signal a program reads with signalfd(2). A held lock keeps its thread as its heartbeat.
+//! - **Loss:** the heartbeat checks every second (by default) that the session still
 //!   holds the lock. When it does not, [`Guard::verify`](crate::Guard::verify) says
 //!   [`ErrorKind::Lost`] and the descriptor of [`Guard::loss_fd`](crate::Guard::loss_fd) becomes
 //!   readable. The client side uses the same keepalive settings, so a vanished server is noticed
@@ -38,7 +42,6 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -284,26 +287,9 @@ impl PostgresLock {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let user = config.get_user().map(str::to_owned);
-        // On a thread of its own: a host name is resolved on a thread of the client's runtime,
-        // which then inherits a mask that blocks every signal (see spawn_quiet).
-        let mut client = spawn_quiet("onlyone-pg-connect", move || config.connect(NoTls))
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("cannot start a thread to connect for {}", self.what()),
-                    e,
-                )
-            })?
-            .join()
-            .map_err(|_| {
-                Error::msg(
-                    ErrorKind::Io,
-                    format!("cannot connect for {}", self.what()),
-                    "the connecting thread panicked",
-                )
-            })?
-            .map_err(|e| connect_error(&e, &self.what(), user.as_deref()))?;
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| connect_error(&e, &self.what(), config.get_user()))?;
         // One round trip of plain SETs (a query on pg_settings costs a millisecond on a fresh
         // session). idle_session_timeout exists from PostgreSQL 14: older servers reject the
         // whole batch (one implicit transaction, so nothing stays set) and get it without.
@@ -464,27 +450,112 @@ impl PostgresLock {
         err
     }
 
-    /// Turns a locked session into a guard: fencing token, heartbeat thread.
-    fn guard(&self, mut s: Session) -> Result<Guard, Error> {
-        let token = match &self.fencing_table {
-            Some(table) => match self.next_token(&mut s, table) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    // Never a silent "acquired": give the lock back and report.
-                    let _ = s
-                        .client
-                        .simple_query(&format!("SELECT pg_advisory_unlock({})", self.key));
-                    return Err(e);
-                }
-            },
-            None => None,
+    /// The fencing token of a session that just took the lock; on failure the lock is given
+    /// back (never a silent "acquired").
+    fn fence(&self, s: &mut Session) -> Result<Option<u64>, Error> {
+        let Some(table) = &self.fencing_table else {
+            return Ok(None);
         };
-        let held = PostgresHeld::start(self, s, token)?;
-        Ok(Guard::new(
-            Box::new(held),
-            BackendKind::Postgres,
-            self.resource(),
-        ))
+        self.next_token(s, table).map(Some).inspect_err(|_| {
+            let _ = s
+                .client
+                .simple_query(&format!("SELECT pg_advisory_unlock({})", self.key));
+        })
+    }
+
+    /// Takes the lock on a fresh session (one try, or waiting up to `timeout`): the session and
+    /// its fencing token, or the holder. Runs on the session thread.
+    fn take(&self, timeout: Option<Duration>) -> Result<Taken, Error> {
+        let mut s = self.connect()?;
+        let holder = if timeout == Some(Duration::ZERO) {
+            self.try_once(&mut s)?
+        } else {
+            self.wait(&mut s, timeout)?
+        };
+        match holder {
+            Some(h) => Ok(Taken::Held(h)),
+            None => {
+                let token = self.fence(&mut s)?;
+                Ok(Taken::Acquired(Box::new(s), token))
+            }
+        }
+    }
+
+    /// `pg_advisory_lock` until `timeout`; `None` when taken, else the holder.
+    fn wait(&self, s: &mut Session, timeout: Option<Duration>) -> Result<Option<Holder>, Error> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let timeout_ms = match deadline {
+                // lock_timeout is an int of milliseconds; 0 would mean no limit.
+                Some(d) => d
+                    .saturating_duration_since(Instant::now())
+                    .as_micros()
+                    .div_ceil(1000)
+                    .clamp(1, i32::MAX as u128) as u64,
+                None => 0,
+            };
+            if self.wait_lock(s, timeout_ms)? {
+                return Ok(None);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return self.try_once(s);
+            }
+        }
+    }
+
+    /// Runs an acquisition on a session thread; when it takes the lock, the thread stays as the
+    /// guard's heartbeat and the only user of the session.
+    fn acquire_on_thread(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
+        let lock = self.clone();
+        let (tx, rx) = mpsc::channel();
+        let thread = spawn_quiet("onlyone-pg-session", move || {
+            session_thread(lock, timeout, tx)
+        })
+        .map_err(|e| self.thread_error(e))?;
+        match rx.recv() {
+            Ok(Outcome::Acquired {
+                orders,
+                loss,
+                backend_pid,
+                token,
+            }) => Ok(Acquire::Acquired(Guard::new(
+                Box::new(PostgresHeld {
+                    orders: Some(orders),
+                    thread: Some(thread),
+                    loss,
+                    key: self.key,
+                    backend_pid,
+                    token,
+                    what: self.what(),
+                }),
+                BackendKind::Postgres,
+                self.resource(),
+            ))),
+            Ok(Outcome::Held(h)) => {
+                let _ = thread.join();
+                Ok(Acquire::Held(h))
+            }
+            Ok(Outcome::Failed(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(Error::msg(
+                    ErrorKind::Io,
+                    format!("cannot acquire {}", self.what()),
+                    "the session thread panicked",
+                ))
+            }
+        }
+    }
+
+    fn thread_error(&self, e: io::Error) -> Error {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot start the session thread of {}", self.what()),
+            e,
+        )
     }
 
     /// One try on a fresh session; the holder (looked up on the same session) when held.
@@ -504,44 +575,28 @@ impl PostgresLock {
 
 impl Lock for PostgresLock {
     fn try_acquire(&self) -> Result<Acquire, Error> {
-        let mut s = self.connect()?;
-        match self.try_once(&mut s)? {
-            None => Ok(Acquire::Acquired(self.guard(s)?)),
-            Some(h) => Ok(Acquire::Held(h)),
-        }
+        self.acquire_on_thread(Some(Duration::ZERO))
     }
 
     fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
-        if timeout == Some(Duration::ZERO) {
-            return self.try_acquire();
-        }
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut s = self.connect()?;
-        loop {
-            let timeout_ms = match deadline {
-                // lock_timeout is an int of milliseconds; 0 would mean no limit.
-                Some(d) => d
-                    .saturating_duration_since(Instant::now())
-                    .as_micros()
-                    .div_ceil(1000)
-                    .clamp(1, i32::MAX as u128) as u64,
-                None => 0,
-            };
-            if self.wait_lock(&mut s, timeout_ms)? {
-                return Ok(Acquire::Acquired(self.guard(s)?));
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return match self.try_once(&mut s)? {
-                    None => Ok(Acquire::Acquired(self.guard(s)?)),
-                    Some(h) => Ok(Acquire::Held(h)),
-                };
-            }
-        }
+        self.acquire_on_thread(timeout)
     }
 
     fn holder(&self) -> Result<Option<Holder>, Error> {
-        let mut s = self.connect()?;
-        self.lookup(&mut s)
+        let lock = self.clone();
+        spawn_quiet("onlyone-pg-session", move || {
+            let mut s = lock.connect()?;
+            lock.lookup(&mut s)
+        })
+        .map_err(|e| self.thread_error(e))?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::msg(
+                ErrorKind::Io,
+                format!("cannot look up the holder of {}", self.what()),
+                "the session thread panicked",
+            ))
+        })
     }
 
     fn backend(&self) -> BackendKind {
@@ -564,21 +619,181 @@ struct Session {
     backend_pid: i32,
 }
 
-/// What the guard and its heartbeat share.
-struct HeldState {
-    /// The session; `None` once released or lost.
-    client: Option<Client>,
-    /// Why the lock was lost, once it was.
-    lost: Option<String>,
-    /// Write end of the loss pipe: dropped (closed) when the lock is lost.
-    notify: Option<OwnedFd>,
+/// What an acquisition on the session thread came to.
+enum Taken {
+    Acquired(Box<Session>, Option<u64>),
+    Held(Holder),
 }
 
-/// A held PostgreSQL lock: the session, its heartbeat thread and the loss pipe.
+/// What the session thread tells the thread that asked for the lock.
+enum Outcome {
+    Acquired {
+        orders: mpsc::Sender<Order>,
+        loss: OwnedFd,
+        backend_pid: i32,
+        token: Option<u64>,
+    },
+    Held(Holder),
+    Failed(Error),
+}
+
+/// What a guard asks of its session thread.
+enum Order {
+    /// Check with the server now; answers why the lock is lost, if it is.
+    Verify(mpsc::Sender<Option<String>>),
+    /// Unlock and close the session, then end.
+    Release(mpsc::Sender<Result<(), String>>),
+}
+
+/// A session thread: every statement on a lock's session runs here, never on the caller's
+/// thread, so a caller that drives an async runtime (where the sync client's own runtime must
+/// not be started) can use the lock too. After taking the lock the thread stays: it checks the
+/// session every `heartbeat` and serves the guard's orders until release or drop.
+fn session_thread(lock: PostgresLock, timeout: Option<Duration>, tx: mpsc::Sender<Outcome>) {
+    let (mut session, token) = match lock.take(timeout) {
+        Ok(Taken::Acquired(s, token)) => (*s, token),
+        Ok(Taken::Held(h)) => {
+            let _ = tx.send(Outcome::Held(h));
+            return;
+        }
+        Err(e) => {
+            let _ = tx.send(Outcome::Failed(e));
+            return;
+        }
+    };
+    let unlock_sql = format!("SELECT pg_advisory_unlock({})", lock.key);
+    let (loss, notify) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = session.client.simple_query(&unlock_sql);
+            let _ = tx.send(Outcome::Failed(crate::error::sys(
+                ErrorKind::Io,
+                format!("cannot create the loss pipe of {}", lock.what()),
+                e,
+            )));
+            return;
+        }
+    };
+    let (orders, inbox) = mpsc::channel();
+    let sent = tx.send(Outcome::Acquired {
+        orders,
+        loss,
+        backend_pid: session.backend_pid,
+        token,
+    });
+    if sent.is_err() {
+        let _ = session.client.simple_query(&unlock_sql);
+        return;
+    }
+    drop(tx);
+    let (key, backend_pid) = (lock.key, session.backend_pid);
+    let mut client = Some(session.client);
+    let mut notify = Some(notify);
+    let mut lost: Option<String> = None;
+    loop {
+        // Sleeps on the order channel: release and drop wake it at once. Once the lock is
+        // lost there is nothing left to check.
+        let order = match lost {
+            None => inbox.recv_timeout(lock.heartbeat),
+            Some(_) => inbox.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match order {
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(Order::Verify(reply)) => {
+                if lost.is_none() {
+                    lost = check(&mut client, &mut notify, key, backend_pid);
+                }
+                let _ = reply.send(lost.clone());
+                continue;
+            }
+            Ok(Order::Release(reply)) => {
+                let _ = reply.send(unlock(client.take(), &unlock_sql, lost.as_deref()));
+                return;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                // The guard was dropped without a word (its Drop sends Release): unlock anyway.
+                let _ = unlock(client.take(), &unlock_sql, lost.as_deref());
+                return;
+            }
+        }
+        if lost.is_none() {
+            lost = check(&mut client, &mut notify, key, backend_pid);
+        }
+    }
+}
+
+/// Unlocks and closes the session: `Err(reason)` when the lock was not held any more.
+fn unlock(client: Option<Client>, sql: &str, lost: Option<&str>) -> Result<(), String> {
+    if let Some(reason) = lost {
+        return Err(reason.to_owned());
+    }
+    let Some(mut client) = client else {
+        return Ok(());
+    };
+    let result = client.simple_query(sql);
+    // Closing ends the session, which frees the lock in any case.
+    let _ = client.close();
+    match result {
+        Ok(rows) => match last_row(&rows).and_then(|r| r.first().cloned()).as_deref() {
+            Some("t") => Ok(()),
+            _ => Err(
+                "the server says this session did not hold the lock at release \
+                      (a pooler in transaction mode between onlyone and the server?)"
+                    .to_owned(),
+            ),
+        },
+        Err(e) => Err(format!(
+            "the session failed while releasing: {}",
+            error_text(&e)
+        )),
+    }
+}
+
+/// Asks the server whether the session still holds the lock. On loss: closes the session and
+/// the write end of the loss pipe (its read end becomes readable) and returns why.
+fn check(
+    client: &mut Option<Client>,
+    notify: &mut Option<OwnedFd>,
+    key: i64,
+    backend_pid: i32,
+) -> Option<String> {
+    let c = client.as_mut()?;
+    let k = key as u64;
+    let sql = format!(
+        "SELECT pg_backend_pid(), EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+         AND pid = pg_backend_pid() AND granted AND objsubid = 1 \
+         AND classid = '{}'::oid AND objid = '{}'::oid \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+        k >> 32,
+        k & 0xffff_ffff
+    );
+    let reason = match c.simple_query(&sql) {
+        Ok(rows) => {
+            let row = last_row(&rows);
+            let pid = row
+                .as_ref()
+                .and_then(|r| r.first().and_then(|v| v.parse::<i32>().ok()));
+            let holds = row.as_ref().and_then(|r| r.get(1).cloned()).as_deref() == Some("t");
+            match (pid, holds) {
+                (Some(p), true) if p == backend_pid => return None,
+                (Some(p), _) if p != backend_pid => format!(
+                    "the connection now reaches server backend {p} instead of {backend_pid} \
+                     (a pooler in transaction mode between onlyone and the server?)"
+                ),
+                _ => "the server no longer lists this session as holding the lock".to_owned(),
+            }
+        }
+        Err(e) => format!("the session ended: {}", error_text(&e)),
+    };
+    *notify = None;
+    *client = None;
+    Some(reason)
+}
+
+/// A held PostgreSQL lock: the order channel of its session thread and the loss pipe.
 struct PostgresHeld {
-    state: Arc<Mutex<HeldState>>,
-    stop: Option<mpsc::Sender<()>>,
-    heartbeat: Option<JoinHandle<()>>,
+    orders: Option<mpsc::Sender<Order>>,
+    thread: Option<JoinHandle<()>>,
     loss: OwnedFd,
     key: i64,
     backend_pid: i32,
@@ -597,72 +812,7 @@ impl fmt::Debug for PostgresHeld {
     }
 }
 
-fn lock_state(state: &Mutex<HeldState>) -> MutexGuard<'_, HeldState> {
-    state.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl PostgresHeld {
-    fn start(lock: &PostgresLock, s: Session, token: Option<u64>) -> Result<PostgresHeld, Error> {
-        let what = lock.what();
-        let (loss, notify) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| {
-            crate::error::sys(
-                ErrorKind::Io,
-                format!("cannot create the loss pipe of {what}"),
-                e,
-            )
-        })?;
-        let state = Arc::new(Mutex::new(HeldState {
-            client: Some(s.client),
-            lost: None,
-            notify: Some(notify),
-        }));
-        let (stop, stopped) = mpsc::channel::<()>();
-        let (key, backend_pid, every) = (lock.key, s.backend_pid, lock.heartbeat);
-        let shared = Arc::clone(&state);
-        let heartbeat = spawn_quiet("onlyone-pg-heartbeat", move || {
-            // Sleeps on the stop channel: release and drop stop it at once.
-            while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                let mut st = lock_state(&shared);
-                if st.lost.is_some() || st.client.is_none() {
-                    return;
-                }
-                check(&mut st, key, backend_pid);
-            }
-        });
-        let mut held = PostgresHeld {
-            state,
-            stop: Some(stop),
-            heartbeat: None,
-            loss,
-            key,
-            backend_pid,
-            token,
-            what,
-        };
-        match heartbeat {
-            Ok(h) => {
-                held.heartbeat = Some(h);
-                Ok(held)
-            }
-            Err(e) => {
-                let what = held.what.clone();
-                drop(held); // unlocks
-                Err(Error::new(
-                    ErrorKind::Io,
-                    format!("cannot start the heartbeat thread of {what}"),
-                    e,
-                ))
-            }
-        }
-    }
-
-    fn stop_heartbeat(&mut self) {
-        self.stop = None;
-        if let Some(h) = self.heartbeat.take() {
-            let _ = h.join();
-        }
-    }
-
     fn lost_error(&self, reason: &str) -> Error {
         Error::msg(
             ErrorKind::Lost,
@@ -671,28 +821,32 @@ impl PostgresHeld {
         )
     }
 
-    /// Unlocks and closes the session.
-    fn unlock(&mut self) -> Result<(), Error> {
-        self.stop_heartbeat();
-        let mut st = lock_state(&self.state);
-        if let Some(reason) = st.lost.clone() {
-            return Err(self.lost_error(&reason));
-        }
-        let Some(mut client) = st.client.take() else {
+    /// Sends `order` and waits for the answer; `None` when the session thread is gone.
+    fn ask<T>(&self, order: impl FnOnce(mpsc::Sender<T>) -> Order) -> Option<T> {
+        let (tx, rx) = mpsc::channel();
+        self.orders.as_ref()?.send(order(tx)).ok()?;
+        rx.recv().ok()
+    }
+
+    /// Releases through the session thread and waits for it to end. Once only: a second call
+    /// (drop after release) does nothing.
+    fn finish(&mut self) -> Result<(), Error> {
+        let Some(orders) = self.orders.take() else {
             return Ok(());
         };
-        let result = client.simple_query(&format!("SELECT pg_advisory_unlock({})", self.key));
-        // Closing ends the session, which frees the lock in any case.
-        let _ = client.close();
-        match result {
-            Ok(rows) => match last_row(&rows).and_then(|r| r.first().cloned()).as_deref() {
-                Some("t") => Ok(()),
-                _ => Err(self.lost_error(
-                    "the server says this session did not hold the lock at release \
-                     (a pooler in transaction mode between onlyone and the server?)",
-                )),
-            },
-            Err(e) => Err(pg_error(&e, format!("cannot release {}", self.what))),
+        let (tx, rx) = mpsc::channel();
+        let answer = match orders.send(Order::Release(tx)) {
+            Ok(()) => rx.recv().ok(),
+            Err(_) => None,
+        };
+        drop(orders);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        match answer {
+            Some(Ok(())) => Ok(()),
+            Some(Err(reason)) => Err(self.lost_error(&reason)),
+            None => Err(self.lost_error("the session thread ended unexpectedly")),
         }
     }
 }
@@ -717,60 +871,20 @@ where
     handle
 }
 
-/// Checks that the session still holds the lock; records the loss when it does not.
-fn check(st: &mut HeldState, key: i64, backend_pid: i32) {
-    let Some(client) = st.client.as_mut() else {
-        return;
-    };
-    let k = key as u64;
-    let sql = format!(
-        "SELECT pg_backend_pid(), EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
-         AND pid = pg_backend_pid() AND granted AND objsubid = 1 \
-         AND classid = '{}'::oid AND objid = '{}'::oid \
-         AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
-        k >> 32,
-        k & 0xffff_ffff
-    );
-    let reason = match client.simple_query(&sql) {
-        Ok(rows) => {
-            let row = last_row(&rows);
-            let pid = row
-                .as_ref()
-                .and_then(|r| r.first().and_then(|v| v.parse::<i32>().ok()));
-            let holds = row.as_ref().and_then(|r| r.get(1).cloned()).as_deref() == Some("t");
-            match (pid, holds) {
-                (Some(p), true) if p == backend_pid => return,
-                (Some(p), _) if p != backend_pid => format!(
-                    "the connection now reaches server backend {p} instead of {backend_pid} \
-                     (a pooler in transaction mode between onlyone and the server?)"
-                ),
-                _ => "the server no longer lists this session as holding the lock".to_owned(),
-            }
-        }
-        Err(e) => format!("the session ended: {}", error_text(&e)),
-    };
-    st.lost = Some(reason);
-    st.notify = None; // closes the write end: the loss descriptor becomes readable
-    st.client = None;
-}
-
 impl HeldLock for PostgresHeld {
-    /// Asks the server whether this session still holds the lock (one round trip); blocks while
-    /// the heartbeat checks, and up to the TCP user timeout when the network is gone.
+    /// Asks the server whether this session still holds the lock (one round trip on the session
+    /// thread); waits for a heartbeat check in progress, and up to the TCP user timeout when the
+    /// network is gone.
     fn verify(&self) -> Result<(), Error> {
-        let mut st = lock_state(&self.state);
-        if st.lost.is_none() {
-            check(&mut st, self.key, self.backend_pid);
-        }
-        match &st.lost {
-            Some(reason) => Err(self.lost_error(reason)),
-            None if st.client.is_none() => Err(self.lost_error("released")),
-            None => Ok(()),
+        match self.ask(Order::Verify) {
+            Some(None) => Ok(()),
+            Some(Some(reason)) => Err(self.lost_error(&reason)),
+            None => Err(self.lost_error("the session thread ended")),
         }
     }
 
     fn release(mut self: Box<Self>) -> Result<(), Error> {
-        self.unlock()
+        self.finish()
     }
 
     /// None: the lock lives in a server session, not in a descriptor of this process.
@@ -789,7 +903,7 @@ impl HeldLock for PostgresHeld {
 
 impl Drop for PostgresHeld {
     fn drop(&mut self) {
-        let _ = self.unlock();
+        let _ = self.finish();
     }
 }
 
