@@ -127,13 +127,19 @@ impl FlockLock {
             let me = ProcessIdentity::current();
             let text = record::format(&me);
             // Usually empty: holders erase their record on release; a killed one leaves it.
-            if meta.len() > text.len() as u64 {
-                file.set_len(text.len() as u64)
-                    .map_err(|e| self.io("cannot truncate", e))?;
+            // Anything else is not ours to overwrite (a flock(1) user's content, a hard link
+            // planted at the path): the lock works without a record.
+            let wrote_record = meta.nlink() == 1 && (meta.len() == 0 || holds_record(&file));
+            if wrote_record {
+                if meta.len() > text.len() as u64 {
+                    file.set_len(text.len() as u64)
+                        .map_err(|e| self.io("cannot truncate", e))?;
+                }
+                file.write_all_at(text.as_bytes(), 0)
+                    .map_err(|e| self.io("cannot write the holder record to", e))?;
             }
-            file.write_all_at(text.as_bytes(), 0)
-                .map_err(|e| self.io("cannot write the holder record to", e))?;
             let held = FlockHeld {
+                wrote_record,
                 file: Some(file),
                 path: self.path.clone(),
                 dev: meta.dev(),
@@ -235,6 +241,18 @@ impl Lock for FlockLock {
     }
 }
 
+/// Whether `file` holds a holder record, possibly cut short by a holder killed while writing it:
+/// a first line of digits, then the record marker.
+fn holds_record(file: &File) -> bool {
+    let mut buf = [0u8; 64];
+    let n = file.read_at(&mut buf, 0).unwrap_or(0);
+    let mut lines = buf[..n].split(|&b| b == b'\n');
+    lines
+        .next()
+        .is_some_and(|l| !l.is_empty() && l.iter().all(u8::is_ascii_digit))
+        && lines.next().is_some_and(|l| l.starts_with(b"onlyone "))
+}
+
 fn is_contended(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(Errno::EWOULDBLOCK as i32)
 }
@@ -281,6 +299,8 @@ struct FlockHeld {
     ino: u64,
     /// The process that took the lock: a `fork`ed child's copy of the guard only closes.
     owner: u32,
+    /// Whether the file holds our record (not when it held content that is not ours).
+    wrote_record: bool,
 }
 
 impl FlockHeld {
@@ -296,13 +316,15 @@ impl FlockHeld {
         if !handed_over && std::process::id() == self.owner {
             // Erase our record first: a live process that once held the lock must not be named
             // as the holder of the next acquisition.
-            file.set_len(0).map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("cannot clear lock file {}", self.path.display()),
-                    e,
-                )
-            })?;
+            if self.wrote_record {
+                file.set_len(0).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("cannot clear lock file {}", self.path.display()),
+                        e,
+                    )
+                })?;
+            }
             fs2::FileExt::unlock(&file).map_err(|e| {
                 Error::new(
                     ErrorKind::Io,
