@@ -47,12 +47,10 @@ impl LockName {
             Some("a lock name must not contain a NUL byte".to_owned())
         } else if name.contains('/') {
             Some("a lock name must not contain '/' (it would be a path)".to_owned())
-        } else if let Some(c) = name.chars().find(|c| c.is_control()) {
-            Some(format!(
-                "a lock name must not contain control characters (found {c:?})"
-            ))
         } else {
-            None
+            name.chars()
+                .find(|c| c.is_control())
+                .map(|c| format!("a lock name must not contain control characters (found {c:?})"))
         };
         match problem {
             Some(msg) => Err(Error::new(
