@@ -161,7 +161,7 @@ impl FlockLock {
         let n = file.read_at(&mut buf, 0).unwrap_or(0);
         if let Ok(id) = record::parse(&buf[..n]) {
             if id.liveness() == Liveness::Alive {
-                return Holder::from_pid(id.pid, Some(id.uid), id.start_ticks);
+                return crate::backend::live_record_holder(&id);
             }
         }
         proc_locks_holder(meta.dev(), meta.ino())

@@ -234,7 +234,8 @@ impl PidFileLock {
         };
         let id = self.read_record(&existing)?;
         match id.liveness() {
-            Liveness::Alive | Liveness::Unknown(_) => Ok(Attempt::Held(Holder::from_pid(
+            Liveness::Alive => Ok(Attempt::Held(crate::backend::live_record_holder(&id))),
+            Liveness::Unknown(_) => Ok(Attempt::Held(Holder::from_pid(
                 id.pid,
                 Some(id.uid),
                 id.start_ticks,
@@ -328,9 +329,8 @@ impl Lock for PidFileLock {
         };
         let id = self.read_record(&file)?;
         Ok(match id.liveness() {
-            Liveness::Alive | Liveness::Unknown(_) => {
-                Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks))
-            }
+            Liveness::Alive => Some(crate::backend::live_record_holder(&id)),
+            Liveness::Unknown(_) => Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks)),
             Liveness::Dead(_) => None,
         })
     }
