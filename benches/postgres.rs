@@ -84,7 +84,11 @@ fn acquire_release(c: &mut Criterion, server: &pg::PgServer) {
     let no_fencing = lock(&url, &name).without_fencing();
     g.bench_function("try_acquire_release_no_fencing", |b| {
         b.iter(|| {
-            let guard = no_fencing.try_acquire().expect("try").guard().expect("free");
+            let guard = no_fencing
+                .try_acquire()
+                .expect("try")
+                .guard()
+                .expect("free");
             guard.release().expect("release");
         })
     });
