@@ -775,11 +775,13 @@ impl Report {
     }
 
     /// Three panels of horizontal bars (median, with the p99 as a thin whisker), one per
-    /// latency, each on its own linear scale.
+    /// latency, each on its own linear scale fitted to the medians: a p99 beyond the scale is
+    /// drawn to the edge with an arrow. The figures are written beside the bars.
     fn to_svg(&self) -> String {
-        const WIDTH: f64 = 760.0;
-        const LABEL: f64 = 90.0;
-        const PLOT: f64 = 520.0;
+        const LABEL: f64 = 80.0;
+        const PLOT: f64 = 440.0;
+        const FIGURES: f64 = LABEL + PLOT + 14.0;
+        const WIDTH: f64 = FIGURES + 220.0;
         const BAR: f64 = 18.0;
         const GAP: f64 = 8.0;
         let colours = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759"];
@@ -791,8 +793,8 @@ impl Report {
             }),
         ];
         let rows = self.results.len() as f64;
-        let panel_h = 34.0 + rows * (BAR + GAP) + 18.0;
-        let height = 64.0 + panel_h * panels.len() as f64 + 20.0;
+        let panel_h = 30.0 + rows * (BAR + GAP) + 26.0;
+        let height = 64.0 + panel_h * panels.len() as f64 + 16.0;
         let m = &self.machine;
         let mut s = String::new();
         let _ = writeln!(
@@ -801,7 +803,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"16\" font-weight=\"bold\">onlyone compare: latency per backend (µs, median; line: p99)</text>"
+            "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"10\" y=\"22\" font-size=\"16\" font-weight=\"bold\">onlyone compare: latency per backend (bar: median; line: p99)</text>"
         );
         let _ = writeln!(
             s,
@@ -813,30 +815,42 @@ impl Report {
         );
         let mut y = 64.0;
         for (title, get) in panels {
-            let max = self
+            let max_median = self
                 .results
                 .iter()
-                .map(|r| get(r).p99_us.max(get(r).median_us))
+                .map(|r| get(r).median_us)
                 .fold(0.0_f64, f64::max)
                 .max(1e-3);
-            let scale = PLOT / nice_ceiling(max);
+            let full = nice_ceiling(max_median * 1.2);
+            let scale = PLOT / full;
             let _ = writeln!(
                 s,
                 "<text x=\"10\" y=\"{:.1}\" font-weight=\"bold\">{}</text>",
                 y + 14.0,
                 xml(title)
             );
-            let top = y + 26.0;
+            let top = y + 24.0;
+            let bottom = top + rows * (BAR + GAP);
             let _ = writeln!(
                 s,
-                "<line x1=\"{LABEL}\" y1=\"{top:.1}\" x2=\"{LABEL}\" y2=\"{:.1}\" stroke=\"#999\"/>",
-                top + rows * (BAR + GAP)
+                "<line x1=\"{LABEL}\" y1=\"{top:.1}\" x2=\"{LABEL}\" y2=\"{bottom:.1}\" stroke=\"#999\"/><line x1=\"{LABEL}\" y1=\"{bottom:.1}\" x2=\"{:.1}\" y2=\"{bottom:.1}\" stroke=\"#999\"/>",
+                LABEL + PLOT
+            );
+            let _ = writeln!(
+                s,
+                "<text x=\"{LABEL}\" y=\"{:.1}\" fill=\"#555\" text-anchor=\"middle\">0</text><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#555\" text-anchor=\"middle\">{}</text>",
+                bottom + 14.0,
+                LABEL + PLOT,
+                bottom + 14.0,
+                fmt_us(full)
             );
             for (i, r) in self.results.iter().enumerate() {
                 let l = get(r);
                 let by = top + i as f64 * (BAR + GAP) + GAP / 2.0;
+                let mid = by + BAR / 2.0;
                 let w = l.median_us * scale;
-                let p99 = LABEL + l.p99_us * scale;
+                let clipped = l.p99_us > full;
+                let p99 = LABEL + l.p99_us.min(full) * scale;
                 let _ = writeln!(
                     s,
                     "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
@@ -849,18 +863,34 @@ impl Report {
                     "<rect x=\"{LABEL}\" y=\"{by:.1}\" width=\"{w:.1}\" height=\"{BAR}\" fill=\"{}\"/>",
                     colours[i % colours.len()]
                 );
+                if p99 > LABEL + w {
+                    let _ = writeln!(
+                        s,
+                        "<line x1=\"{:.1}\" y1=\"{mid:.1}\" x2=\"{p99:.1}\" y2=\"{mid:.1}\" stroke=\"#333\"/>",
+                        LABEL + w
+                    );
+                }
+                if clipped {
+                    let _ = writeln!(
+                        s,
+                        "<path d=\"M{:.1},{:.1} L{:.1},{mid:.1} L{:.1},{:.1} Z\" fill=\"#333\"/>",
+                        p99 - 7.0,
+                        mid - 4.0,
+                        p99,
+                        p99 - 7.0,
+                        mid + 4.0
+                    );
+                } else {
+                    let _ = writeln!(
+                        s,
+                        "<line x1=\"{p99:.1}\" y1=\"{:.1}\" x2=\"{p99:.1}\" y2=\"{:.1}\" stroke=\"#333\"/>",
+                        by + 3.0,
+                        by + BAR - 3.0
+                    );
+                }
                 let _ = writeln!(
                     s,
-                    "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{p99:.1}\" y2=\"{:.1}\" stroke=\"#333\"/><line x1=\"{p99:.1}\" y1=\"{by:.1}\" x2=\"{p99:.1}\" y2=\"{:.1}\" stroke=\"#333\"/>",
-                    LABEL + w,
-                    by + BAR / 2.0,
-                    by + BAR / 2.0,
-                    by + BAR
-                );
-                let _ = writeln!(
-                    s,
-                    "<text x=\"{:.1}\" y=\"{:.1}\">{} / p99 {}</text>",
-                    p99.max(LABEL + w) + 6.0,
+                    "<text x=\"{FIGURES}\" y=\"{:.1}\">{}  (p99 {})</text>",
                     by + BAR - 5.0,
                     fmt_us(l.median_us),
                     fmt_us(l.p99_us)
@@ -871,7 +901,7 @@ impl Report {
         let _ = writeln!(
             s,
             "<text x=\"10\" y=\"{:.1}\" fill=\"#555\">made by: onlyone compare --iterations {} --svg FILE</text>",
-            y + 4.0,
+            y + 2.0,
             self.iterations
         );
         s.push_str("</svg>\n");
