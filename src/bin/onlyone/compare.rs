@@ -918,8 +918,14 @@ fn fmt_us(us: f64) -> String {
 }
 
 /// 1, 2 or 5 times a power of ten, at least `x`.
+///
+/// Powers of ten by repeated multiplication, not `log10`/`powf`: those would make the binary
+/// load `libm` at every start, for every subcommand (see BENCHMARKS.md, CLI start-up).
 fn nice_ceiling(x: f64) -> f64 {
-    let p = 10f64.powf(x.log10().floor());
+    let mut p = 1e-3;
+    while p * 10.0 <= x && p < 1e12 {
+        p *= 10.0;
+    }
     [1.0, 2.0, 5.0, 10.0]
         .into_iter()
         .map(|k| k * p)
