@@ -31,7 +31,7 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
-use crate::backend::{BACKOFF_MAX, BACKOFF_START};
+use crate::backend::{Pacing, Sleep};
 use crate::error::{Error, ErrorKind};
 use crate::lock::{Acquire, Attempt, Lock, WakeSource};
 
@@ -44,29 +44,18 @@ pub async fn acquire<L: Lock + ?Sized>(
     lock: &L,
     timeout: Option<Duration>,
 ) -> Result<Acquire, Error> {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut backoff = BACKOFF_START;
-    let mut retried_now = false;
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    let mut pacing = Pacing::default();
     loop {
         let (holder, wake) = match lock.attempt()? {
             Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
             Attempt::Held(h, w) => (h, w),
         };
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        let Some(sleep) = pacing.next(&wake, deadline, std::time::Instant::now()) else {
             return Ok(Acquire::Held(holder));
-        }
-        // "Now" twice in a row: the lock is held through a descriptor its dead taker handed
-        // down; only a backoff is left.
-        retried_now = wake.is_now() && !retried_now;
-        if retried_now {
+        };
+        let Sleep::Until(until) = sleep else {
             continue;
-        }
-        let until = if wake.needs_backoff() || wake.is_now() {
-            let step = Instant::now() + backoff;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            Some(deadline.map_or(step, |d| d.min(step)))
-        } else {
-            deadline
         };
         let fds = wake
             .into_sources()
@@ -94,7 +83,7 @@ pub async fn acquire<L: Lock + ?Sized>(
         });
         match until {
             Some(t) => {
-                let _ = tokio::time::timeout_at(t, any_ready).await;
+                let _ = tokio::time::timeout_at(Instant::from_std(t), any_ready).await;
             }
             None => any_ready.await,
         }

@@ -171,6 +171,8 @@ pub struct Builder {
 
 /// A database URL that `Debug` never shows (it may carry a password).
 #[derive(Clone)]
+// Only the postgres backend reads it; other builds keep the setter so code compiles either way.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 struct DatabaseUrl(String);
 
 impl fmt::Debug for DatabaseUrl {
@@ -262,20 +264,8 @@ impl Builder {
 pub(crate) struct Deadline(Option<Instant>);
 
 impl Deadline {
-    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
-        Deadline(timeout.and_then(|t| Instant::now().checked_add(t)))
-    }
-
     pub(crate) fn expired(&self) -> bool {
         self.0.is_some_and(|d| Instant::now() >= d)
-    }
-
-    /// The earlier of two deadlines.
-    pub(crate) fn min(self, other: Deadline) -> Deadline {
-        match (self.0, other.0) {
-            (Some(a), Some(b)) => Deadline(Some(a.min(b))),
-            (a, b) => Deadline(a.or(b)),
-        }
     }
 
     /// Time left as a poll(2) timeout, rounded up to whole milliseconds.
@@ -436,32 +426,21 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
 /// The wait loop behind every backend's [`Lock::acquire_timeout`]: try, sleep on the
 /// [`WakeUp`](crate::WakeUp) the try returned, try again — other waiters race for the lock too.
 pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
-    let deadline = Deadline::after(timeout);
-    let mut backoff = BACKOFF_START;
-    let mut retried_now = false;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pacing = Pacing::default();
     loop {
         let (holder, wake) = match lock.attempt()? {
             Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
             Attempt::Held(h, w) => (h, w),
         };
-        if deadline.expired() {
+        let Some(sleep) = pacing.next(&wake, deadline, Instant::now()) else {
             return Ok(Acquire::Held(holder));
-        }
-        // "Now" once: the holder just vanished. "Now" again: the lock is held through a
-        // descriptor its dead taker handed down, and only a backoff is left.
-        retried_now = wake.is_now() && !retried_now;
-        if retried_now {
+        };
+        let Sleep::Until(until) = sleep else {
             continue;
-        }
-        let until = if wake.needs_backoff() || wake.is_now() {
-            let step = Deadline::after(Some(backoff));
-            backoff = (backoff * 2).min(BACKOFF_MAX);
-            deadline.min(step)
-        } else {
-            deadline
         };
         let fds: Vec<BorrowedFd<'_>> = wake.sources().iter().map(|f| f.as_fd()).collect();
-        wait_for_event(&fds, until).map_err(|e| {
+        wait_for_event(&fds, Deadline(until)).map_err(|e| {
             crate::error::sys(
                 ErrorKind::Io,
                 format!("cannot wait for {}", lock.resource()),
@@ -471,9 +450,59 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
     }
 }
 
-/// First and longest step of the backoff used when no release event is certain.
-pub(crate) const BACKOFF_START: Duration = Duration::from_millis(1);
-pub(crate) const BACKOFF_MAX: Duration = Duration::from_millis(50);
+/// How long a waiter sleeps after a failed try: shared by the blocking and the async wait.
+#[derive(Debug)]
+pub(crate) struct Pacing {
+    backoff: Duration,
+    retried_now: bool,
+}
+
+/// What a waiter does after a failed try.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Sleep {
+    /// Try again at once.
+    Retry,
+    /// Sleep on the wake-up's descriptors until this instant (`None`: no limit).
+    Until(Option<Instant>),
+}
+
+impl Default for Pacing {
+    fn default() -> Pacing {
+        Pacing {
+            backoff: Duration::from_millis(1),
+            retried_now: false,
+        }
+    }
+}
+
+impl Pacing {
+    /// The longest backoff step, when no release event is certain.
+    const BACKOFF_MAX: Duration = Duration::from_millis(50);
+
+    /// `None` when the deadline has passed; else whether to retry at once or sleep until when.
+    pub(crate) fn next(
+        &mut self,
+        wake: &crate::WakeUp,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Option<Sleep> {
+        if deadline.is_some_and(|d| now >= d) {
+            return None;
+        }
+        // "Now" once: the holder just vanished. "Now" again: the lock is held through a
+        // descriptor its dead taker handed down, and only a backoff is left.
+        self.retried_now = wake.is_now() && !self.retried_now;
+        if self.retried_now {
+            return Some(Sleep::Retry);
+        }
+        if !(wake.needs_backoff() || wake.is_now()) {
+            return Some(Sleep::Until(deadline));
+        }
+        let step = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(Self::BACKOFF_MAX);
+        Some(Sleep::Until(Some(deadline.map_or(step, |d| d.min(step)))))
+    }
+}
 
 /// Watches `path` for what may mean the lock is free: a change of attributes (`IN_ATTRIB`: an
 /// unlink changes the link count — a PID file released; a flock holder touches its file's
