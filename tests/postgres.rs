@@ -500,6 +500,76 @@ fn keepalives_are_set_on_both_sides() {
 }
 
 #[test]
+fn vanished_holder_is_released_by_keepalives() {
+    if PgServer::shared().is_none() {
+        return;
+    }
+    let ns = match pg::NetNs::create() {
+        Ok(ns) => ns,
+        Err(why) => {
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(
+                format!(
+                    "\n!!! vanished_holder_is_released_by_keepalives SKIPPED: cannot make a \
+                     network namespace ({why}); it needs root and iproute2's `ip`.\n"
+                )
+                .as_bytes(),
+            );
+            return;
+        }
+    };
+    let server = PgServer::start_also_on(&ns.host_addr, &ns.network).expect("server");
+    let name = unique_name("pg-vanish");
+    // The holder runs in the namespace, a machine of its own as far as TCP is concerned.
+    let mut cmd = ns.command(&pg_holder_exe());
+    cmd.arg(format!(
+        "postgres://postgres@{}:{}/postgres",
+        ns.host_addr, server.port
+    ))
+    .arg(&name);
+    let mut holder = Proc::spawn(cmd);
+    let line = holder.line();
+    assert!(
+        line.starts_with(&format!("acquired {} ", holder.pid())),
+        "{line}"
+    );
+    let contender = lock(&server.url(), &name);
+    assert_eq!(
+        contender.holder().unwrap().and_then(|h| h.pid),
+        Some(holder.pid())
+    );
+
+    // The holder's machine vanishes: the process stops and its address goes, so nothing answers
+    // the server any more. No FIN, no reset: silence, which only keepalives can detect.
+    let pid = nix::unistd::Pid::from_raw(holder.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let addr = format!("{}/30", ns.ns_addr);
+    ns.ip_in(&["addr", "del", &addr, "dev", &ns.peer]).unwrap();
+    let start = Instant::now();
+    let got = contender
+        .acquire_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // Informational (run with --nocapture); expected about 10 s with onlyone's settings.
+    eprintln!(
+        "the vanished holder's lock was released after {:.1?}",
+        start.elapsed()
+    );
+    assert!(
+        got.is_acquired(),
+        "the server kept a vanished holder's lock for a minute (system keepalive: 2 hours)"
+    );
+
+    // The machine comes back: the holder learns that it lost the lock.
+    ns.ip_in(&["addr", "add", &addr, "dev", &ns.peer]).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(holder.ask("loss-wait 60"), "loss-notified");
+    assert!(holder.ask("verify").starts_with("lost "));
+    drop(holder);
+    drop(server);
+    drop(ns);
+}
+
+#[test]
 fn bad_url_is_invalid_input_without_the_password() {
     for url in [
         "postgres://u:hunter2@host:notaport/db",

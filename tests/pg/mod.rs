@@ -37,6 +37,8 @@ pub struct PgServer {
     /// uid and gid to run the server tools as (when we are root).
     run_as: Option<(u32, u32)>,
     watchdog: Option<(ChildStdin, Child)>,
+    /// Another address to listen on, and the network allowed from there (trust).
+    extra: Option<(String, String)>,
 }
 
 /// Why no server can be started here.
@@ -100,15 +102,20 @@ impl PgServer {
     /// Starts a server of its own (stopped and removed when dropped); `None` (after a loud
     /// message) without server binaries, a failure instead when `CI=true`.
     pub fn start() -> Option<PgServer> {
-        PgServer::start_with(true)
+        PgServer::start_with(true, None)
     }
 
     /// The same, but a missing server is never a failure (the benchmark skips cleanly).
     pub fn start_or_skip() -> Option<PgServer> {
-        PgServer::start_with(false)
+        PgServer::start_with(false, None)
     }
 
-    fn start_with(ci_fails: bool) -> Option<PgServer> {
+    /// A server of its own that also listens on `addr` and trusts clients from `network`.
+    pub fn start_also_on(addr: &str, network: &str) -> Option<PgServer> {
+        PgServer::start_with(true, Some((addr.to_owned(), network.to_owned())))
+    }
+
+    fn start_with(ci_fails: bool, extra: Option<(String, String)>) -> Option<PgServer> {
         let Some(bindir) = find_bindir() else {
             return missing(
                 "initdb/pg_ctl/postgres not found in /usr/lib/postgresql/*/bin or PATH",
@@ -139,6 +146,7 @@ impl PgServer {
             bindir,
             run_as,
             watchdog: None,
+            extra,
         };
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(&server.dir, Some(uid), Some(gid)).expect("chown temp dir");
@@ -200,11 +208,14 @@ impl PgServer {
             "--locale=C",
         ]);
         self.run(cmd).unwrap_or_else(|e| panic!("{e}"));
-        let hba = format!(
+        let mut hba = format!(
             "local all all trust\n\
              host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n\
              host all all 127.0.0.1/32 trust\n"
         );
+        if let Some((_, network)) = &self.extra {
+            hba.push_str(&format!("host all all {network} trust\n"));
+        }
         let path = self.data().join("pg_hba.conf");
         std::fs::write(&path, hba).expect("write pg_hba.conf");
         if let Some((uid, gid)) = self.run_as {
@@ -225,8 +236,12 @@ impl PgServer {
 
     fn pg_ctl_start(&self) -> Result<(), String> {
         let mut cmd = self.pg_ctl("start");
+        let listen = match &self.extra {
+            Some((addr, _)) => format!("127.0.0.1,{addr}"),
+            None => "127.0.0.1".to_owned(),
+        };
         cmd.arg("-o").arg(format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200",
+            "-c listen_addresses={listen} -p {} -k {} -c fsync=off -c max_connections=200",
             self.port,
             self.dir.display()
         ));
@@ -321,4 +336,109 @@ macro_rules! server_or_skip {
             None => return,
         }
     };
+}
+
+/// A network namespace joined to this one by a veth pair: this side `host_addr`, the namespace
+/// side `ns_addr`, a /30 of 10.231.0.0/16 chosen by pid. Removed when dropped. Needs root and
+/// iproute2's `ip`.
+pub struct NetNs {
+    pub name: String,
+    host_if: String,
+    pub host_addr: String,
+    pub ns_addr: String,
+    pub network: String,
+    /// The namespace side's interface.
+    pub peer: String,
+}
+
+impl NetNs {
+    /// The reason, where namespaces cannot be made here.
+    pub fn create() -> Result<NetNs, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("needs root".to_owned());
+        }
+        let pid = std::process::id();
+        let (a, b) = ((pid / 64) % 256, (pid % 64) * 4);
+        let ns = NetNs {
+            name: format!("onlyone-test-{pid}"),
+            host_if: format!("oo{pid}a"),
+            host_addr: format!("10.231.{a}.{}", b + 1),
+            ns_addr: format!("10.231.{a}.{}", b + 2),
+            network: format!("10.231.{a}.{b}/30"),
+            peer: format!("oo{pid}b"),
+        };
+        let peer = ns.peer.clone();
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), ns.name.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                ns.host_if.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                peer.clone(),
+                "netns".into(),
+                ns.name.clone(),
+            ],
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{}/30", ns.host_addr),
+                "dev".into(),
+                ns.host_if.clone(),
+            ],
+            vec!["link".into(), "set".into(), ns.host_if.clone(), "up".into()],
+        ];
+        for step in steps {
+            ns.ip(&step)?;
+        }
+        for step in [
+            vec!["addr", "add", &format!("{}/30", ns.ns_addr), "dev", &peer],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", "lo", "up"],
+        ] {
+            ns.ip_in(&step)?;
+        }
+        Ok(ns)
+    }
+
+    fn ip<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run ip: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip {:?}: {}",
+                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Runs `ip ARGS` inside the namespace.
+    pub fn ip_in(&self, args: &[&str]) -> Result<(), String> {
+        let mut all = vec!["netns", "exec", &self.name, "ip"];
+        all.extend_from_slice(args);
+        self.ip(&all)
+    }
+
+    /// A command run inside the namespace (`ip netns exec` execs it: same pid).
+    pub fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = self.ip(&["link", "del", &self.host_if]);
+        let _ = self.ip(&["netns", "del", &self.name]);
+    }
 }
