@@ -343,7 +343,7 @@ macro_rules! server_or_skip {
 /// iproute2's `ip`.
 pub struct NetNs {
     pub name: String,
-    host_if: String,
+    pub host_if: String,
     pub host_addr: String,
     pub ns_addr: String,
     pub network: String,
@@ -404,7 +404,8 @@ impl NetNs {
         Ok(ns)
     }
 
-    fn ip<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<(), String> {
+    /// Runs `ip ARGS` here (outside the namespace).
+    pub fn ip<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Result<(), String> {
         let out = Command::new("ip")
             .args(args)
             .stdin(Stdio::null())
