@@ -61,7 +61,10 @@ pub fn run(args: &CompareArgs) -> ExitCode {
         }
     };
     let report = match measure_all(args.iterations, dir.path()) {
-        Ok(r) => r,
+        Ok(r) => Report {
+            dir_arg: args.dir.clone(),
+            ..r
+        },
         Err(e) => {
             eprintln!("onlyone compare: {e}");
             return ExitCode::FAILURE;
@@ -172,6 +175,8 @@ struct BackendResult {
 #[derive(Debug)]
 struct Report {
     iterations: u32,
+    /// The `--dir` given, for the chart's caption.
+    dir_arg: Option<PathBuf>,
     lock_dir: PathBuf,
     filesystem: String,
     machine: Machine,
@@ -226,6 +231,7 @@ fn measure_all(iterations: u32, dir: &Path) -> Fallible<Report> {
     }
     Ok(Report {
         iterations,
+        dir_arg: None,
         lock_dir: dir.to_owned(),
         filesystem: fs_type(dir),
         machine: Machine::current(),
@@ -900,9 +906,13 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "<text x=\"10\" y=\"{:.1}\" fill=\"#555\">made by: onlyone compare --iterations {} --svg FILE</text>",
+            "<text x=\"10\" y=\"{:.1}\" fill=\"#555\">made by: onlyone compare --iterations {}{} --svg FILE</text>",
             y + 2.0,
-            self.iterations
+            self.iterations,
+            self.dir_arg
+                .as_ref()
+                .map(|d| xml(&format!(" --dir {}", d.display())))
+                .unwrap_or_default()
         );
         s.push_str("</svg>\n");
         s
