@@ -999,7 +999,6 @@ fn bad_input_is_refused_with_a_usage_status() {
             64,
             "invalid duration \"-2\"",
         ),
-        (&["run", "--kill-after", "1", "--", "true"], 64, "--replace"),
         (&["run", "-N", "x"], 64, "<COMMAND>"),
         (&["run", "-N", "x", "--", ""], 64, "empty command"),
         (&["run", "-N", "x", "-c", ""], 64, "empty command"),

@@ -756,6 +756,61 @@ mod cli {
         assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stdout));
     }
 
+    /// The session of `onlyone run` is cut while the job runs: onlyone stops the job (SIGTERM)
+    /// and exits with 76, not with the job's status.
+    #[test]
+    fn run_stops_the_job_when_the_lock_is_lost() {
+        use std::io::BufRead;
+        let server = server_or_skip!();
+        let url = server.url();
+        let name = unique_name("pg-lost");
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("got-term");
+        let script = format!(
+            "trap 'echo term > {}; exit 3' TERM; echo ready; while :; do sleep 0.05; done",
+            marker.display()
+        );
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_onlyone"))
+            .args([
+                "run",
+                "-b",
+                "postgres",
+                "--database-url",
+                &url,
+                "--kill-after",
+                "30",
+            ])
+            .args(["-N", &name, "--", "sh", "-c", &script])
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn onlyone");
+        let _kill = common::KillOnDrop(child.id());
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+
+        // Cut the wrapper's session, as a server restart or an administrator would.
+        let pattern = format!("onlyone {} %", child.id());
+        let cut = server
+            .admin()
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE application_name LIKE $1",
+                &[&pattern],
+            )
+            .unwrap();
+        assert_eq!(cut.len(), 1, "one session holds the lock");
+
+        let output = child.wait_with_output().expect("wait for onlyone");
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(76), "{stderr}");
+        assert!(stderr.contains("lost the lock"), "{stderr}");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "term\n");
+    }
+
     #[test]
     fn postgres_without_a_url_or_server_is_a_clear_failure() {
         let out = onlyone(&["run", "-b", "postgres", "-N", "no-url", "--", "true"]);

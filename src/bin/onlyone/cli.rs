@@ -121,11 +121,11 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "no_fork")]
     pub replace: bool,
 
-    /// With --replace: seconds to wait after SIGTERM before SIGKILL [default: 10]
+    /// Seconds between SIGTERM and SIGKILL when onlyone stops a process: the old holder with
+    /// --replace, or the job when the lock is lost (a PostgreSQL session cut) [default: 10]
     #[arg(
         long,
         value_name = "SECS",
-        requires = "replace",
         value_parser = parse_secs,
         allow_hyphen_values = true
     )]

@@ -21,6 +21,9 @@ pub const OSERR: u8 = 71;
 pub const CANTCREAT: u8 = 73;
 /// The default exit status when the lock is held (EX_TEMPFAIL); `-E` changes it.
 pub const TEMPFAIL: u8 = 75;
+/// The lock was lost while the job ran (EX_PROTOCOL: the lock server ended our session); onlyone
+/// stopped the job.
+pub const LOST: u8 = 76;
 /// Permission denied.
 pub const NOPERM: u8 = 77;
 /// The command was found but could not be executed (as in sh(1)).
@@ -34,6 +37,8 @@ Exit status:
   the job's own      the job ran; its status is passed through
   128+N              the job was killed by signal N
   75                 the lock is held (EX_TEMPFAIL; -E/--conflict-exit-code changes it)
+  76                 the lock was lost while the job ran (its PostgreSQL session ended);
+                     onlyone stopped the job (SIGTERM, SIGKILL after --kill-after)
   126                COMMAND was found but could not be executed
   127                COMMAND was not found
   64                 usage: bad option, value, duration, lock name, empty command

@@ -104,7 +104,8 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
     env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
     let job = Job::new(&argv, env)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot run {:?}: {e}", argv[0])))?;
-    supervise(&job, guard, &argv[0], args.verbose)
+    let kill_after = args.kill_after.unwrap_or(DEFAULT_KILL_AFTER);
+    supervise(&job, guard, &argv[0], kill_after, args.verbose)
 }
 
 /// COMMAND ARGS, or `sh -c CMD`; never empty.
@@ -178,7 +179,13 @@ fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure 
 }
 
 /// Runs the job as a child, forwards signals to it, waits for it, releases the lock.
-fn supervise(job: &Job, guard: Guard, program: &OsString, verbose: bool) -> Result<u8, Failure> {
+fn supervise(
+    job: &Job,
+    guard: Guard,
+    program: &OsString,
+    kill_after: Duration,
+    verbose: bool,
+) -> Result<u8, Failure> {
     // Blocked from here on, read from a signalfd: a signal that arrives before the job exists
     // waits in the queue and is forwarded once it does.
     let mut mask = SigSet::empty();
@@ -195,12 +202,18 @@ fn supervise(job: &Job, guard: Guard, program: &OsString, verbose: bool) -> Resu
         .map_err(|e| spawn_failure(program, e))?;
 
     // The job runs: whatever happens now, onlyone waits for it before it lets the lock go.
-    let status = wait_forwarding(pid, &mask, verbose);
-    if let Err(e) = guard.release() {
-        eprintln!("onlyone: warning: releasing the lock: {e}");
+    let mut lost = None;
+    let status = wait_forwarding(pid, &mask, &guard, kill_after, &mut lost, verbose);
+    if lost.is_none() {
+        if let Err(e) = guard.release() {
+            eprintln!("onlyone: warning: releasing the lock: {e}");
+        }
     }
     let status = status.map_err(|e| Failure::os("cannot wait for the job", e))?;
-    let code = exit_code(status);
+    let code = match lost {
+        Some(_) => exit::LOST,
+        None => exit_code(status),
+    };
     if verbose {
         eprintln!("onlyone: job {pid} {status:?}; lock released, exiting with {code}");
     }
@@ -239,16 +252,69 @@ fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
     }
 }
 
-/// Waits for the job, forwarding the signals in `mask` (except SIGCHLD) to it.
-fn wait_forwarding(pid: Pid, mask: &SigSet, verbose: bool) -> Result<WaitStatus, Errno> {
-    let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC) {
+/// Waits for the job, forwarding the signals in `mask` (except SIGCHLD) to it. If the guard says
+/// the lock is lost (its loss descriptor becomes readable), stops the job — SIGTERM, then SIGKILL
+/// after `kill_after` — and records why in `lost`.
+fn wait_forwarding(
+    pid: Pid,
+    mask: &SigSet,
+    guard: &Guard,
+    kill_after: Duration,
+    lost: &mut Option<String>,
+    verbose: bool,
+) -> Result<WaitStatus, Errno> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         Ok(sfd) => sfd,
         Err(e) => {
             eprintln!("onlyone: warning: cannot forward signals to the job (signalfd: {e})");
             return wait_blocking(pid);
         }
     };
+    let loss_fd = guard.loss_fd();
+    let mut kill_at: Option<std::time::Instant> = None;
     loop {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if lost.is_none() {
+            if let Some(fd) = loss_fd {
+                fds.push(PollFd::new(fd, PollFlags::POLLIN));
+            }
+        }
+        let timeout = kill_at.map_or(PollTimeout::NONE, |t| {
+            let left = t.saturating_duration_since(std::time::Instant::now());
+            PollTimeout::try_from(left.as_millis().saturating_add(1)).unwrap_or(PollTimeout::MAX)
+        });
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+        let lock_gone = fds
+            .get(1)
+            .and_then(|f| f.revents())
+            .is_some_and(|r| !r.is_empty());
+        drop(fds);
+        if lock_gone {
+            let why = guard
+                .verify()
+                .err()
+                .map_or("the lock is no longer held".to_owned(), |e| e.to_string());
+            eprintln!(
+                "onlyone: lost the lock while the job ran ({why}); stopping the job, pid {pid} \
+                 (SIGTERM, SIGKILL in {} s)",
+                kill_after.as_secs_f64()
+            );
+            let _ = kill(pid, Signal::SIGTERM);
+            kill_at = Some(std::time::Instant::now() + kill_after);
+            *lost = Some(why);
+        }
+        if kill_at.is_some_and(|t| std::time::Instant::now() >= t) {
+            if verbose {
+                eprintln!("onlyone: the job is still running: SIGKILL to pid {pid}");
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+            kill_at = None;
+        }
         let info = match sfd.read_signal() {
             Ok(Some(info)) => info,
             Ok(None) | Err(Errno::EINTR) => continue,
