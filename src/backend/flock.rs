@@ -8,7 +8,7 @@
 //! - **Release:** the kernel drops the lock when the last descriptor of the open file closes, on
 //!   SIGKILL too. The guard unlocks before it closes (so waiters never wake too early). Lock files
 //!   are never deleted: deleting one is what lets two processes hold "the same" lock.
-//! - **Holder identity:** the holder writes a [record](crate::record) into the file; readers
+//! - **Holder identity:** the holder writes a [record] into the file; readers
 //!   check it against the live process and otherwise ask `/proc/locks`, which also names holders
 //!   that are not onlyone (`flock(1)` users of the same path).
 //! - **Waiting:** inotify on the file plus a pidfd on the holder; see `FileWaiter`.

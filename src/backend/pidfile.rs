@@ -1,4 +1,4 @@
-//! PID-file backend: `<dir>/<name>.pid` holds the holder's [record](crate::record) — pid, start
+//! PID-file backend: `<dir>/<name>.pid` holds the holder's [record] — pid, start
 //! time, boot id, PID namespace, uid.
 //!
 //! - **Exclusion:** the file is written completely under no name (`O_TMPFILE`, or a
