@@ -81,7 +81,7 @@ fn check_limits(name: &LockName) {
 /// resource fits its limit.
 #[test]
 fn distinct_names_never_share_a_resource() {
-    let cases = scaled(4000, 400) as u32;
+    let cases = scaled(2000, 200) as u32;
     let mut runner = TestRunner::new(ProptestConfig {
         cases,
         failure_persistence: None,
@@ -114,7 +114,7 @@ fn distinct_names_never_share_a_resource() {
 /// Many names that share everything a truncation would keep: only the hash tells them apart.
 #[test]
 fn long_names_with_one_prefix_stay_distinct() {
-    let n = scaled(200_000, 20_000);
+    let n = scaled(100_000, 10_000);
     let prefix = "p".repeat(300);
     let mut seen = HashSet::new();
     for i in 0..n {

@@ -152,7 +152,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 
 #[test]
 fn arbitrary_bytes_never_break_the_parser() {
-    let cases = scaled(100_000, 5_000);
+    let cases = scaled(50_000, 5_000);
     let accepted = AtomicUsize::new(0);
     runner(cases)
         .run(&bytes(), |bytes| {
@@ -172,7 +172,7 @@ fn arbitrary_bytes_never_break_the_parser() {
 
 #[test]
 fn mutated_records_never_break_the_parser() {
-    let cases = scaled(100_000, 5_000);
+    let cases = scaled(50_000, 5_000);
     let accepted = AtomicUsize::new(0);
     runner(cases)
         .run(

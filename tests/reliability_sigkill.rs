@@ -63,7 +63,8 @@ fn phase(pid: u32, witness: &Witness, takeover: Option<&Path>) -> &'static str {
             if in_takeover { "takeover" } else { "acquiring" }
         }
         "start" => "holding",
-        "end" => "releasing",
+        // `end` is followed by `verify`, then the release, then `free`.
+        "end" | "verify" => "releasing",
         _ => "between",
     }
 }
