@@ -59,7 +59,7 @@ fn race(backend: BackendKind, procs: usize, holds: usize, nolock: bool, rng: &mu
 #[test]
 fn witness_sees_overlaps_when_nothing_excludes() {
     let mut rng = Rng::from_env_or_clock("witness control");
-    let v = race(BackendKind::Flock, 8, 50, true, &mut rng);
+    let v = race(onlyone::DEFAULT_BACKEND, 8, 50, true, &mut rng);
     figure(&format!(
         "control without a lock: 8 processes x 50 holds, {} overlaps seen",
         v.double_holders.len()
