@@ -44,6 +44,11 @@ pub fn parse(bytes: &[u8]) -> Result<ProcessIdentity, String> {
         ));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| "the file is not text".to_owned())?;
+    // Every line ends in `\n` and holds no other control character: a value that would not
+    // survive being written back (a boot id ending in `\r`) is not one onlyone wrote.
+    if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\n') {
+        return Err(format!("the file contains the control character {c:?}"));
+    }
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("").trim();
     let pid: i64 = first
@@ -112,6 +117,7 @@ mod tests {
             (b"12\nonlyone 1\nuid 0\n", "incomplete"),
             (b"12\nonlyone 1\nstart x\nend\n", "bad \"start\""),
             (&[0xff, 0xfe], "not text"),
+            (b"12\r\nonlyone 1\nuid 0\nend\n", "control character"),
         ];
         for (bytes, why) in cases {
             let err = parse(bytes).unwrap_err();
