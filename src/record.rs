@@ -44,11 +44,6 @@ pub fn parse(bytes: &[u8]) -> Result<ProcessIdentity, String> {
         ));
     }
     let text = std::str::from_utf8(bytes).map_err(|_| "the file is not text".to_owned())?;
-    // Every line ends in `\n` and holds no other control character: a value that would not
-    // survive being written back (a boot id ending in `\r`) is not one onlyone wrote.
-    if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\n') {
-        return Err(format!("the file contains the control character {c:?}"));
-    }
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("").trim();
     let pid: i64 = first
@@ -74,6 +69,13 @@ pub fn parse(bytes: &[u8]) -> Result<ProcessIdentity, String> {
     let mut complete = false;
     let mut uid = None;
     for line in lines {
+        // A value with a control character would not survive being written back (a boot id
+        // ending in `\r`): not a record onlyone wrote.
+        if let Some(c) = line.chars().find(|c| c.is_control()) {
+            return Err(format!(
+                "the line {line:?} contains the control character {c:?}"
+            ));
+        }
         let (key, value) = line.split_once(' ').unwrap_or((line, ""));
         let bad = || format!("bad {key:?} line {line:?}");
         match key {
@@ -117,7 +119,10 @@ mod tests {
             (b"12\nonlyone 1\nuid 0\n", "incomplete"),
             (b"12\nonlyone 1\nstart x\nend\n", "bad \"start\""),
             (&[0xff, 0xfe], "not text"),
-            (b"12\r\nonlyone 1\nuid 0\nend\n", "control character"),
+            (
+                b"12\nonlyone 1\nboot x\r\r\nuid 0\nend\n",
+                "control character",
+            ),
         ];
         for (bytes, why) in cases {
             let err = parse(bytes).unwrap_err();

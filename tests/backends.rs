@@ -4,18 +4,9 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
 
-use common::{KillOnDrop, Proc, alive, backends, parse_outcome, unique_name};
+use common::{KillOnDrop, Proc, alive, backends, lock, parse_outcome, unique_name};
 use onlyone::{Acquire, BackendKind, Builder, ErrorKind, HolderKind, Lock};
-
-fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn Lock> {
-    Builder::new(name)
-        .backend(backend)
-        .lock_dir(dir)
-        .build()
-        .expect("build lock")
-}
 
 /// An upper bound for waits that end as soon as the kernel catches up; reached only on failure.
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);

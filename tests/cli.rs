@@ -15,7 +15,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 
-use common::{KillOnDrop, alive, backends, unique_name};
+use common::{KillOnDrop, alive, backends, unique_name, wait_until_sleeping_in_poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use onlyone::BackendKind;
@@ -227,30 +227,6 @@ impl Lk {
             BackendKind::Flock => format!("{}/{}.lock", self.dir().display(), self.name),
             _ => format!("{}/{}.pid", self.dir().display(), self.name),
         }
-    }
-}
-
-/// Waits until `pid` sleeps in poll(2)/ppoll(2): a waiter found the lock held and waits for the
-/// release event. Reads the process's state in `/proc/PID/syscall`; no timer.
-fn wait_until_polling(pid: u32) {
-    let start = std::time::Instant::now();
-    let path = format!("/proc/{pid}/syscall");
-    loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        let nr = text.split(' ').next().unwrap_or("");
-        let polling = if cfg!(target_arch = "x86_64") {
-            nr == "7" || nr == "271"
-        } else {
-            nr == "73"
-        };
-        if polling {
-            return;
-        }
-        assert!(
-            start.elapsed().as_secs() < 60,
-            "process {pid} never started waiting ({text:?})"
-        );
-        std::thread::yield_now();
     }
 }
 
@@ -479,7 +455,7 @@ fn sigkilled_wrapper_takes_its_job_along() {
             "cat /proc/{job}/stat 2>/dev/null; grep -E '^(SigPnd|ShdPnd)' /proc/{job}/status 2>/dev/null; echo END"
         );
         let mut waiter = Running::spawn(lk.run(&["--wait", "inf"], &["sh", "-c", &probe]));
-        wait_until_polling(waiter.pid());
+        wait_until_sleeping_in_poll(waiter.pid());
 
         holder.signal(Signal::SIGKILL);
         // End of file on the holder's stdout: the wrapper and its job are both gone.
@@ -947,7 +923,7 @@ fn wait_for_the_lock() {
         );
 
         let mut waiter = Running::spawn(lk.run(&["-w", "inf"], &["sh", "-c", "echo got-it"]));
-        wait_until_polling(waiter.pid());
+        wait_until_sleeping_in_poll(waiter.pid());
         assert_eq!(holder.finish().code(), Some(0));
         assert_eq!(waiter.line(), "got-it", "{backend}");
         assert_eq!(waiter.wait().code(), Some(0));

@@ -14,20 +14,12 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Proc, parse_outcome, unique_name};
-use onlyone::{Acquire, BackendKind, Builder, ErrorKind, Lock};
+use common::{Proc, lock, parse_outcome, unique_name};
+use onlyone::{Acquire, BackendKind, ErrorKind, Lock};
 use reliability_common::{
     Mount, NOBODY, Rng, Sleeper, Verdict, Watchdog, Witness, figure, holder_exe_for_everyone,
     need_root, scaled,
 };
-
-fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn Lock> {
-    Builder::new(name)
-        .backend(backend)
-        .lock_dir(dir)
-        .build()
-        .expect("build lock")
-}
 
 fn file_backends() -> Vec<BackendKind> {
     [BackendKind::Flock, BackendKind::PidFile]

@@ -7,17 +7,9 @@ mod reliability_common;
 
 use std::path::Path;
 
-use common::{KillOnDrop, Proc, backends, parse_outcome, unique_name};
-use onlyone::{BackendKind, Builder, Lock};
+use common::{KillOnDrop, Proc, backends, lock, parse_outcome, unique_name};
+use onlyone::{BackendKind, Lock};
 use reliability_common::figure;
-
-fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn Lock> {
-    Builder::new(name)
-        .backend(backend)
-        .lock_dir(dir)
-        .build()
-        .expect("build lock")
-}
 
 /// Whether the lock is free for a third process (taken and given back at once).
 fn free(backend: BackendKind, name: &str, dir: &Path) -> bool {

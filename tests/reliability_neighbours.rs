@@ -12,7 +12,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Proc, backends, holder_exe, parse_outcome, unique_name, wait_until_sleeping_in_poll};
+use common::{
+    Proc, backends, holder_exe, lock, parse_outcome, unique_name, wait_until_sleeping_in_poll,
+};
 use onlyone::{Acquire, BackendKind, Builder, HolderKind, Lock};
 use reliability_common::{
     NOBODY, Watchdog, fd_count, figure, holder_exe_for_everyone, in_ci, need_root, scaled,
@@ -20,14 +22,6 @@ use reliability_common::{
 
 /// Far beyond any healthy wait: a test that gets there has hung.
 const HANG: Duration = Duration::from_secs(20);
-
-fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn Lock> {
-    Builder::new(name)
-        .backend(backend)
-        .lock_dir(dir)
-        .build()
-        .expect("build lock")
-}
 
 /// A holder example in a user namespace whose inotify instance limit is 0: every
 /// `inotify_init1` fails with `EMFILE`, as it does for every process of a user whose processes

@@ -13,21 +13,12 @@ mod reliability_common;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Command;
 
-use common::{Proc, parse_outcome, unique_name};
+use common::{Proc, lock, parse_outcome, unique_name};
 use onlyone::process::ProcessIdentity;
-use onlyone::{Acquire, BackendKind, Builder, ErrorKind, HolderKind, Lock};
+use onlyone::{Acquire, BackendKind, ErrorKind, HolderKind, Lock};
 use reliability_common::{NOBODY, Sleeper, figure, holder_exe_for_everyone, need_root};
-
-fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn Lock> {
-    Builder::new(name)
-        .backend(backend)
-        .lock_dir(dir)
-        .build()
-        .expect("build lock")
-}
 
 /// An identity like ours (boot id, PID namespace) for another pid.
 fn identity(pid: u32, start_ticks: Option<u64>, uid: u32) -> ProcessIdentity {

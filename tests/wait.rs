@@ -6,16 +6,8 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Proc, backends, parse_outcome, unique_name, wait_until_sleeping_in_poll};
-use onlyone::{Acquire, BackendKind, Builder, Lock};
-
-fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn Lock> {
-    Builder::new(name)
-        .backend(backend)
-        .lock_dir(dir)
-        .build()
-        .unwrap()
-}
+use common::{Proc, backends, lock, parse_outcome, unique_name, wait_until_sleeping_in_poll};
+use onlyone::{Acquire, BackendKind, Lock};
 
 /// A holder process, and a waiter process already asleep waiting for it.
 fn holder_and_sleeping_waiter(backend: BackendKind, dir: &Path, name: &str) -> (Proc, Proc) {

@@ -5,19 +5,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{Proc, backends, parse_outcome, unique_name};
-use onlyone::{Acquire, BackendKind, Builder, Lock, asynchronous};
-
-fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn Lock> {
-    Builder::new(name)
-        .backend(backend)
-        .lock_dir(dir)
-        .build()
-        .unwrap()
-}
+use common::{Proc, backends, lock, parse_outcome, unique_name};
+use onlyone::{Acquire, BackendKind, Lock, asynchronous};
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()

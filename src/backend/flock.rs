@@ -157,15 +157,11 @@ impl FlockLock {
     /// Who holds the lock on `file`: its record if the recorded process is alive, else the
     /// locker `/proc/locks` names, else unidentified.
     fn read_holder(&self, file: &File, meta: &std::fs::Metadata) -> Holder {
-        let mut buf = vec![0u8; record::MAX_RECORD_LEN + 1];
-        let n = file.read_at(&mut buf, 0).unwrap_or(0);
-        if let Ok(id) = record::parse(&buf[..n]) {
-            if id.liveness() == Liveness::Alive {
-                return crate::backend::live_record_holder(&id);
-            }
-        }
-        proc_locks_holder(meta.dev(), meta.ino())
-            .map(|pid| Holder::from_pid(pid, None, None))
+        record_holder(file)
+            .or_else(|| {
+                proc_locks_holder(meta.dev(), meta.ino())
+                    .map(|pid| Holder::from_pid(pid, None, None))
+            })
             .unwrap_or_else(Holder::unidentified)
     }
 
@@ -213,8 +209,14 @@ impl Lock for FlockLock {
         if !meta.file_type().is_file() {
             return Err(not_a_file(&self.path));
         }
+        // onlyone's holders erase their record before they unlock: a record naming a live
+        // process means the lock is held. /proc/locks comes second because it is read a page per
+        // read(2), and lines can slip between two pages while other locks come and go.
+        if let Some(holder) = record_holder(&file) {
+            return Ok(Some(holder));
+        }
         match proc_locks_holder(meta.dev(), meta.ino()) {
-            Some(_) => Ok(Some(self.read_holder(&file, &meta))),
+            Some(pid) => Ok(Some(Holder::from_pid(pid, None, None))),
             None if std::path::Path::new("/proc/locks").exists() => Ok(None),
             // No /proc/locks: a shared lock taken and dropped at once is the only way to ask.
             None => match fs2::FileExt::try_lock_shared(&file) {
@@ -251,6 +253,14 @@ fn holds_record(file: &File) -> bool {
         .next()
         .is_some_and(|l| !l.is_empty() && l.iter().all(u8::is_ascii_digit))
         && lines.next().is_some_and(|l| l.starts_with(b"onlyone "))
+}
+
+/// The holder named by the record in `file`, if the record is whole and its process alive.
+fn record_holder(file: &File) -> Option<Holder> {
+    let mut buf = vec![0u8; record::MAX_RECORD_LEN + 1];
+    let n = file.read_at(&mut buf, 0).unwrap_or(0);
+    let id = record::parse(&buf[..n]).ok()?;
+    (id.liveness() == Liveness::Alive).then(|| crate::backend::live_record_holder(&id))
 }
 
 fn is_contended(e: &io::Error) -> bool {

@@ -196,6 +196,15 @@ pub fn parse_outcome(line: &str) -> (bool, Option<u32>) {
     }
 }
 
+/// The lock `name` of `backend`, its files (if any) in `dir`.
+pub fn lock(backend: BackendKind, name: &str, dir: &Path) -> Box<dyn onlyone::Lock> {
+    onlyone::Builder::new(name)
+        .backend(backend)
+        .lock_dir(dir)
+        .build()
+        .expect("build lock")
+}
+
 /// Every local backend this build has.
 pub fn backends() -> Vec<BackendKind> {
     BackendKind::available_local()

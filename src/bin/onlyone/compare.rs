@@ -737,11 +737,11 @@ impl Report {
             s,
             "{{\"iterations\":{},\"lock_dir\":{},\"filesystem\":{},\"machine\":{{\"cpus\":{},\"cpu_model\":{},\"kernel\":{}}},\"backends\":[",
             self.iterations,
-            json_str(&self.lock_dir.display().to_string()),
-            json_str(&self.filesystem),
+            crate::json::string(&self.lock_dir.display().to_string()),
+            crate::json::string(&self.filesystem),
             m.cpus,
-            json_str(&m.cpu_model),
-            json_str(&m.kernel)
+            crate::json::string(&m.cpu_model),
+            crate::json::string(&m.kernel)
         );
         for (i, r) in self.results.iter().enumerate() {
             if i > 0 {
@@ -756,7 +756,7 @@ impl Report {
             let _ = write!(
                 s,
                 "{{\"backend\":{},\"acquire_release_us\":{},\"contended_us\":{},\"sigkill_to_acquire_us\":{},\"behaviour\":{{",
-                json_str(r.backend.as_str()),
+                crate::json::string(r.backend.as_str()),
                 lat(&r.acquire_release),
                 lat(&r.contended),
                 lat(&r.sigkill_to_acquire)
@@ -771,7 +771,7 @@ impl Report {
                     "\"{key}\":{{\"value\":{},\"measured\":{},\"detail\":{}}}",
                     c.value,
                     c.measured,
-                    json_str(&c.detail)
+                    crate::json::string(&c.detail)
                 );
             }
             s.push_str("}}");
@@ -950,24 +950,6 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -986,7 +968,10 @@ mod tests {
         assert_eq!(nice_ceiling(7.3), 10.0);
         assert_eq!(nice_ceiling(130.0), 200.0);
         assert_eq!(nice_ceiling(0.4), 0.5);
-        assert_eq!(json_str("a\"b\\\n\u{1}"), "\"a\\\"b\\\\\\n\\u0001\"");
+        assert_eq!(
+            crate::json::string("a\"b\\\n\u{1}"),
+            "\"a\\\"b\\\\\\n\\u0001\""
+        );
         assert_eq!(xml("<a & \"b\">"), "&lt;a &amp; &quot;b&quot;&gt;");
     }
 }
