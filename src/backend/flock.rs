@@ -209,11 +209,15 @@ impl Lock for FlockLock {
         if !meta.file_type().is_file() {
             return Err(not_a_file(&self.path));
         }
-        // onlyone's holders erase their record before they unlock: a record naming a live
-        // process means the lock is held. /proc/locks comes second because it is read a page per
-        // read(2), and lines can slip between two pages while other locks come and go.
+        // The kernel's locks are the truth; the record only names. A live process named by the
+        // record is asked first (its /proc/PID/fdinfo lists the locks it holds), because
+        // /proc/locks is read a page per read(2) and a line can slip between two pages while
+        // other locks come and go.
         if let Some(holder) = record_holder(&file) {
-            return Ok(Some(holder));
+            let pid = holder.pid.unwrap_or(0);
+            if holds_flock(pid, meta.dev(), meta.ino()) == Some(true) {
+                return Ok(Some(holder));
+            }
         }
         match proc_locks_holder(meta.dev(), meta.ino()) {
             Some(pid) => Ok(Some(Holder::from_pid(pid, None, None))),
@@ -283,21 +287,47 @@ fn same_inode(path: &Path, meta: &std::fs::Metadata) -> bool {
 /// The pid `/proc/locks` gives for a `FLOCK` lock on device `dev`, inode `ino`.
 pub(crate) fn proc_locks_holder(dev: u64, ino: u64) -> Option<u32> {
     let table = std::fs::read_to_string("/proc/locks").ok()?;
-    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    table.lines().find_map(|line| {
-        let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        // "1: FLOCK  ADVISORY  WRITE 4242 fd:01:1311266 0 EOF"; waiters have "->" after the number.
-        if f.len() < 6 || f[1] != "FLOCK" {
-            return None;
+    table
+        .lines()
+        .find_map(|line| flock_line_pid(line, dev, ino))
+}
+
+/// Whether process `pid` holds a `flock` on device `dev`, inode `ino`, from the `lock:` lines of
+/// its `/proc/PID/fdinfo/*`; `None` when that cannot be read (another user's process, no /proc).
+fn holds_flock(pid: u32, dev: u64, ino: u64) -> Option<bool> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    let mut readable = false;
+    for fd in fds.flatten() {
+        let Ok(info) = std::fs::read_to_string(fd.path()) else {
+            continue;
+        };
+        readable = true;
+        let found = info
+            .lines()
+            .filter_map(|l| l.strip_prefix("lock:"))
+            .any(|l| flock_line_pid(l, dev, ino).is_some());
+        if found {
+            return Some(true);
         }
-        let mut id = f[5].split(':');
-        let maj = u64::from_str_radix(id.next()?, 16).ok()?;
-        let min = u64::from_str_radix(id.next()?, 16).ok()?;
-        let i: u64 = id.next()?.parse().ok()?;
-        (maj == major && min == minor && i == ino)
-            .then(|| f[4].parse().ok())
-            .flatten()
-    })
+    }
+    readable.then_some(false)
+}
+
+/// The pid of a `/proc/locks`-style line for a `FLOCK` lock on `dev`/`ino`:
+/// `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1311266 0 EOF` (waiters have `->` after the number).
+fn flock_line_pid(line: &str, dev: u64, ino: u64) -> Option<u32> {
+    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
+    let f: Vec<&str> = line.split_ascii_whitespace().collect();
+    if f.len() < 6 || f[1] != "FLOCK" {
+        return None;
+    }
+    let mut id = f[5].split(':');
+    let maj = u64::from_str_radix(id.next()?, 16).ok()?;
+    let min = u64::from_str_radix(id.next()?, 16).ok()?;
+    let i: u64 = id.next()?.parse().ok()?;
+    (maj == major && min == minor && i == ino)
+        .then(|| f[4].parse().ok())
+        .flatten()
 }
 
 /// The open, locked lock file.
