@@ -151,7 +151,7 @@ impl FromStr for BackendKind {
 
 /// Builds a lock with the backend chosen at run time.
 ///
-/// ```
+/// ```no_run
 /// use onlyone::{Acquire, Builder, Lock};
 /// let lock = Builder::new("doc-example-builder").build()?;
 /// match lock.try_acquire()? {
