@@ -62,8 +62,8 @@ pub struct ProcStat {
 
 /// Reads `/proc/PID/stat`; `None` if the process does not exist or `/proc` is not mounted.
 pub fn stat(pid: u32) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    let bytes = read_proc(&format!("/proc/{pid}/stat"))?;
+    parse_stat(std::str::from_utf8(&bytes).ok()?)
 }
 
 /// Parses the text of `/proc/PID/stat`. The command name (field 2) may contain spaces and `)`, so
@@ -75,6 +75,23 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
     let state = fields.next()?.chars().next()?;
     let start_ticks = fields.nth(18)?.parse().ok()?;
     Some(ProcStat { state, start_ticks })
+}
+
+/// Reads a small `/proc` file. These report a size of 0, so `fs::read` starts from a tiny buffer
+/// and grows it over several `read(2)` calls; one read into a page-sized buffer usually gets it
+/// all (a lookup of a holder reads two of them on every contended try).
+pub(crate) fn read_proc(path: &str) -> Option<Vec<u8>> {
+    use std::io::Read;
+    const PAGE: usize = 4096;
+    let mut file = fs::File::open(path).ok()?;
+    let mut buf = vec![0; PAGE];
+    let n = file.read(&mut buf).ok()?;
+    buf.truncate(n);
+    // A short first read of a seq_file is the whole file; a full one may have more behind it.
+    if n == PAGE {
+        file.read_to_end(&mut buf).ok()?;
+    }
+    Some(buf)
 }
 
 /// The boot id, read once.
@@ -99,7 +116,7 @@ pub fn pid_namespace(pid: u32) -> Option<u64> {
 /// The command line of `pid`, arguments joined by spaces, or `None` if unreadable or empty (a
 /// kernel thread, a zombie).
 pub fn command_line(pid: u32) -> Option<String> {
-    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let raw = read_proc(&format!("/proc/{pid}/cmdline"))?;
     let args: Vec<String> = raw
         .split(|&b| b == 0)
         .filter(|a| !a.is_empty())
@@ -110,7 +127,7 @@ pub fn command_line(pid: u32) -> Option<String> {
 
 /// The real uid of `pid`, from `/proc/PID/status`.
 pub fn uid_of(pid: u32) -> Option<u32> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let status = String::from_utf8(read_proc(&format!("/proc/{pid}/status"))?).ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_ascii_whitespace().nth(1)?.parse().ok()
 }
