@@ -401,9 +401,15 @@ fn signals_reach_the_job_and_onlyone_exits_with_its_status() {
 fn terminal_signals_are_not_sent_twice() {
     let lk = Lk::new(onlyone::DEFAULT_BACKEND, "tty");
     let job = lk.dir().join("job.sh");
+    // The job reports to a file, not to the terminal, where its line would interleave with
+    // onlyone's stderr (unbuffered, written a piece at a time).
+    let got = lk.dir().join("got-int");
     std::fs::write(
         &job,
-        "trap 'echo got-int; exit 3' INT\necho ready\nwhile :; do sleep 0.1; done\n",
+        format!(
+            "trap 'echo got-int > {}; exit 3' INT\necho ready\nwhile :; do sleep 0.1; done\n",
+            got.display()
+        ),
     )
     .unwrap();
     let inner = format!(
@@ -419,7 +425,11 @@ fn terminal_signals_are_not_sent_twice() {
     term.write(b"\x03");
     let rest = term.rest();
     let status = term.wait();
-    assert!(rest.contains("got-int"), "the job got no SIGINT: {rest}");
+    assert_eq!(
+        std::fs::read_to_string(&got).unwrap_or_default(),
+        "got-int\n",
+        "the job got no SIGINT: {rest}"
+    );
     assert!(
         rest.contains("SIGINT came from the terminal") && !rest.contains("forwarded SIGINT"),
         "{rest}"
