@@ -8,14 +8,13 @@
 mod common;
 
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
-use common::{KillOnDrop, alive, backends, unique_name, wait_until_sleeping_in_poll};
+use common::{KillOnDrop, Proc, alive, backends, unique_name, wait_until_sleeping_in_poll};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use onlyone::BackendKind;
@@ -25,97 +24,6 @@ const EXE: &str = env!("CARGO_BIN_EXE_onlyone");
 
 /// A job that says `ready` and then waits for its standard input to close (no child process).
 const HOLD: &[&str] = &["sh", "-c", "echo ready; read x; exit 0"];
-
-/// A process with piped stdin/stdout, SIGKILLed and reaped on drop.
-struct Running {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-    reaped: bool,
-}
-
-impl Running {
-    fn spawn(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        Running {
-            child,
-            stdin,
-            stdout,
-            reaped: false,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line of output; panics at end of file.
-    fn line(&mut self) -> String {
-        self.next_line()
-            .unwrap_or_else(|| panic!("process {} closed its stdout", self.pid()))
-    }
-
-    /// The next line, or `None` at end of file.
-    fn next_line(&mut self) -> Option<String> {
-        let mut s = String::new();
-        let n = self.stdout.read_line(&mut s).expect("read from child");
-        (n > 0).then(|| s.trim_end().to_owned())
-    }
-
-    /// Reads until a line containing `what` (for terminal output with echo and `\r`).
-    fn line_containing(&mut self, what: &str) -> String {
-        loop {
-            let l = self.line();
-            if l.contains(what) {
-                return l;
-            }
-        }
-    }
-
-    /// Reads to end of file: every process holding the pipe's write end has exited.
-    fn rest(&mut self) -> String {
-        let mut s = String::new();
-        self.stdout.read_to_string(&mut s).expect("read to end");
-        s
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin.write_all(bytes).expect("write to child");
-        stdin.flush().expect("flush");
-    }
-
-    /// Closes stdin (a `HOLD` job then exits) and waits for the exit status.
-    fn finish(mut self) -> ExitStatus {
-        self.stdin = None;
-        self.wait()
-    }
-
-    fn wait(&mut self) -> ExitStatus {
-        let status = self.child.wait().expect("wait");
-        self.reaped = true;
-        status
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.pid() as i32), sig).expect("kill");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// The outcome of a command run to completion.
 struct Out {
@@ -185,8 +93,8 @@ impl Lk {
     }
 
     /// A running `onlyone run` whose job said `ready`.
-    fn hold(&self, opts: &[&str]) -> Running {
-        let mut holder = Running::spawn(self.run(opts, HOLD));
+    fn hold(&self, opts: &[&str]) -> Proc {
+        let mut holder = Proc::spawn(self.run(opts, HOLD));
         assert_eq!(
             holder.line(),
             "ready",
@@ -380,7 +288,7 @@ fn signals_reach_the_job_and_onlyone_exits_with_its_status() {
             (Signal::SIGUSR2, "USR2"),
         ] {
             let file = lk.dir().join(format!("got-{name}"));
-            let mut wrapper = Running::spawn(lk.run(&[], &trapping_job(&file, name)));
+            let mut wrapper = Proc::spawn(lk.run(&[], &trapping_job(&file, name)));
             assert_eq!(wrapper.line(), "ready");
             wrapper.signal(sig);
             let status = wrapper.wait();
@@ -420,7 +328,7 @@ fn terminal_signals_are_not_sent_twice() {
     );
     let mut script = Command::new("script");
     script.args(["-q", "-e", "-c", &inner, "/dev/null"]);
-    let mut term = Running::spawn(script);
+    let mut term = Proc::spawn(script);
     term.line_containing("ready");
     term.write(b"\x03");
     let rest = term.rest();
@@ -443,8 +351,7 @@ fn terminal_signals_are_not_sent_twice() {
 fn sigkilled_wrapper_takes_its_job_along() {
     for backend in backends() {
         let lk = Lk::new(backend, "sigkill");
-        let mut holder =
-            Running::spawn(lk.run(&[], &["sh", "-c", "echo ready $$; read x; exit 0"]));
+        let mut holder = Proc::spawn(lk.run(&[], &["sh", "-c", "echo ready $$; read x; exit 0"]));
         let line = holder.line();
         let job: u32 = line
             .strip_prefix("ready ")
@@ -464,7 +371,7 @@ fn sigkilled_wrapper_takes_its_job_along() {
         let probe = format!(
             "cat /proc/{job}/stat 2>/dev/null; grep -E '^(SigPnd|ShdPnd)' /proc/{job}/status 2>/dev/null; echo END"
         );
-        let mut waiter = Running::spawn(lk.run(&["--wait", "inf"], &["sh", "-c", &probe]));
+        let mut waiter = Proc::spawn(lk.run(&["--wait", "inf"], &["sh", "-c", &probe]));
         wait_until_sleeping_in_poll(waiter.pid());
 
         holder.signal(Signal::SIGKILL);
@@ -522,7 +429,7 @@ fn dead_or_dying(pid: u32) -> bool {
 fn daemon_left_behind_does_not_keep_the_lock() {
     for backend in backends() {
         let lk = Lk::new(backend, "daemon");
-        let mut wrapper = Running::spawn(lk.run(
+        let mut wrapper = Proc::spawn(lk.run(
             &[],
             &[
                 "sh",
@@ -546,8 +453,7 @@ fn daemon_left_behind_does_not_keep_the_lock() {
 fn no_fork_execs_in_place_with_the_lock() {
     for backend in backends() {
         let lk = Lk::new(backend, "nofork");
-        let mut job =
-            Running::spawn(lk.run(&["-F"], &["sh", "-c", "echo ready $$; read x; exit 0"]));
+        let mut job = Proc::spawn(lk.run(&["-F"], &["sh", "-c", "echo ready $$; read x; exit 0"]));
         assert_eq!(
             job.line(),
             format!("ready {}", job.pid()),
@@ -562,7 +468,7 @@ fn no_fork_execs_in_place_with_the_lock() {
         assert!(!lk.held(), "{backend}: released when the job exits");
 
         // A daemon started by a -F job.
-        let mut job = Running::spawn(lk.run(
+        let mut job = Proc::spawn(lk.run(
             &["-F"],
             &[
                 "sh",
@@ -590,7 +496,7 @@ fn replace_stops_the_holder_with_term() {
     for backend in backends() {
         let lk = Lk::new(backend, "replace");
         let file = lk.dir().join("got-term");
-        let mut old = Running::spawn(lk.run(&[], &trapping_job(&file, "TERM")));
+        let mut old = Proc::spawn(lk.run(&[], &trapping_job(&file, "TERM")));
         assert_eq!(old.line(), "ready");
         let out = output(&mut lk.run(&["--replace", "-v"], &["sh", "-c", "echo second"]));
         assert_eq!(out.code(), 0, "{backend}: {}", out.stderr);
@@ -617,7 +523,7 @@ fn replace_stops_the_holder_with_term() {
 fn replace_kills_a_holder_that_ignores_term() {
     for backend in backends() {
         let lk = Lk::new(backend, "replacekill");
-        let mut old = Running::spawn(lk.run(
+        let mut old = Proc::spawn(lk.run(
             &[],
             &[
                 "sh",
@@ -774,7 +680,7 @@ fn foreign_and_squatted_holders_are_reported_as_such() {
             "run", "-b", "abstract", "--scope", "system", "-N", &name, "--",
         ])
         .args(HOLD);
-    let mut foreign = Running::spawn(cmd);
+    let mut foreign = Proc::spawn(cmd);
     assert_eq!(foreign.line(), "ready");
     let out = output(onlyone().args([
         "run", "-b", "abstract", "--scope", "system", "-N", &name, "--", "true",
@@ -823,7 +729,7 @@ fn derived_names_do_not_collide() {
             "echo ready $ONLYONE_NAME; read x || :;",
             &token_b,
         ];
-        let mut holder = Running::spawn(run(&a));
+        let mut holder = Proc::spawn(run(&a));
         let line = holder.line();
         let name_a = line.strip_prefix("ready ").expect("ready line").to_owned();
         assert!(name_a.starts_with("cmd.sh."), "{name_a}");
@@ -932,7 +838,7 @@ fn wait_for_the_lock() {
             out.stderr
         );
 
-        let mut waiter = Running::spawn(lk.run(&["-w", "inf"], &["sh", "-c", "echo got-it"]));
+        let mut waiter = Proc::spawn(lk.run(&["-w", "inf"], &["sh", "-c", "echo got-it"]));
         wait_until_sleeping_in_poll(waiter.pid());
         assert_eq!(holder.finish().code(), Some(0));
         assert_eq!(waiter.line(), "got-it", "{backend}");

@@ -103,10 +103,52 @@ impl Proc {
 
     /// Reads one line from the child's stdout (blocks on the pipe; panics on end of file).
     pub fn line(&mut self) -> String {
+        self.next_line()
+            .unwrap_or_else(|| panic!("child {} closed its stdout", self.pid()))
+    }
+
+    /// The next line, or `None` at end of file.
+    pub fn next_line(&mut self) -> Option<String> {
         let mut s = String::new();
         let n = self.stdout.read_line(&mut s).expect("read from child");
-        assert!(n > 0, "child {} closed its stdout", self.pid());
-        s.trim_end().to_owned()
+        (n > 0).then(|| s.trim_end().to_owned())
+    }
+
+    /// Reads until a line containing `what` (for terminal output with echo and `\r`).
+    pub fn line_containing(&mut self, what: &str) -> String {
+        loop {
+            let l = self.line();
+            if l.contains(what) {
+                return l;
+            }
+        }
+    }
+
+    /// Reads to end of file: every process holding the pipe's write end has exited.
+    pub fn rest(&mut self) -> String {
+        use std::io::Read;
+        let mut s = String::new();
+        self.stdout.read_to_string(&mut s).expect("read to end");
+        s
+    }
+
+    /// Writes raw bytes to the child's stdin.
+    pub fn write(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin.write_all(bytes).expect("write to child");
+        stdin.flush().expect("flush");
+    }
+
+    /// Waits for the child's exit status (reaps it).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().expect("wait");
+        self.reaped = true;
+        status
+    }
+
+    /// Sends `sig` to the child.
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), sig).expect("kill");
     }
 
     /// Sends one order line.
@@ -125,9 +167,7 @@ impl Proc {
     /// Closes stdin (the holder exits, dropping its guard) and waits for the exit status.
     pub fn finish(mut self) -> std::process::ExitStatus {
         self.stdin = None;
-        let status = self.child.wait().expect("wait");
-        self.reaped = true;
-        status
+        self.wait()
     }
 
     /// SIGKILLs the child without reaping it (it stays a zombie until dropped).
