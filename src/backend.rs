@@ -25,13 +25,13 @@ use std::fs;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{Error, ErrorKind};
+pub use crate::lock::BackendKind;
 use crate::lock::{Acquire, Attempt, Lock};
 use crate::name::{LockDir, LockName, Scope};
 
@@ -67,85 +67,6 @@ cfg_if::cfg_if! {
             "onlyone needs at least one backend: enable the `abstract-socket` (Linux), \
              `flock` or `pidfile` feature"
         );
-    }
-}
-
-/// The kinds of backend. Every variant exists in every build so that a name typed by a user can be
-/// parsed and answered with "not compiled in" rather than "unknown".
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum BackendKind {
-    /// A listening Unix socket bound in Linux's abstract namespace (unix(7)). Feature `abstract-socket`.
-    AbstractSocket,
-    /// `flock(2)` on a lock file. Feature `flock`.
-    Flock,
-    /// A PID file with the holder's start time and boot id. Feature `pidfile`.
-    PidFile,
-    /// A PostgreSQL session-level advisory lock. Feature `postgres`.
-    Postgres,
-}
-
-impl BackendKind {
-    /// Every kind, in the order onlyone presents them.
-    pub const ALL: [BackendKind; 4] = [
-        BackendKind::AbstractSocket,
-        BackendKind::Flock,
-        BackendKind::PidFile,
-        BackendKind::Postgres,
-    ];
-
-    /// The name used on the command line and in output: `abstract`, `flock`, `pidfile`, `postgres`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::AbstractSocket => "abstract",
-            BackendKind::Flock => "flock",
-            BackendKind::PidFile => "pidfile",
-            BackendKind::Postgres => "postgres",
-        }
-    }
-
-    /// Whether this build has the backend.
-    pub fn is_available(self) -> bool {
-        match self {
-            BackendKind::AbstractSocket => cfg!(all(
-                feature = "abstract-socket",
-                any(target_os = "linux", target_os = "android")
-            )),
-            BackendKind::Flock => cfg!(feature = "flock"),
-            BackendKind::PidFile => cfg!(feature = "pidfile"),
-            BackendKind::Postgres => cfg!(feature = "postgres"),
-        }
-    }
-
-    /// The local backends this build has (PostgreSQL needs a server and is left out).
-    pub fn available_local() -> Vec<BackendKind> {
-        Self::ALL
-            .into_iter()
-            .filter(|b| *b != BackendKind::Postgres && b.is_available())
-            .collect()
-    }
-}
-
-impl fmt::Display for BackendKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for BackendKind {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        match s {
-            "abstract" | "abstract-socket" => Ok(BackendKind::AbstractSocket),
-            "flock" => Ok(BackendKind::Flock),
-            "pidfile" | "pid-file" => Ok(BackendKind::PidFile),
-            "postgres" | "postgresql" => Ok(BackendKind::Postgres),
-            other => Err(Error::msg(
-                ErrorKind::InvalidInput,
-                format!("unknown backend {other:?}"),
-                "expected one of: abstract, flock, pidfile, postgres",
-            )),
-        }
     }
 }
 
@@ -375,13 +296,13 @@ fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Erro
     Ok(())
 }
 
-/// The holder a lock record names, once [`ProcessIdentity::liveness`](crate::process::ProcessIdentity::liveness)
+/// The holder a lock record names, once [`ProcessIdentity::liveness`](crate::os::ProcessIdentity::liveness)
 /// said it is alive: what [`Holder::from_pid`](crate::Holder::from_pid) gives, without reading
 /// `/proc/PID/stat` a second time (liveness has just compared its start time with the record's).
 /// That second read was a quarter of a contended try's cost. Records without a start time go
 /// through `from_pid`, which reads it from `/proc`.
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) fn live_record_holder(id: &crate::process::ProcessIdentity) -> crate::Holder {
+pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Holder {
     let Some(start_ticks) = id.start_ticks else {
         return crate::Holder::from_pid(id.pid, Some(id.uid), None);
     };
@@ -394,8 +315,8 @@ pub(crate) fn live_record_holder(id: &crate::process::ProcessIdentity) -> crate:
         },
         pid: Some(id.pid),
         uid: Some(id.uid),
-        started: crate::process::start_time(start_ticks),
-        command: crate::process::command_line(id.pid),
+        started: crate::os::start_time(start_ticks),
+        command: crate::os::command_line(id.pid),
         host: None,
         start_ticks: Some(start_ticks),
     }
@@ -504,122 +425,24 @@ impl Pacing {
     }
 }
 
-/// Watches `path` for what may mean the lock is free: a change of attributes (`IN_ATTRIB`: an
-/// unlink changes the link count — a PID file released; a flock holder touches its file's
-/// timestamps right after unlocking), a rename or deletion. Opens and closes are not watched:
-/// contenders and waiters open and close the file all the time, and a close is reported just
-/// *before* the kernel drops a `flock` held through it, so it would wake waiters too early.
-/// `None` when inotify(7) is unavailable or the file does not exist.
-///
-/// Closing an inotify instance waits for an RCU grace period (8 ms median here, far more under
-/// load), so instances are never closed: a watch is removed (a microsecond) and its instance goes
-/// back to a process-wide pool. The pool holds as many instances as waits ever ran at once.
+/// Watches a lock file for its release (see the OS layer's `watch_file`): set up *before* a try,
+/// so that a release between the try and the wait is not missed.
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) fn watch_file(path: &Path) -> Option<crate::WakeSource> {
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    let pooled = INOTIFY_POOL.lock().ok().and_then(|mut p| p.pop());
-    let inotify = match pooled {
-        Some(i) => i,
-        None => Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?,
-    };
-    let watch = inotify.add_watch(
-        path,
-        AddWatchFlags::IN_ATTRIB
-            | AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_MOVE_SELF
-            | AddWatchFlags::IN_DONT_FOLLOW,
-    );
-    let file_watch = FileWatch {
-        inotify: Some(inotify),
-        watch: watch.as_ref().ok().copied(),
-    };
-    watch.ok()?;
-    Some(crate::WakeSource::new(file_watch))
+    crate::os::watch_file(path).map(crate::WakeSource::new)
 }
 
-#[cfg(any(feature = "flock", feature = "pidfile"))]
-static INOTIFY_POOL: std::sync::Mutex<Vec<nix::sys::inotify::Inotify>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// An inotify watch on one file, in an instance borrowed from the pool.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
-struct FileWatch {
-    inotify: Option<nix::sys::inotify::Inotify>,
-    watch: Option<nix::sys::inotify::WatchDescriptor>,
-}
-
-#[cfg(any(feature = "flock", feature = "pidfile"))]
-impl AsFd for FileWatch {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inotify
-            .as_ref()
-            .expect("the instance stays until drop")
-            .as_fd()
-    }
-}
-
-#[cfg(any(feature = "flock", feature = "pidfile"))]
-impl Drop for FileWatch {
-    fn drop(&mut self) {
-        let Some(inotify) = self.inotify.take() else {
-            return;
-        };
-        if let Some(wd) = self.watch.take() {
-            let _ = inotify.rm_watch(wd);
-        }
-        // Drain what is queued (at least the IN_IGNORED of the removed watch), so the next
-        // borrower starts with an empty queue.
-        while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
-        if let Ok(mut pool) = INOTIFY_POOL.lock() {
-            pool.push(inotify);
-        }
-    }
-}
-
-/// A pidfd (pidfd_open(2)) for process `pid`, provided it is still the process that started at
-/// `start_ticks`. It becomes readable when the process has exited, after the kernel closed all
-/// its files (and so dropped its locks).
-#[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) enum ProcessWatch {
-    Fd(std::os::fd::OwnedFd),
-    /// The process is gone (or the pid was reused).
-    Gone,
-    /// No pidfd support here (old kernel, seccomp).
-    Unsupported,
-}
-
-#[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) fn watch_process(pid: u32, start_ticks: Option<u64>) -> ProcessWatch {
-    use rustix::process::{Pid, PidfdFlags, pidfd_open};
-    let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return ProcessWatch::Gone;
-    };
-    match pidfd_open(raw, PidfdFlags::empty()) {
-        Ok(fd) => {
-            // The pidfd pins the process: if its start time matches now, it is the holder.
-            let same = crate::process::stat(pid)
-                .is_some_and(|s| s.state != 'Z' && start_ticks.is_none_or(|t| t == s.start_ticks));
-            if same {
-                ProcessWatch::Fd(fd)
-            } else {
-                ProcessWatch::Gone
-            }
-        }
-        Err(rustix::io::Errno::SRCH) => ProcessWatch::Gone,
-        Err(_) => ProcessWatch::Unsupported,
-    }
-}
-
-/// The wake-up for a file backend whose lock is held by `holder`: the inotify watch set up
-/// before the try, plus a pidfd of the holder when it can be named.
+/// The wake-up for a file backend whose lock is held by `holder`: the file watch set up before
+/// the try, plus a wait for the holder's exit (pidfd, kqueue) when it can be named.
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) fn file_wake_up(
     watch: Option<crate::WakeSource>,
     holder: &crate::Holder,
 ) -> crate::WakeUp {
+    use crate::os::ProcessWatch;
     let mut sources: Vec<crate::WakeSource> = watch.into_iter().collect();
     let pidfd = match holder.pid {
-        Some(pid) => watch_process(pid, holder.start_ticks),
+        Some(pid) => crate::os::watch_process(pid, holder.start_ticks),
         None => ProcessWatch::Unsupported,
     };
     match pidfd {

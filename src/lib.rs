@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
-// The one exception is registering an owned descriptor with tokio (src/asynchronous.rs).
+// The exceptions: registering an owned descriptor with tokio (src/asynchronous.rs), and the OS
+// files that call FFI where no safe wrapper exists (src/os/{macos,freebsd,netbsd,illumos}.rs).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::all)]
@@ -10,13 +11,16 @@ pub mod backend;
 mod error;
 mod lock;
 pub mod name;
-pub mod process;
+/// The former name of [`os`], kept so that code written against 0.1 still compiles.
+pub use os as process;
+pub mod os;
 pub mod record;
 
-pub use backend::{BackendKind, Builder, DEFAULT_BACKEND};
+pub use backend::{Builder, DEFAULT_BACKEND};
 pub use error::{Error, ErrorKind};
 pub use lock::{
-    Acquire, Attempt, Guard, HeldLock, Holder, HolderKind, Lock, WakeSource, WakeUp, format_utc,
+    Acquire, Attempt, BackendKind, Guard, HeldLock, Holder, HolderKind, Lock, WakeSource, WakeUp,
+    format_utc,
 };
 pub use name::{LockName, Scope};
 

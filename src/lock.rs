@@ -1,13 +1,14 @@
-//! The [`Lock`] trait, the [`Guard`] that holds a lock, and what is known of a [`Holder`].
+//! The contract every backend fulfils: the [`Lock`] trait, the [`Guard`] that holds a lock, what is
+//! known of a [`Holder`], and the [`BackendKind`]s. Imports no backend.
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use crate::backend::BackendKind;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::name::LockName;
-use crate::process;
+use crate::os as process;
 
 /// A lock that at most one process holds at a time.
 ///
@@ -213,6 +214,85 @@ impl WakeUp {
     /// Whether to try again without waiting.
     pub fn is_now(&self) -> bool {
         self.retry == Retry::Now
+    }
+}
+
+/// The kinds of backend. Every variant exists in every build so that a name typed by a user can be
+/// parsed and answered with "not compiled in" rather than "unknown".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum BackendKind {
+    /// A listening Unix socket bound in Linux's abstract namespace (unix(7)). Feature `abstract-socket`.
+    AbstractSocket,
+    /// `flock(2)` on a lock file. Feature `flock`.
+    Flock,
+    /// A PID file with the holder's start time and boot id. Feature `pidfile`.
+    PidFile,
+    /// A PostgreSQL session-level advisory lock. Feature `postgres`.
+    Postgres,
+}
+
+impl BackendKind {
+    /// Every kind, in the order onlyone presents them.
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::AbstractSocket,
+        BackendKind::Flock,
+        BackendKind::PidFile,
+        BackendKind::Postgres,
+    ];
+
+    /// The name used on the command line and in output: `abstract`, `flock`, `pidfile`, `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::AbstractSocket => "abstract",
+            BackendKind::Flock => "flock",
+            BackendKind::PidFile => "pidfile",
+            BackendKind::Postgres => "postgres",
+        }
+    }
+
+    /// Whether this build has the backend.
+    pub fn is_available(self) -> bool {
+        match self {
+            BackendKind::AbstractSocket => cfg!(all(
+                feature = "abstract-socket",
+                any(target_os = "linux", target_os = "android")
+            )),
+            BackendKind::Flock => cfg!(feature = "flock"),
+            BackendKind::PidFile => cfg!(feature = "pidfile"),
+            BackendKind::Postgres => cfg!(feature = "postgres"),
+        }
+    }
+
+    /// The local backends this build has (PostgreSQL needs a server and is left out).
+    pub fn available_local() -> Vec<BackendKind> {
+        Self::ALL
+            .into_iter()
+            .filter(|b| *b != BackendKind::Postgres && b.is_available())
+            .collect()
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "abstract" | "abstract-socket" => Ok(BackendKind::AbstractSocket),
+            "flock" => Ok(BackendKind::Flock),
+            "pidfile" | "pid-file" => Ok(BackendKind::PidFile),
+            "postgres" | "postgresql" => Ok(BackendKind::Postgres),
+            other => Err(Error::msg(
+                ErrorKind::InvalidInput,
+                format!("unknown backend {other:?}"),
+                "expected one of: abstract, flock, pidfile, postgres",
+            )),
+        }
     }
 }
 

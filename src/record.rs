@@ -11,7 +11,7 @@
 //! ```
 //! Only `pid`, the marker and `end` are required; a reader skips keys it does not know.
 
-use crate::process::ProcessIdentity;
+use crate::os::ProcessIdentity;
 
 /// Records longer than this are not onlyone's.
 pub const MAX_RECORD_LEN: usize = 4096;

@@ -9,9 +9,10 @@
 //!   SIGKILL too. The guard unlocks before it closes (so waiters never wake too early). Lock files
 //!   are never deleted: deleting one is what lets two processes hold "the same" lock.
 //! - **Holder identity:** the holder writes a [record] into the file; readers
-//!   check it against the live process and otherwise ask `/proc/locks`, which also names holders
-//!   that are not onlyone (`flock(1)` users of the same path).
-//! - **Waiting:** inotify on the file plus a pidfd on the holder; see `FileWaiter`.
+//!   check it against the live process and otherwise ask the OS's lock table (Linux `/proc/locks`,
+//!   which also names holders that are not onlyone: `flock(1)` users of the same path).
+//! - **Waiting:** a watch on the file plus a wait for the holder's exit, where the OS has them
+//!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff.
 //! - **Scope:** the inode. Works across PID and network namespaces that share the filesystem;
 //!   not across two overlay mounts of one lower file; on NFS only as far as the server's locks go.
 //!   Interoperates with `flock -n PATH` users of the same path.
@@ -24,7 +25,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use fs2::FileExt as _;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl, open};
 use nix::sys::stat::Mode;
@@ -33,7 +33,7 @@ use crate::backend::{BackendKind, file_wake_up, open_error, prepare_dir, wait_lo
 use crate::error::{Error, ErrorKind, sys};
 use crate::lock::{Acquire, Attempt, Guard, HeldLock, Holder, Lock};
 use crate::name::{LockDir, LockName, Scope};
-use crate::process::{Liveness, ProcessIdentity};
+use crate::os::{self, Liveness, ProcessIdentity};
 use crate::record;
 
 /// A lock held with `flock(2)` on a lock file. See the [module docs](self).
@@ -115,9 +115,9 @@ impl FlockLock {
             if !meta.file_type().is_file() {
                 return Err(not_a_file(&self.path));
             }
-            match file.try_lock_exclusive() {
-                Ok(()) => {}
-                Err(e) if is_contended(&e) => return Ok(Err(self.read_holder(&file, &meta))),
+            match os::flock_try_exclusive(&file) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Err(self.read_holder(&file, &meta))),
                 Err(e) => return Err(self.io("cannot flock", e)),
             }
             // The path may have been replaced (or the file deleted) between open and flock.
@@ -155,11 +155,12 @@ impl FlockLock {
     }
 
     /// Who holds the lock on `file`: its record if the recorded process is alive, else the
-    /// locker `/proc/locks` names, else unidentified.
+    /// locker the OS's lock table names (Linux `/proc/locks`), else unidentified.
     fn read_holder(&self, file: &File, meta: &std::fs::Metadata) -> Holder {
         record_holder(file)
             .or_else(|| {
-                proc_locks_holder(meta.dev(), meta.ino())
+                os::flock_table_holder(meta.dev(), meta.ino())
+                    .flatten()
                     .map(|pid| Holder::from_pid(pid, None, None))
             })
             .unwrap_or_else(Holder::unidentified)
@@ -215,20 +216,17 @@ impl Lock for FlockLock {
         // other locks come and go.
         if let Some(holder) = record_holder(&file) {
             let pid = holder.pid.unwrap_or(0);
-            if holds_flock(pid, meta.dev(), meta.ino()) == Some(true) {
+            if os::holds_flock(pid, meta.dev(), meta.ino()) == Some(true) {
                 return Ok(Some(holder));
             }
         }
-        match proc_locks_holder(meta.dev(), meta.ino()) {
-            Some(pid) => Ok(Some(Holder::from_pid(pid, None, None))),
-            None if std::path::Path::new("/proc/locks").exists() => Ok(None),
-            // No /proc/locks: a shared lock taken and dropped at once is the only way to ask.
-            None => match fs2::FileExt::try_lock_shared(&file) {
-                Ok(()) => {
-                    let _ = fs2::FileExt::unlock(&file);
-                    Ok(None)
-                }
-                Err(e) if is_contended(&e) => Ok(Some(self.read_holder(&file, &meta))),
+        match os::flock_table_holder(meta.dev(), meta.ino()) {
+            Some(Some(pid)) => Ok(Some(Holder::from_pid(pid, None, None))),
+            Some(None) => Ok(None),
+            // No lock table: a shared lock taken and dropped at once is the only way to ask.
+            None => match os::flock_shared_probe(&file) {
+                Ok(true) => Ok(None),
+                Ok(false) => Ok(Some(self.read_holder(&file, &meta))),
                 Err(e) => Err(self.io("cannot flock", e)),
             },
         }
@@ -267,10 +265,6 @@ fn record_holder(file: &File) -> Option<Holder> {
     (id.liveness() == Liveness::Alive).then(|| crate::backend::live_record_holder(&id))
 }
 
-fn is_contended(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock || e.raw_os_error() == Some(Errno::EWOULDBLOCK as i32)
-}
-
 fn not_a_file(path: &Path) -> Error {
     Error::msg(
         ErrorKind::LockDir,
@@ -282,52 +276,6 @@ fn not_a_file(path: &Path) -> Error {
 /// Whether `path` (not following links) still names the inode described by `meta`.
 fn same_inode(path: &Path, meta: &std::fs::Metadata) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino())
-}
-
-/// The pid `/proc/locks` gives for a `FLOCK` lock on device `dev`, inode `ino`.
-pub(crate) fn proc_locks_holder(dev: u64, ino: u64) -> Option<u32> {
-    let table = std::fs::read_to_string("/proc/locks").ok()?;
-    table
-        .lines()
-        .find_map(|line| flock_line_pid(line, dev, ino))
-}
-
-/// Whether process `pid` holds a `flock` on device `dev`, inode `ino`, from the `lock:` lines of
-/// its `/proc/PID/fdinfo/*`; `None` when that cannot be read (another user's process, no /proc).
-fn holds_flock(pid: u32, dev: u64, ino: u64) -> Option<bool> {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
-    let mut readable = false;
-    for fd in fds.flatten() {
-        let Ok(info) = std::fs::read_to_string(fd.path()) else {
-            continue;
-        };
-        readable = true;
-        let found = info
-            .lines()
-            .filter_map(|l| l.strip_prefix("lock:"))
-            .any(|l| flock_line_pid(l, dev, ino).is_some());
-        if found {
-            return Some(true);
-        }
-    }
-    readable.then_some(false)
-}
-
-/// The pid of a `/proc/locks`-style line for a `FLOCK` lock on `dev`/`ino`:
-/// `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1311266 0 EOF` (waiters have `->` after the number).
-fn flock_line_pid(line: &str, dev: u64, ino: u64) -> Option<u32> {
-    let (major, minor) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
-    let f: Vec<&str> = line.split_ascii_whitespace().collect();
-    if f.len() < 6 || f[1] != "FLOCK" {
-        return None;
-    }
-    let mut id = f[5].split(':');
-    let maj = u64::from_str_radix(id.next()?, 16).ok()?;
-    let min = u64::from_str_radix(id.next()?, 16).ok()?;
-    let i: u64 = id.next()?.parse().ok()?;
-    (maj == major && min == minor && i == ino)
-        .then(|| f[4].parse().ok())
-        .flatten()
 }
 
 /// The open, locked lock file.
@@ -365,7 +313,7 @@ impl FlockHeld {
                     )
                 })?;
             }
-            fs2::FileExt::unlock(&file).map_err(|e| {
+            os::flock_unlock(&file).map_err(|e| {
                 Error::new(
                     ErrorKind::Io,
                     format!("cannot unlock lock file {}", self.path.display()),

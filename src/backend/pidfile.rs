@@ -1,9 +1,10 @@
 //! PID-file backend: `<dir>/<name>.pid` holds the holder's [record] — pid, start
 //! time, boot id, PID namespace, uid.
 //!
-//! - **Exclusion:** the file is written completely under no name (`O_TMPFILE`, or a
-//!   [`tempfile`] in the same directory where that is unsupported) and then linked into place,
-//!   which fails with `EEXIST` when the file exists. Readers never see a partial file.
+//! - **Exclusion:** the file is written completely under no name and then linked into place with
+//!   `link(2)`, which fails with `EEXIST` when the file exists: `O_TMPFILE` on Linux, a named
+//!   [`tempfile`] in the same directory elsewhere, on filesystems without `O_TMPFILE`, and in the
+//!   portable build. Readers never see a partial file.
 //! - **Liveness:** the recorded process is dead when it belongs to another boot, `kill(pid, 0)`
 //!   says `ESRCH`, it is a zombie, or its pid now belongs to a process with another start time.
 //!   `EPERM` means alive (another user's process). A record from another PID namespace cannot be
@@ -15,7 +16,8 @@
 //!   half-way leaves either the stale file (judged stale again) or no file (free).
 //! - **Release:** the guard unlinks the file if it is still its own. A holder killed by SIGKILL
 //!   leaves its file; the next acquire finds it stale.
-//! - **Waiting:** inotify on the file (its unlink) plus a pidfd on the holder (its death).
+//! - **Waiting:** a watch on the file (its unlink) plus a wait for the holder's exit, where the OS
+//!   has them (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff.
 //! - **Scope:** the PID namespace of the holder and the directory. A PID file cannot be handed to
 //!   a child: it names one process.
 //!
@@ -24,22 +26,22 @@
 //! links are refused.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, open};
+use nix::fcntl::{OFlag, open};
 use nix::sys::stat::Mode;
 
 use crate::backend::{BackendKind, file_wake_up, open_error, prepare_dir, wait_loop, watch_file};
 use crate::error::{Error, ErrorKind, sys};
 use crate::lock::{Acquire, Guard, HeldLock, Holder, Lock};
 use crate::name::{LockDir, LockName, Scope};
-use crate::process::{Liveness, ProcessIdentity};
+use crate::os::{Liveness, ProcessIdentity};
 use crate::record;
 
 /// A lock held by a PID file. See the [module docs](self).
@@ -179,49 +181,13 @@ impl PidFileLock {
     }
 
     fn create_linked(&self, content: &[u8]) -> Result<Option<File>, Error> {
-        let dir = &self.dir.path;
-        let mode = Mode::from_bits_truncate(self.mode());
-        match open(
-            dir,
-            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
-            mode,
-        ) {
-            Ok(fd) => {
-                let mut file = File::from(fd);
-                file.write_all(content)
-                    .map_err(|e| self.io("cannot write", e))?;
-                let proc_path = format!("/proc/self/fd/{}", file.as_raw_fd());
-                let cwd = nix::fcntl::AT_FDCWD;
-                match nix::unistd::linkat(
-                    cwd,
-                    proc_path.as_str(),
-                    cwd,
-                    &self.path,
-                    AtFlags::AT_SYMLINK_FOLLOW,
-                ) {
-                    Ok(()) => return Ok(Some(file)),
-                    Err(Errno::EEXIST) => return Ok(None),
-                    // No /proc to name the unnamed file: fall through to a named temp file.
-                    Err(Errno::ENOENT) if Path::new(dir).exists() => {}
-                    Err(e) => return Err(open_error(&self.path, e)),
-                }
-            }
-            // The filesystem has no O_TMPFILE: a named temp file in the same directory.
-            Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL) => {}
-            Err(e) => return Err(open_error(&self.path, e)),
-        }
-        let mut tmp = tempfile::Builder::new()
-            .prefix(&format!(".{}.", self.name.file_name("pid")))
-            .permissions(std::os::unix::fs::PermissionsExt::from_mode(self.mode()))
-            .tempfile_in(dir)
-            .map_err(|e| self.io("cannot create a temporary file beside", e))?;
-        tmp.write_all(content)
-            .map_err(|e| self.io("cannot write", e))?;
-        match tmp.persist_noclobber(&self.path) {
-            Ok(file) => Ok(Some(file)),
-            Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(self.io("cannot link", e.error)),
-        }
+        let prefix = format!(".{}.", self.name.file_name("pid"));
+        crate::os::create_linked(&self.dir.path, &self.path, &prefix, self.mode(), content).map_err(
+            |e| match e.raw_os_error() {
+                Some(errno) => open_error(&self.path, Errno::from_raw(errno)),
+                None => self.io("cannot create", e),
+            },
+        )
     }
 
     fn attempt_once(&self) -> Result<Attempt, Error> {
@@ -251,11 +217,11 @@ impl PidFileLock {
         let guard = open(
             &self.takeover_path,
             flags,
-            Mode::from_bits_truncate(self.mode()),
+            Mode::from_bits_truncate(self.mode() as nix::sys::stat::mode_t),
         )
         .map(File::from)
         .map_err(|e| open_error(&self.takeover_path, e))?;
-        fs2::FileExt::lock_exclusive(&guard).map_err(|e| {
+        crate::os::flock_exclusive(&guard).map_err(|e| {
             Error::new(
                 ErrorKind::Io,
                 format!("cannot lock {}", self.takeover_path.display()),

@@ -270,10 +270,10 @@ impl PostgresLock {
     /// Opens a session of its own for this lock and applies the session settings.
     fn connect(&self) -> Result<Session, Error> {
         let mut config = self.config.clone();
-        let me = crate::process::ProcessIdentity::current();
+        let me = crate::os::ProcessIdentity::current();
         let started = me
             .start_ticks
-            .and_then(crate::process::start_time)
+            .and_then(crate::os::start_time)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map(|d| d.as_secs());
         config
@@ -662,11 +662,12 @@ fn session_thread(lock: PostgresLock, timeout: Option<Duration>, tx: mpsc::Sende
         }
     };
     let unlock_sql = format!("SELECT pg_advisory_unlock({})", lock.key);
-    let (loss, notify) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
-        Ok(p) => p,
+    // A connected socket pair rather than pipe2(2), which macOS lacks; both ends close-on-exec.
+    let (loss, notify) = match std::os::unix::net::UnixStream::pair() {
+        Ok((loss, notify)) => (OwnedFd::from(loss), OwnedFd::from(notify)),
         Err(e) => {
             let _ = session.client.simple_query(&unlock_sql);
-            let _ = tx.send(Outcome::Failed(crate::error::sys(
+            let _ = tx.send(Outcome::Failed(Error::new(
                 ErrorKind::Io,
                 format!("cannot create the loss pipe of {}", lock.what()),
                 e,

@@ -1,0 +1,105 @@
+//! What every Unix shares: `flock(2)` calls, and the portable ways to create a file atomically and
+//! to wait, used by the OS files that have nothing better and by the portable build on Linux.
+
+#[cfg(feature = "pidfile")]
+use std::fs::File;
+#[cfg(feature = "pidfile")]
+use std::io::{self, Write};
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+use std::path::Path;
+
+/// Writes `content` to a new file with permissions `mode` and links it to `path`, so that readers
+/// never see it empty or partial: a named temporary file `dir/PREFIX*`, then `link(2)` to `path`
+/// (`EEXIST`: the path is taken, `Ok(None)`), then the temporary name is unlinked. One behaviour on
+/// every filesystem and OS; `link(2)` is atomic on local filesystems and on NFS servers alike.
+#[cfg(feature = "pidfile")]
+pub(crate) fn create_linked(
+    dir: &Path,
+    path: &Path,
+    temp_prefix: &str,
+    mode: u32,
+    content: &[u8],
+) -> io::Result<Option<File>> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(temp_prefix)
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+        .tempfile_in(dir)?;
+    tmp.write_all(content)?;
+    match std::fs::hard_link(tmp.path(), path) {
+        // Dropping the path half unlinks the temporary name; the file stays open.
+        Ok(()) => Ok(Some(tmp.into_file())),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// No portable event tells of a lock file's release: waiters back off.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[allow(dead_code)] // Linux has inotify, but for the portable build.
+pub(crate) fn watch_file(_path: &Path) -> Option<std::os::fd::OwnedFd> {
+    None
+}
+
+/// No portable way to wait for another process's exit: waiters back off.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[allow(dead_code)] // Linux has pidfds, but for the portable build.
+pub(crate) fn watch_process(_pid: u32, _start: Option<u64>) -> super::ProcessWatch {
+    super::ProcessWatch::Unsupported
+}
+
+// flock(2) through fs2, which wraps it on every Unix where it builds (not illumos: see
+// `os/illumos.rs`).
+cfg_if::cfg_if! {
+    if #[cfg(all(any(feature = "flock", feature = "pidfile"), not(any(target_os = "illumos", target_os = "solaris"))))] {
+        /// `flock(LOCK_EX | LOCK_NB)` (flock(2)): `Ok(false)` when another open file holds it.
+        pub(crate) fn flock_try_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
+            match fs2::FileExt::try_lock_exclusive(file) {
+                Ok(()) => Ok(true),
+                Err(e) if is_contended(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+
+        /// `flock(LOCK_EX)` (flock(2)), blocking.
+        pub(crate) fn flock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
+            fs2::FileExt::lock_exclusive(file)
+        }
+
+        /// `flock(LOCK_UN)` (flock(2)).
+        pub(crate) fn flock_unlock(file: &std::fs::File) -> std::io::Result<()> {
+            fs2::FileExt::unlock(file)
+        }
+
+        /// Whether a shared lock can be had at once (taken and dropped again; flock(2)): a probe
+        /// that does not disturb a holder.
+        pub(crate) fn flock_shared_probe(file: &std::fs::File) -> std::io::Result<bool> {
+            match fs2::FileExt::try_lock_shared(file) {
+                Ok(()) => {
+                    let _ = fs2::FileExt::unlock(file);
+                    Ok(true)
+                }
+                Err(e) if is_contended(&e) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+
+        fn is_contended(e: &std::io::Error) -> bool {
+            e.kind() == std::io::ErrorKind::WouldBlock
+                || e.raw_os_error() == Some(nix::errno::Errno::EWOULDBLOCK as i32)
+        }
+    }
+}
+
+/// No lock table names flock holders here (Linux has `/proc/locks`).
+#[cfg(feature = "flock")]
+#[allow(dead_code)]
+pub(crate) fn flock_table_holder(_dev: u64, _ino: u64) -> Option<Option<u32>> {
+    None
+}
+
+/// Whether `pid` holds a flock on the file: unknown here.
+#[cfg(feature = "flock")]
+#[allow(dead_code)]
+pub(crate) fn holds_flock(_pid: u32, _dev: u64, _ino: u64) -> Option<bool> {
+    None
+}
