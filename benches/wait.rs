@@ -17,6 +17,11 @@ use onlyone::{Acquire, BackendKind, Builder, Lock};
 
 const ROLE: &str = "ONLYONE_WAIT_BENCH_ROLE";
 
+/// `CLOCK_PROCESS_CPUTIME_ID`, by its libc number: nix names it on some systems only (not illumos).
+fn process_cpu_clock() -> ClockId {
+    ClockId::from_raw(nix::libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
 fn now_ns(clock: ClockId) -> u128 {
     let t = clock_gettime(clock).expect("clock_gettime");
     t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128
@@ -178,11 +183,11 @@ fn child(role: &str) {
             writeln!(out, "acquired {t}").unwrap();
         }
         "wait2s" => {
-            let before = now_ns(ClockId::CLOCK_PROCESS_CPUTIME_ID);
+            let before = now_ns(process_cpu_clock());
             let outcome = lock
                 .acquire_timeout(Some(Duration::from_secs(2)))
                 .expect("wait");
-            let cpu = now_ns(ClockId::CLOCK_PROCESS_CPUTIME_ID) - before;
+            let cpu = now_ns(process_cpu_clock()) - before;
             assert!(matches!(outcome, Acquire::Held(_)));
             writeln!(out, "cpu {cpu}").unwrap();
         }

@@ -277,7 +277,8 @@ impl Rng {
     }
 }
 
-/// The `bind` order: a socket bound to an abstract name, listening or not.
+/// The `bind` order: a socket bound to an abstract name, listening or not (Linux only).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn squat(args: &str) -> std::os::fd::OwnedFd {
     use nix::sys::socket::{
         AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
@@ -299,6 +300,11 @@ fn squat(args: &str) -> std::os::fd::OwnedFd {
         listen(&fd, Backlog::new(16).unwrap_or_else(|e| fail(e))).unwrap_or_else(|e| fail(e));
     }
     fd
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn squat(_args: &str) -> std::os::fd::OwnedFd {
+    fail("abstract sockets exist only on Linux and Android")
 }
 
 fn say(out: &mut impl Write, line: &str) {

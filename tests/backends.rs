@@ -398,7 +398,7 @@ fn flock_holder_found_through_proc_locks_for_foreign_lockers() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.lock");
     let file = fs::File::create(&path).unwrap();
-    fs2::FileExt::lock_exclusive(&file).unwrap();
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let l = lock(BackendKind::Flock, "x", dir.path());
     let holder = l.try_acquire().unwrap().holder().cloned().expect("held");
     assert_eq!(holder.pid, Some(std::process::id()));

@@ -428,7 +428,7 @@ fn flock_records_never_decide_who_holds() {
     // Held through a descriptor that wrote no record (a flock(1) user): named via /proc/locks.
     let path = dir.path().join("foreign.lock");
     let file = fs::File::create(&path).unwrap();
-    fs2::FileExt::lock_exclusive(&file).unwrap();
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).unwrap();
     let l = lock(BackendKind::Flock, "foreign", dir.path());
     let h = l.try_acquire().unwrap().holder().cloned().expect("held");
     assert_eq!(h.pid, Some(std::process::id()));

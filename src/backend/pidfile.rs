@@ -2,9 +2,9 @@
 //! time, boot id, PID namespace, uid.
 //!
 //! - **Exclusion:** the file is written completely under no name and then linked into place with
-//!   `link(2)`, which fails with `EEXIST` when the file exists: `O_TMPFILE` on Linux, a named
-//!   [`tempfile`] in the same directory elsewhere, on filesystems without `O_TMPFILE`, and in the
-//!   portable build. Readers never see a partial file.
+//!   `link(2)`, which fails with `EEXIST` when the file exists: `O_TMPFILE` on Linux; a named
+//!   temporary file (`O_EXCL`) in the same directory elsewhere, on filesystems without
+//!   `O_TMPFILE`, and in the portable build. Readers never see a partial file.
 //! - **Liveness:** the recorded process is dead when it belongs to another boot, `kill(pid, 0)`
 //!   says `ESRCH`, it is a zombie, or its pid now belongs to a process with another start time.
 //!   `EPERM` means alive (another user's process). A record from another PID namespace cannot be

@@ -9,9 +9,10 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Writes `content` to a new file with permissions `mode` and links it to `path`, so that readers
-/// never see it empty or partial: a named temporary file `dir/PREFIX*`, then `link(2)` to `path`
-/// (`EEXIST`: the path is taken, `Ok(None)`), then the temporary name is unlinked. One behaviour on
-/// every filesystem and OS; `link(2)` is atomic on local filesystems and on NFS servers alike.
+/// never see it empty or partial: a temporary file `dir/PREFIX<pid>.<n>` created with `O_EXCL`,
+/// then `link(2)` to `path` (`EEXIST`: the path is taken, `Ok(None)`), then the temporary name is
+/// unlinked. One behaviour on every filesystem and OS; `link(2)` is atomic on local filesystems
+/// and on NFS servers alike. Errors are the OS's own, so callers can name the cause.
 #[cfg(feature = "pidfile")]
 pub(crate) fn create_linked(
     dir: &Path,
@@ -20,17 +21,34 @@ pub(crate) fn create_linked(
     mode: u32,
     content: &[u8],
 ) -> io::Result<Option<File>> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(temp_prefix)
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
-        .tempfile_in(dir)?;
-    tmp.write_all(content)?;
-    match std::fs::hard_link(tmp.path(), path) {
-        // Dropping the path half unlinks the temporary name; the file stays open.
-        Ok(()) => Ok(Some(tmp.into_file())),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-        Err(e) => Err(e),
-    }
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let (temp, mut file) = loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!("{temp_prefix}{}.{n}", std::process::id()));
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp);
+        match opened {
+            Ok(file) => break (temp, file),
+            // Left behind by a killed process that had our pid: take the next number.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    };
+    let linked = file
+        .write_all(content)
+        .and_then(|()| match std::fs::hard_link(&temp, path) {
+            Ok(()) => Ok(Some(())),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(e),
+        });
+    let _ = std::fs::remove_file(&temp);
+    Ok(linked?.map(|()| file))
 }
 
 /// No portable event tells of a lock file's release: waiters back off.

@@ -182,15 +182,16 @@ impl Proc {
         self.wait_zombie();
     }
 
-    /// Waits until the child has exited, without reaping it.
+    /// Waits until the child has exited, without reaping it (waitid(2) with `WNOWAIT`).
     pub fn wait_zombie(&mut self) {
-        use nix::sys::wait::{Id, WaitPidFlag, waitid};
+        use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+        let pid = Pid::from_raw(self.pid() as i32).expect("a child's pid is positive");
         loop {
             match waitid(
-                Id::Pid(Pid::from_raw(self.pid() as i32)),
-                WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
+                WaitId::Pid(pid),
+                WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
             ) {
-                Err(nix::errno::Errno::EINTR) => continue,
+                Err(rustix::io::Errno::INTR) => continue,
                 other => {
                     other.expect("waitid");
                     return;

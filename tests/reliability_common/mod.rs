@@ -16,7 +16,6 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
-use nix::sys::wait::{Id, WaitPidFlag, waitid};
 use nix::unistd::Pid;
 
 /// The environment variable that selects the scale.
@@ -27,14 +26,32 @@ pub fn full_scale() -> bool {
     std::env::var(SCALE_VAR).is_ok_and(|v| v == "full")
 }
 
-/// `full` at full scale, else `quick`.
-pub fn scaled(full: usize, quick: usize) -> usize {
-    if full_scale() { full } else { quick }
+/// Whether a fifth of the quick scale was asked for (`ONLYONE_TEST_SCALE=reduced`): the extra CI
+/// runs (musl, the portable build, whose waiters back off instead of sleeping on an event).
+pub fn reduced_scale() -> bool {
+    std::env::var(SCALE_VAR).is_ok_and(|v| v == "reduced")
 }
 
-/// "full" or "quick", for the figures printed.
+/// `full` at full scale, a fifth of `quick` (at least 1) at reduced scale, else `quick`.
+pub fn scaled(full: usize, quick: usize) -> usize {
+    if full_scale() {
+        full
+    } else if reduced_scale() {
+        (quick / 5).max(1)
+    } else {
+        quick
+    }
+}
+
+/// "full", "reduced" or "quick", for the figures printed.
 pub fn scale_name() -> &'static str {
-    if full_scale() { "full" } else { "quick" }
+    if full_scale() {
+        "full"
+    } else if reduced_scale() {
+        "reduced"
+    } else {
+        "quick"
+    }
 }
 
 /// Whether the tests run in CI (`CI=true`), where a test that cannot set itself up must fail
@@ -353,36 +370,22 @@ fn excerpt(text: &str, from: usize, to: usize) -> Vec<String> {
 /// whatever lock it holds it still holds.
 pub fn stop(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).expect("SIGSTOP");
-    loop {
-        match waitid(
-            Id::Pid(Pid::from_raw(pid as i32)),
-            WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => {
-                other.expect("waitid(WSTOPPED)");
-                return;
-            }
-        }
-    }
+    wait_no_reap(
+        pid,
+        rustix::process::WaitIdOptions::STOPPED,
+        "waitid(WSTOPPED)",
+    );
 }
 
 /// SIGKILLs `pid` (our child) and waits until it has exited, without reaping it: all its
 /// descriptors are closed, its pid is a zombie's.
 pub fn kill_and_wait(pid: u32) {
     kill(Pid::from_raw(pid as i32), Signal::SIGKILL).expect("SIGKILL");
-    loop {
-        match waitid(
-            Id::Pid(Pid::from_raw(pid as i32)),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT,
-        ) {
-            Err(nix::errno::Errno::EINTR) => continue,
-            other => {
-                other.expect("waitid(WEXITED)");
-                return;
-            }
-        }
-    }
+    wait_no_reap(
+        pid,
+        rustix::process::WaitIdOptions::EXITED,
+        "waitid(WEXITED)",
+    );
 }
 
 /// Kills the given processes if it is not disarmed (dropped) within `limit`: a hung test then
@@ -536,12 +539,11 @@ impl Sleeper {
     /// Kills it and waits until it is a zombie (not reaped: its pid stays taken).
     pub fn into_zombie(mut self) -> Sleeper {
         let _ = self.0.kill();
-        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        nix::sys::wait::waitid(
-            nix::sys::wait::Id::Pid(pid),
-            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-        )
-        .expect("waitid");
+        wait_no_reap(
+            self.pid(),
+            rustix::process::WaitIdOptions::EXITED,
+            "waitid(WEXITED)",
+        );
         self
     }
 }
@@ -563,4 +565,21 @@ pub fn fd_count(pid: u32) -> usize {
 /// Prints a figure line that the README copies, prefixed so that it is easy to grep.
 pub fn figure(line: &str) {
     println!("FIGURE [{}] {line}", scale_name());
+}
+
+/// waitid(2) with `WNOWAIT` for our child `pid`: waits for the state change in `what` (stopped,
+/// exited) and leaves the child waitable, so its pid stays taken. rustix has it on every Unix
+/// target onlyone builds for.
+pub fn wait_no_reap(pid: u32, what: rustix::process::WaitIdOptions, context: &str) {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let pid = Pid::from_raw(pid as i32).expect("a child's pid is positive");
+    loop {
+        match waitid(WaitId::Pid(pid), what | WaitIdOptions::NOWAIT) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => {
+                other.expect(context);
+                return;
+            }
+        }
+    }
 }
