@@ -1,11 +1,11 @@
-//! The command line: clap definitions and the dispatch to each subcommand.
+//! The command line: the clap definitions only (main.rs parses and dispatches).
 //!
-//! To add a subcommand: a variant in [`Command`] and an arm in [`run`]; the subcommand's `main`
-//! returns `Result<u8, Failure>` (its exit status, or a failure printed as `onlyone: MESSAGE`).
+//! To add a subcommand: a variant in [`Command`] and an arm in `main.rs`'s `run`; the
+//! subcommand's `main` returns `Result<u8, Failure>` (its exit status, or a failure printed as
+//! `onlyone: MESSAGE`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -270,29 +270,6 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
-
-/// Parses the command line, runs the subcommand, and turns the outcome into an exit status.
-pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            // --help and --version are not errors; clap's own status for errors is 2.
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
-        }
-    };
-    let outcome = match cli.command {
-        Command::Run(args) => crate::run::main(args),
-        Command::Status(args) => crate::status::status(args),
-        Command::List(args) => crate::status::list(args),
-        Command::Generate(args) => crate::generate::main(args),
-        Command::Compare(args) => return crate::compare::run(&args),
-    };
-    ExitCode::from(outcome.unwrap_or_else(|f: exit::Failure| {
-        eprintln!("onlyone: {f}");
-        f.code
-    }))
 }
 
 #[cfg(test)]

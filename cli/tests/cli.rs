@@ -1,10 +1,12 @@
 //! The `onlyone` binary against real processes: conflicts, exit statuses, signals, lock lifetime,
-//! `--replace`, `status`/`list`, derived names, bad input. Run with `cargo test --features cli`.
+//! `--replace`, `status`/`list`, derived names, bad input. Run with `cargo test -p onlyone-cli`.
 //!
 //! No sleeps: the tests wait on pipes (a job says `ready`; end of file means every process that
 //! held the pipe has exited), on pidfds, and on `/proc/PID/syscall` for a waiter to be waiting.
 //! Every process is killed and reaped when its guard drops, also when a test fails.
 
+// The workspace's child-process harness, shared with the library's tests.
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::ffi::OsStr;
