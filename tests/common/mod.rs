@@ -1,5 +1,8 @@
 //! Child-process harness: spawn the `holder` example, talk to it over pipes, kill and reap it on
 //! drop (also when a test fails half-way).
+//!
+//! The CLI's tests (cli/tests/*.rs, package `onlyone-cli`) include this file too, through
+//! `#[path]`; [`holder_exe`] serves only the library's tests (the example is the library's).
 
 #![allow(dead_code)]
 

@@ -91,6 +91,7 @@ pub fn list(args: ListArgs) -> Result<u8, Failure> {
         (Scope::System.default_dir(), Scope::System, "system"),
     ];
     for dir in &args.lock_dir {
+        crate::locks::check_lock_dir(dir)?;
         if !dirs.iter().any(|(d, _, _)| d == dir) {
             dirs.push((dir.clone(), Scope::User, "dir"));
         }

@@ -26,6 +26,12 @@ mod replace;
 mod run;
 mod status;
 
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
 /// The entry point the C runtime calls.
 #[cfg(all(not(test), target_os = "linux", target_env = "gnu"))]
 #[allow(unsafe_code)]
@@ -37,16 +43,39 @@ extern "C" fn main(
     _argc: std::ffi::c_int,
     _argv: *const *const std::ffi::c_char,
 ) -> std::ffi::c_int {
-    let code = cli::run();
+    let code = run();
     // The Rust runtime would flush standard output at exit; here nobody else does.
     let _ = std::io::Write::flush(&mut std::io::stdout());
     // ExitCode hides its value; it compares equal to the code it was made from.
     (0..=255u8)
-        .find(|&n| std::process::ExitCode::from(n) == code)
+        .find(|&n| ExitCode::from(n) == code)
         .map_or(1, std::ffi::c_int::from)
 }
 
 #[cfg(not(all(not(test), target_os = "linux", target_env = "gnu")))]
-fn main() -> std::process::ExitCode {
-    cli::run()
+fn main() -> ExitCode {
+    run()
+}
+
+/// Parses the command line, runs the subcommand, and turns the outcome into an exit status.
+fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors; clap's own status for errors is 2.
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
+        }
+    };
+    let outcome = match cli.command {
+        Command::Run(args) => run::main(args),
+        Command::Status(args) => status::status(args),
+        Command::List(args) => status::list(args),
+        Command::Generate(args) => generate::main(args),
+        Command::Compare(args) => return compare::run(&args),
+    };
+    ExitCode::from(outcome.unwrap_or_else(|f: exit::Failure| {
+        eprintln!("onlyone: {f}");
+        f.code
+    }))
 }

@@ -1,11 +1,11 @@
-//! The command line: clap definitions and the dispatch to each subcommand.
+//! The command line: the clap definitions only (main.rs parses and dispatches).
 //!
-//! To add a subcommand: a variant in [`Command`] and an arm in [`run`]; the subcommand's `main`
-//! returns `Result<u8, Failure>` (its exit status, or a failure printed as `onlyone: MESSAGE`).
+//! To add a subcommand: a variant in [`Command`] and an arm in `main.rs`'s `run`; the
+//! subcommand's `main` returns `Result<u8, Failure>` (its exit status, or a failure printed as
+//! `onlyone: MESSAGE`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -21,7 +21,8 @@ use crate::exit;
     long_about = "Run a command at most once at a time, and say who holds the lock when it does \
                   not.\n\nonlyone wraps a command the way flock(1) does: `onlyone run -N backup -- \
                   backup.sh` runs backup.sh unless another `onlyone run -N backup` is running, \
-                  and then exits with status 75 and names the holder. See `onlyone run --help`.",
+                  and then exits with status 75 and names the holder. See `onlyone run --help`.\
+                  \n\nMan pages and shell completions: `onlyone generate --help`.",
     propagate_version = true,
     subcommand_required = true,
     arg_required_else_help = true
@@ -34,14 +35,14 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run COMMAND while holding a lock; if another process holds it, exit 75 and name it
-    #[command(long_about = RUN_ABOUT, after_long_help = exit::TABLE)]
+    #[command(long_about = RUN_ABOUT, after_long_help = exit::table())]
     Run(RunArgs),
     /// Say who holds a lock, without taking it (exit 0 held, 1 free)
     Status(StatusArgs),
     /// List every onlyone lock held on this machine, with its holder
     List(ListArgs),
-    /// Write the man pages or shell completions (for packagers)
-    #[command(hide = true)]
+    /// Write the man pages or a shell completion script (see `onlyone generate --help`)
+    #[command(long_about = GENERATE_ABOUT)]
     Generate(GenerateArgs),
     /// Measure every backend on this machine: latencies, SIGKILL release, behaviour matrix
     Compare(crate::compare::CompareArgs),
@@ -56,8 +57,17 @@ pub struct LockArgs {
     /// Who shares the lock: user (only your own processes contend) or system (everyone)
     #[arg(long, value_name = "SCOPE", default_value = "user", value_parser = parse_scope)]
     pub scope: Scope,
-    /// Directory for the lock file (flock, pidfile backends); it must exist
-    /// [default: $XDG_RUNTIME_DIR/onlyone, or /run/lock/onlyone for --scope system]
+    /// Directory for lock files (flock, pidfile backends); DIR must exist (onlyone creates only
+    /// its default directory, see --help) [default: $XDG_RUNTIME_DIR/onlyone; /run/lock/onlyone
+    /// with --scope system]
+    ///
+    /// The default directory is, with --scope user: $XDG_RUNTIME_DIR/onlyone, else
+    /// /run/user/UID/onlyone when /run/user/UID exists, else /tmp/onlyone-UID; with --scope
+    /// system: /run/lock/onlyone. `onlyone run` creates the default directory when it is missing
+    /// (its last component only: the parent must exist), with mode 0700 for --scope user and 0755
+    /// for --scope system (less the umask); `status` and `list` never create it. An existing
+    /// default directory of --scope user must belong to you, be writable by nobody else, and not
+    /// be a symbolic link.
     #[arg(long, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
     /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB
@@ -186,6 +196,17 @@ Default lock name: cmd.<base>.<hash>, where <base> is COMMAND's last path compon
 The job's environment gets ONLYONE_NAME, ONLYONE_BACKEND, ONLYONE_SCOPE, ONLYONE_RESOURCE (socket
 name or lock file) and ONLYONE_PID (the process holding the lock: onlyone, or the job with -F).";
 
+const GENERATE_ABOUT: &str = "\
+Write the man pages or a shell completion script, made from the definitions onlyone parses its
+command line with (so they always match this binary). For example:
+
+  onlyone generate man --out /usr/local/share/man/man1
+      writes onlyone.1 and one page per subcommand (onlyone-run.1, ...); then `man onlyone-run`
+  onlyone generate completions bash > /etc/bash_completion.d/onlyone
+  onlyone generate completions zsh --out /usr/local/share/zsh/site-functions
+      writes _onlyone there
+  onlyone generate completions fish > ~/.config/fish/completions/onlyone.fish";
+
 #[derive(Args, Debug)]
 pub struct StatusArgs {
     /// Lock name
@@ -202,7 +223,7 @@ pub struct StatusArgs {
 
 #[derive(Args, Debug)]
 pub struct ListArgs {
-    /// Also look for lock files in DIR (repeatable)
+    /// Also look for lock files in DIR (repeatable; it must exist)
     #[arg(long, value_name = "DIR")]
     pub lock_dir: Vec<PathBuf>,
 
@@ -270,29 +291,6 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     Duration::try_from_secs_f64(secs).map_err(|_| bad())
-}
-
-/// Parses the command line, runs the subcommand, and turns the outcome into an exit status.
-pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            // --help and --version are not errors; clap's own status for errors is 2.
-            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
-        }
-    };
-    let outcome = match cli.command {
-        Command::Run(args) => crate::run::main(args),
-        Command::Status(args) => crate::status::status(args),
-        Command::List(args) => crate::status::list(args),
-        Command::Generate(args) => crate::generate::main(args),
-        Command::Compare(args) => return crate::compare::run(&args),
-    };
-    ExitCode::from(outcome.unwrap_or_else(|f: exit::Failure| {
-        eprintln!("onlyone: {f}");
-        f.code
-    }))
 }
 
 #[cfg(test)]

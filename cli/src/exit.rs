@@ -31,25 +31,75 @@ pub const CANNOT_EXECUTE: u8 = 126;
 /// The command was not found (as in sh(1)).
 pub const NOT_FOUND: u8 = 127;
 
-/// The exit status table, shown by `onlyone run --help` and in the README.
-pub const TABLE: &str = "\
-Exit status:
-  the job's own      the job ran; its status is passed through
-  128+N              the job was killed by signal N
-  75                 the lock is held (EX_TEMPFAIL; -E/--conflict-exit-code changes it)
-  76                 the lock was lost while the job ran (its PostgreSQL session ended);
-                     onlyone stopped the job (SIGTERM, SIGKILL after --kill-after)
-  126                COMMAND was found but could not be executed
-  127                COMMAND was not found
-  64                 usage: bad option, value, duration, lock name, empty command
-  65                 a PID file onlyone did not write is in the way (left untouched)
-  66                 the lock directory does not exist
-  69                 the backend is not available in this build or on this system
-  70                 internal error
-  71                 a system call failed (fork, signalfd, ...)
-  73                 the lock file cannot be created (not a directory, read-only, a symlink)
-  77                 permission denied
-onlyone's own failures never exit with 0 or 75.";
+/// The exit statuses of `onlyone run`, status and meaning: shown by `onlyone run --help`
+/// ([`table`]) and as a table in the man page (`onlyone generate man`); the README has them too.
+pub const STATUSES: [(&str, &str); 14] = [
+    ("the job's own", "the job ran; its status is passed through"),
+    ("128+N", "the job was killed by signal N"),
+    (
+        "75",
+        "the lock is held (EX_TEMPFAIL; -E/--conflict-exit-code changes it)",
+    ),
+    (
+        "76",
+        "the lock was lost while the job ran (its PostgreSQL session ended); onlyone stopped the \
+         job (SIGTERM, SIGKILL after --kill-after)",
+    ),
+    ("126", "COMMAND was found but could not be executed"),
+    ("127", "COMMAND was not found"),
+    (
+        "64",
+        "usage: bad option, value, duration, lock name, empty command",
+    ),
+    (
+        "65",
+        "a PID file onlyone did not write is in the way (left untouched)",
+    ),
+    ("66", "the lock directory does not exist"),
+    (
+        "69",
+        "the backend is not available in this build or on this system",
+    ),
+    ("70", "internal error"),
+    ("71", "a system call failed (fork, signalfd, ...)"),
+    (
+        "73",
+        "the lock file cannot be created (not a directory, read-only, a symbolic link, a kernel \
+         file system such as /proc)",
+    ),
+    ("77", "permission denied"),
+];
+
+/// What [`STATUSES`] promises about onlyone's own failures.
+pub const NEVER: &str = "onlyone's own failures never exit with 0 or 75.";
+
+/// [`STATUSES`] as text for `--help`: two columns, the meanings wrapped at 100 columns.
+pub fn table() -> String {
+    const INDENT: usize = 21;
+    const WIDTH: usize = 100;
+    let mut out = String::from("Exit status:\n");
+    for (status, meaning) in STATUSES {
+        let mut line = format!("  {status:<width$}", width = INDENT - 2);
+        let mut first = true;
+        for word in meaning.split(' ') {
+            if !first && line.len() + 1 + word.len() > WIDTH {
+                out += &line;
+                out.push('\n');
+                line = " ".repeat(INDENT);
+                first = true;
+            }
+            if !first {
+                line.push(' ');
+            }
+            line += word;
+            first = false;
+        }
+        out += &line;
+        out.push('\n');
+    }
+    out += NEVER;
+    out
+}
 
 /// A failure of onlyone itself: a message for stderr and an exit status.
 #[derive(Debug)]

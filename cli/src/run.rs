@@ -215,9 +215,30 @@ fn supervise(
         None => exit_code(status),
     };
     if verbose {
-        eprintln!("onlyone: job {pid} {status:?}; lock released, exiting with {code}");
+        let released = if lost.is_some() {
+            "the lock was lost"
+        } else {
+            "lock released"
+        };
+        eprintln!(
+            "onlyone: job {pid} {}; {released}, exiting with {code}",
+            describe_end(status)
+        );
     }
     Ok(code)
+}
+
+/// How the job ended, in words: `exited with status 3`, `was killed by SIGTERM (core dumped)`.
+fn describe_end(status: WaitStatus) -> String {
+    match status {
+        WaitStatus::Exited(_, c) => format!("exited with status {c}"),
+        WaitStatus::Signaled(_, sig, core) => format!(
+            "was killed by {sig}{}",
+            if core { " (core dumped)" } else { "" }
+        ),
+        // wait_forwarding and wait_blocking return only exits and deaths by signal.
+        _ => "ended in a state that is neither an exit nor a signal".to_owned(),
+    }
 }
 
 /// The job's exit status as onlyone's: its code, or 128+N when killed by signal N.
@@ -344,7 +365,10 @@ fn wait_forwarding(
         // The job is our unreaped child: its pid cannot have been reused.
         let sent = kill(pid, signal);
         if verbose {
-            eprintln!("onlyone: forwarded {signal} to the job, pid {pid} ({sent:?})");
+            match sent {
+                Ok(()) => eprintln!("onlyone: forwarded {signal} to the job, pid {pid}"),
+                Err(e) => eprintln!("onlyone: cannot forward {signal} to the job, pid {pid}: {e}"),
+            }
         }
     }
 }
