@@ -644,9 +644,11 @@ impl Drop for ScratchDir {
 
 fn fs_type(path: &Path) -> String {
     use nix::sys::statfs::{
-        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC,
-        XFS_SUPER_MAGIC, statfs,
+        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FsType, NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC,
+        TMPFS_MAGIC, statfs,
     };
+    // statfs(2)'s number for XFS ("XFSB"): nix names it for glibc only, not for musl.
+    const XFS_SUPER_MAGIC: FsType = FsType(0x5846_5342);
     match statfs(path).map(|s| s.filesystem_type()) {
         Ok(t) if t == TMPFS_MAGIC => "tmpfs".to_owned(),
         Ok(t) if t == EXT4_SUPER_MAGIC => "ext4".to_owned(),
