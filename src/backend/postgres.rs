@@ -44,7 +44,10 @@
 
 mod advisory;
 mod connect;
+mod conninfo;
 mod holder;
+#[cfg(feature = "postgres-tls")]
+mod tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -55,7 +58,8 @@ use crate::lock::{Acquire, Holder, Lock};
 use crate::name::{LockName, fnv1a_128};
 
 use advisory::spawn_quiet;
-use connect::{describe_server, error_text, redact_url};
+use connect::{describe_server, redact_url};
+pub use conninfo::SslMode;
 use holder::default_job;
 
 /// What is hashed in front of the lock name to make the advisory key.
@@ -86,6 +90,14 @@ pub fn advisory_key(name: &LockName) -> i64 {
     (hash >> 64) as u64 as i64
 }
 
+/// Whether libpq's variables name a server without `DATABASE_URL`: `PGHOST`, `PGDATABASE` or
+/// `PGPORT` is set.
+pub fn env_names_a_server() -> bool {
+    ["PGHOST", "PGDATABASE", "PGPORT"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+}
+
 /// A PostgreSQL session-level advisory lock. See the [module docs](self).
 ///
 /// ```no_run
@@ -102,6 +114,10 @@ pub struct PostgresLock {
     name: LockName,
     key: i64,
     config: postgres::Config,
+    ssl_mode: SslMode,
+    #[cfg(feature = "postgres-tls")]
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    warnings: Vec<String>,
     server: String,
     job: String,
     heartbeat: Duration,
@@ -119,6 +135,7 @@ impl fmt::Debug for PostgresLock {
             .field("name", &self.name)
             .field("key", &self.key)
             .field("server", &self.server)
+            .field("ssl_mode", &self.ssl_mode)
             .field("job", &self.job)
             .field("heartbeat", &self.heartbeat)
             .field("fencing_table", &self.fencing_table)
@@ -128,16 +145,27 @@ impl fmt::Debug for PostgresLock {
 
 impl PostgresLock {
     /// The lock `name` on the server of `url`: a `postgres://user:password@host:port/dbname?...`
-    /// URL or a `host=... user=...` string, as libpq reads them. Nothing is connected yet.
+    /// URL or a `host=... user=...` string, as libpq reads them, with libpq's environment
+    /// variables for what it leaves out (`PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`,
+    /// `PGPASSWORD`, `PGSSLMODE`, `PGSSLROOTCERT`, `PGCONNECT_TIMEOUT`) and then the password
+    /// file (`passfile`, `PGPASSFILE` or `~/.pgpass`, ignored with a [warning](Self::warnings)
+    /// when group or others may read it). An empty `url` takes everything from the environment.
+    /// Nothing is connected yet.
     ///
-    /// TLS is not supported: `sslmode=prefer` (the default) connects in plain text and
-    /// `sslmode=require` fails to connect.
+    /// TLS (feature `postgres-tls`) follows `sslmode`: `prefer` (the default) and `allow` use TLS
+    /// when the server offers it, without checking its certificate; `require` insists on TLS and
+    /// checks the certificate against the root certificate file if there is one; `verify-ca`
+    /// checks that a CA of `sslrootcert` (default `~/.postgresql/root.crt`) signed it;
+    /// `verify-full` also that it names the host. A build without the feature connects in plain
+    /// text and refuses `require` and the verify modes here. Unix-socket connections never use
+    /// TLS (as libpq).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when the URL cannot be parsed (the message never shows the
-    /// password).
+    /// [`ErrorKind::InvalidInput`] when the URL or a variable cannot be parsed, the root
+    /// certificate file cannot be read, or TLS is asked of a build without it (the message never
+    /// shows the password).
     pub fn new(name: LockName, url: &str) -> Result<PostgresLock, Error> {
-        let config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        let invalid = |why: String| {
             Error::msg(
                 ErrorKind::InvalidInput,
                 format!(
@@ -145,14 +173,61 @@ impl PostgresLock {
                     redact_url(url),
                     name.as_str()
                 ),
-                error_text(&e),
+                why,
             )
-        })?;
+        };
+        let conninfo::Conninfo {
+            mut config,
+            tls: tls_settings,
+            warnings,
+        } = conninfo::parse(url, &|k| std::env::var(k).ok()).map_err(invalid)?;
         let server = describe_server(&config);
+        let only_sockets = config
+            .get_hosts()
+            .iter()
+            .all(|h| !matches!(h, postgres::config::Host::Tcp(_)));
+        let mode = tls_settings.mode;
+        let tls_error = |why: String| {
+            Error::msg(
+                ErrorKind::InvalidInput,
+                format!(
+                    "cannot use TLS (sslmode={}) for lock {:?} on {server}",
+                    mode.as_str(),
+                    name.as_str()
+                ),
+                why,
+            )
+        };
+        let strict = matches!(
+            mode,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull
+        );
+        config.ssl_mode(match mode {
+            _ if only_sockets => postgres::config::SslMode::Disable,
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            _ if strict => postgres::config::SslMode::Require,
+            _ => postgres::config::SslMode::Prefer,
+        });
+        #[cfg(feature = "postgres-tls")]
+        let tls = if mode == SslMode::Disable || only_sockets {
+            None
+        } else {
+            Some(tls::connector(&tls_settings).map_err(tls_error)?)
+        };
+        #[cfg(not(feature = "postgres-tls"))]
+        if strict && !only_sockets {
+            return Err(tls_error(
+                "this build of onlyone has no TLS (cargo feature `postgres-tls`)".to_owned(),
+            ));
+        }
         Ok(PostgresLock {
             key: advisory_key(&name),
             name,
             config,
+            ssl_mode: mode,
+            #[cfg(feature = "postgres-tls")]
+            tls,
+            warnings,
             server,
             job: default_job(),
             heartbeat: DEFAULT_HEARTBEAT,
@@ -164,13 +239,18 @@ impl PostgresLock {
         })
     }
 
-    /// The lock `name` on the server named by the environment variable `DATABASE_URL`.
+    /// The lock `name` on the server named by the environment variable `DATABASE_URL`, else by
+    /// libpq's variables when [`env_names_a_server`] (see [`new`](Self::new)).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when `DATABASE_URL` is unset, not UTF-8, or not a valid URL.
+    /// [`ErrorKind::InvalidInput`] when neither names a server, or `DATABASE_URL` is not UTF-8
+    /// or not a valid URL.
     pub fn from_env(name: LockName) -> Result<PostgresLock, Error> {
         match std::env::var("DATABASE_URL") {
             Ok(url) => PostgresLock::new(name, &url),
+            Err(std::env::VarError::NotPresent) if env_names_a_server() => {
+                PostgresLock::new(name, "")
+            }
             Err(e) => Err(Error::msg(
                 ErrorKind::InvalidInput,
                 format!("no database URL for the postgres lock {:?}", name.as_str()),
@@ -248,6 +328,17 @@ impl PostgresLock {
     /// The advisory key this lock takes; see [`advisory_key`].
     pub fn key(&self) -> i64 {
         self.key
+    }
+
+    /// What the user should hear about the configuration: a password file that was ignored
+    /// (libpq prints these on standard error; onlyone's command-line tool does too).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The `sslmode` in force (from the URL, else `PGSSLMODE`, else `prefer`).
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
     }
 
     /// The server as `postgres://user@host:port/dbname`, without the password.

@@ -10,7 +10,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, SimpleQueryMessage};
 
 use super::holder::{application_name, host_name};
-use super::{CONNECT_TIMEOUT, PostgresLock};
+use super::{CONNECT_TIMEOUT, PostgresLock, SslMode};
 use crate::error::{Error, ErrorKind};
 
 impl PostgresLock {
@@ -34,9 +34,15 @@ impl PostgresLock {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| connect_error(&e, &self.what(), config.get_user()))?;
+        #[cfg(feature = "postgres-tls")]
+        let connected = match &self.tls {
+            Some(tls) => config.connect(tls.clone()),
+            None => config.connect(NoTls),
+        };
+        #[cfg(not(feature = "postgres-tls"))]
+        let connected = config.connect(NoTls);
+        let mut client = connected
+            .map_err(|e| connect_error(&e, &self.what(), config.get_user(), self.ssl_mode))?;
         // One round trip of plain SETs (a query on pg_settings costs a millisecond on a fresh
         // session). idle_session_timeout exists from PostgreSQL 14: older servers reject the
         // whole batch (one implicit transaction, so nothing stays set) and get it without.
@@ -216,8 +222,19 @@ pub(super) fn pg_error(e: &postgres::Error, context: String) -> Error {
     )
 }
 
+/// What a TLS failure under `e` means, in words.
+#[cfg(feature = "postgres-tls")]
+fn tls_failure(e: &postgres::Error) -> Option<String> {
+    super::tls::explain(e)
+}
+
+#[cfg(not(feature = "postgres-tls"))]
+fn tls_failure(_e: &postgres::Error) -> Option<String> {
+    None
+}
+
 /// A failed connection attempt, with what it most likely means.
-fn connect_error(e: &postgres::Error, what: &str, user: Option<&str>) -> Error {
+fn connect_error(e: &postgres::Error, what: &str, user: Option<&str>, mode: SslMode) -> Error {
     let text = error_text(e);
     let code = e.code();
     let auth = matches!(
@@ -238,10 +255,16 @@ fn connect_error(e: &postgres::Error, what: &str, user: Option<&str>) -> Error {
             format!("no such database for {what}"),
             io::ErrorKind::NotFound,
         )
-    } else if text.contains("TLS") || text.contains("tls") {
+    } else if let Some(why) = tls_failure(e) {
+        (
+            format!("TLS: {why} (sslmode={}) for {what}", mode.as_str()),
+            io::ErrorKind::InvalidData,
+        )
+    } else if text.contains("server does not support TLS") {
         (
             format!(
-                "cannot connect for {what} (onlyone connects without TLS: use sslmode=disable or prefer)"
+                "the server does not offer TLS, which sslmode={} insists on, for {what}",
+                mode.as_str()
             ),
             io::ErrorKind::Unsupported,
         )
