@@ -19,10 +19,28 @@ fn this_host() -> String {
     nix::unistd::gethostname().unwrap().into_string().unwrap()
 }
 
-/// `onlyone ARGS`, without the DATABASE_URL of the environment.
+/// libpq's variables onlyone reads: none of the tests' environment may leak into a test.
+const PG_VARS: [&str; 11] = [
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGCONNECT_TIMEOUT",
+    "PGSERVICE",
+];
+
+/// `onlyone ARGS`, without the DATABASE_URL and PG* variables of the environment.
 fn onlyone_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_onlyone"));
     cmd.args(args).env_remove("DATABASE_URL");
+    for v in PG_VARS {
+        cmd.env_remove(v);
+    }
     cmd
 }
 
@@ -200,4 +218,102 @@ fn postgres_without_a_url_or_server_is_a_clear_failure() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// No URL at all (`onlyone status`, exit 1: free): PGHOST, PGPORT, PGUSER and PGDATABASE name
+/// the server, the password comes from
+/// PGPASSFILE when the file is private (0600), and a file others may read (0644) is ignored with
+/// libpq's warning; PGPASSWORD comes first.
+#[test]
+fn pg_variables_and_the_password_file_are_honoured() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = server_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!(
+            "# onlyone test\n127.0.0.1:{}:*:{}:{}\n",
+            server.port,
+            pg::PASSWORD_ROLE,
+            pg::PASSWORD
+        ),
+    )
+    .unwrap();
+    let name = unique_name("pg-env");
+    let port = server.port.to_string();
+    let run = |extra: &[(&str, &str)]| {
+        // status, not run: the password role may not create the fencing table.
+        onlyone_cmd(&["status", "-b", "postgres", &name])
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", &port)
+            .env("PGUSER", pg::PASSWORD_ROLE)
+            .env("PGDATABASE", "postgres")
+            .env("PGPASSFILE", &passfile)
+            .envs(extra.iter().copied())
+            .output()
+            .expect("run onlyone")
+    };
+    let chmod =
+        |mode| std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(mode)).unwrap();
+
+    chmod(0o600);
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    chmod(0o644);
+    let out = run(&[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "onlyone: warning: password file {} has group or other access",
+            passfile.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+
+    // PGPASSWORD is used before the file is looked at.
+    let out = run(&[("PGPASSWORD", pg::PASSWORD)]);
+    assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// PGSSLMODE=verify-full with PGSSLROOTCERT against the TLS server: runs with the right CA,
+/// exits 69 naming the host and the reason with another CA.
+#[test]
+fn pg_ssl_variables_verify_the_server() {
+    let Some(server) = pg::PgServer::shared_tls() else {
+        return;
+    };
+    let name = unique_name("pg-env-tls");
+    let port = server.port.to_string();
+    let run = |ca: &str| {
+        onlyone_cmd(&["run", "-b", "postgres", "-N", &name, "--", "true"])
+            .env("PGHOST", pg::TLS_HOST)
+            .env("PGHOSTADDR", "127.0.0.1")
+            .env("PGPORT", &port)
+            .env("PGUSER", "postgres")
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", server.dir.join(ca))
+            .output()
+            .expect("run onlyone")
+    };
+    let out = run("ca.crt");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run("other-ca.crt");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("not signed by a CA"), "{stderr}");
+    assert!(stderr.contains(pg::TLS_HOST), "{stderr}");
 }

@@ -242,7 +242,16 @@ fn connect_error(e: &postgres::Error, what: &str, user: Option<&str>, mode: SslM
         Some(c) if *c == SqlState::INVALID_PASSWORD
             || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
     ) || text.starts_with("authentication error");
-    let (context, kind) = if auth {
+    let (context, kind) = if text.contains("password missing") {
+        (
+            format!(
+                "authentication failed for user {:?} connecting for {what}: the server asks for \
+                 a password and none was given (URL, PGPASSWORD or the password file)",
+                user.unwrap_or("")
+            ),
+            io::ErrorKind::PermissionDenied,
+        )
+    } else if auth {
         (
             format!(
                 "authentication failed for user {:?} connecting for {what}",

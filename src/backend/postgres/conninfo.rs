@@ -6,7 +6,7 @@
 //! `sslrootcert`, `passfile`) are taken out of the string here before it parses the rest.
 //!
 //! Precedence, as in libpq: the string, then the variable, then the default. Read: `PGHOST`,
-//! `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, `PGSSLROOTCERT`,
+//! `PGHOSTADDR`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `PGPASSFILE`, `PGSSLMODE`, `PGSSLROOTCERT`,
 //! `PGCONNECT_TIMEOUT`. The password file (`passfile`, else `PGPASSFILE`, else `~/.pgpass`) is
 //! read only when no password was given, and ignored with a warning when it is not a plain file
 //! or has any group or other permission bit (libpq's rule). Its lines are
@@ -122,6 +122,17 @@ pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conninfo
                     .iter()
                     .find(|d| Path::new(d).join(format!(".s.PGSQL.{port}")).exists());
                 config.host(default.copied().unwrap_or("localhost"));
+            }
+        }
+    }
+    if config.get_hostaddrs().is_empty() {
+        if let Some(addrs) = nonempty("PGHOSTADDR") {
+            for a in addrs.split(',') {
+                let addr = a
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("invalid address {a:?} in PGHOSTADDR"))?;
+                config.hostaddr(addr);
             }
         }
     }
