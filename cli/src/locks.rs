@@ -41,22 +41,22 @@ pub fn build(name: &str, args: &LockArgs) -> Result<Box<dyn Lock>, Failure> {
     }
     #[cfg(feature = "postgres")]
     if backend == BackendKind::Postgres {
-        return Ok(Box::new(postgres(name, args)?));
+        return Ok(Box::new(postgres(name, args, true)?));
     }
     Ok(builder.build()?)
 }
 
 /// The PostgreSQL lock `name` of `args` (`--database-url`, else `DATABASE_URL`, else libpq's
-/// variables); the warnings of its configuration (an ignored password file) go to stderr, as
-/// libpq prints them.
+/// variables); with `warn`, the warnings of its configuration (an ignored password file) go to
+/// stderr, as libpq prints them.
 #[cfg(feature = "postgres")]
-pub fn postgres(name: &str, args: &LockArgs) -> Result<onlyone::PostgresLock, Failure> {
+pub fn postgres(name: &str, args: &LockArgs, warn: bool) -> Result<onlyone::PostgresLock, Failure> {
     let name = onlyone::LockName::new(name)?;
     let lock = match &args.database_url {
         Some(url) => onlyone::PostgresLock::new(name, &url.0)?,
         None => onlyone::PostgresLock::from_env(name)?,
     };
-    for warning in lock.warnings() {
+    for warning in lock.warnings().iter().filter(|_| warn) {
         eprintln!("onlyone: warning: {warning}");
     }
     Ok(lock)

@@ -36,16 +36,23 @@
 //!   [`Guard::fencing_token`](crate::Guard::fencing_token).
 //! - **Waiting:** `pg_advisory_lock` with `lock_timeout` set to the time left: the server wakes
 //!   the waiter the moment the holder's session lets go.
-//! - **Server:** PostgreSQL 12 or later (`tcp_user_timeout`); no TLS.
+//! - **Connection:** as libpq users configure it: URL or `key=value` string, `PG*` variables,
+//!   password file, `sslmode` up to `verify-full` with feature `postgres-tls`; see
+//!   [`PostgresLock::new`].
+//! - **Once per window:** [`PostgresLock::claim_window`] (see [`runs`]).
+//! - **Server:** PostgreSQL 12 or later (`tcp_user_timeout`).
 //!
 //! The backend's parts, in `backend/postgres/`: `connect.rs` (the connection: URL, settings,
 //! errors), `advisory.rs` (the advisory lock on its session thread, heartbeat, loss signal,
-//! fencing token), `holder.rs` (what a holder says of itself in `application_name`).
+//! fencing token), `holder.rs` (what a holder says of itself in `application_name`),
+//! `conninfo.rs` (the URL, libpq's `PG*` variables and password file), `tls.rs` (rustls and the
+//! `sslmode`s), [`runs`] (at most one run per time window across hosts, the last run).
 
 mod advisory;
 mod connect;
 mod conninfo;
 mod holder;
+pub mod runs;
 #[cfg(feature = "postgres-tls")]
 mod tls;
 
