@@ -63,8 +63,9 @@ impl SslMode {
     }
 }
 
-/// What TLS the connection asks for.
+/// What TLS the connection asks for (only the mode matters without feature `postgres-tls`).
 #[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "postgres-tls"), allow(dead_code))]
 pub struct TlsSettings {
     pub mode: SslMode,
     /// The root certificate file: `sslrootcert` or `PGSSLROOTCERT` (`explicit`), else

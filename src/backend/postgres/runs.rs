@@ -71,7 +71,7 @@ pub enum Claim {
 /// A claimed window, to be finished with the job's exit status.
 #[derive(Debug)]
 pub struct WindowRun {
-    lock: PostgresLock,
+    lock: Box<PostgresLock>,
     /// The row as inserted.
     pub record: RunRecord,
 }
@@ -136,7 +136,7 @@ impl PostgresLock {
             if let Some(row) = last_row(&rows) {
                 let record = lock.record(&row)?;
                 return Ok(Claim::Claimed(WindowRun {
-                    lock: lock.clone(),
+                    lock: Box::new(lock.clone()),
                     record,
                 }));
             }
