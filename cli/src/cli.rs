@@ -70,8 +70,10 @@ pub struct LockArgs {
     /// be a symbolic link.
     #[arg(long, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
-    /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB
-    /// [default: $DATABASE_URL, which keeps the password out of ps(1)]
+    /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB, with
+    /// ?sslmode=verify-full&sslrootcert=CA.pem for TLS [default: $DATABASE_URL, else libpq's
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE ...; passwords from PGPASSWORD or ~/.pgpass
+    /// stay out of ps(1)]
     #[arg(long, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
 }
