@@ -34,4 +34,4 @@ pub use backend::flock::FlockLock;
 #[cfg(feature = "pidfile")]
 pub use backend::pidfile::PidFileLock;
 #[cfg(feature = "postgres")]
-pub use backend::postgres::PostgresLock;
+pub use backend::postgres::{PostgresLock, SslMode};

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use common::{Proc, unique_name};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use onlyone::{Acquire, BackendKind, Builder, ErrorKind, HolderKind, Lock, LockName, PostgresLock};
+#[cfg(feature = "postgres-tls")]
+use pg::TLS_HOST;
 use pg::{OTHER_ROLE, PASSWORD, PASSWORD_ROLE, PgServer};
 
 fn lock(url: &str, name: &str) -> PostgresLock {
@@ -735,4 +737,125 @@ fn async_acquire_gets_the_lock_when_its_holder_dies() {
         .guard()
         .expect("the lock once its holder is SIGKILLed");
     guard.verify().unwrap();
+}
+
+/// Whether the session of the onlyone process `pid` uses TLS (`pg_stat_ssl`).
+#[cfg(feature = "postgres-tls")]
+fn session_uses_tls(admin: &mut postgres::Client, pid: u32) -> bool {
+    let pattern = format!("onlyone {pid} %");
+    admin
+        .query_one(
+            "SELECT coalesce(bool_or(s.ssl), false) FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a ON a.pid = s.pid WHERE a.application_name LIKE $1",
+            &[&pattern],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// sslmode=verify-full against a server whose certificate a CA of the test signed: accepted for
+/// the host it names, refused with a wrong CA and with a wrong host name; verify-ca ignores the
+/// name; require takes TLS without a root certificate.
+#[cfg(feature = "postgres-tls")]
+#[test]
+fn tls_verify_full_accepts_the_right_server_and_refuses_others() {
+    let Some(server) = PgServer::shared_tls() else {
+        return;
+    };
+    let ca = server.dir.join("ca.crt");
+    let other_ca = server.dir.join("other-ca.crt");
+    let url = |host: &str, mode: &str, root: &Path| {
+        format!(
+            "host={host} hostaddr=127.0.0.1 port={} user=postgres dbname=postgres \
+             sslmode={mode} sslrootcert={}",
+            server.port,
+            root.display()
+        )
+    };
+    let name = unique_name("pg-tls");
+    let mut admin = server.admin();
+
+    let l = lock(&url(TLS_HOST, "verify-full", &ca), &name);
+    assert_eq!(l.ssl_mode(), onlyone::SslMode::VerifyFull);
+    let g = l.try_acquire().unwrap().guard().expect("free");
+    assert!(session_uses_tls(&mut admin, std::process::id()));
+    drop(g);
+
+    let err = lock(&url(TLS_HOST, "verify-full", &other_ca), &name)
+        .try_acquire()
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("not signed by a CA"), "{text}");
+    assert!(
+        text.contains("verify-full") && text.contains(TLS_HOST),
+        "{text}"
+    );
+
+    let err = lock(&url("wrong.test", "verify-full", &ca), &name)
+        .try_acquire()
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    let text = err.to_string();
+    assert!(text.contains("does not name the host"), "{text}");
+    assert!(text.contains("wrong.test"), "{text}");
+
+    // verify-ca: the CA counts, the name does not; the wrong CA is still refused.
+    let g = lock(&url("wrong.test", "verify-ca", &ca), &name)
+        .try_acquire()
+        .unwrap()
+        .guard()
+        .expect("free");
+    drop(g);
+    assert!(
+        lock(&url(TLS_HOST, "verify-ca", &other_ca), &name)
+            .try_acquire()
+            .is_err()
+    );
+    // require without a root certificate file: TLS, unchecked.
+    let plain = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+        server.port
+    );
+    let g = lock(&plain, &name)
+        .try_acquire()
+        .unwrap()
+        .guard()
+        .expect("free");
+    assert!(session_uses_tls(&mut admin, std::process::id()));
+    drop(g);
+    // A missing root certificate file is named before any connection.
+    let err = PostgresLock::new(
+        LockName::new(&name).unwrap(),
+        &url(TLS_HOST, "verify-full", &server.dir.join("missing.crt")),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("missing.crt"), "{err}");
+}
+
+/// sslmode=require against a server without TLS is refused with that reason.
+#[test]
+fn require_against_a_plain_server_is_refused() {
+    let server = server_or_skip!();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+        server.port
+    );
+    match PostgresLock::new(LockName::new("tls-plain").unwrap(), &url) {
+        Ok(l) => {
+            let err = l.try_acquire().map(|_| ()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+            assert!(err.to_string().contains("does not offer TLS"), "{err}");
+        }
+        // A build without TLS refuses it when the lock is made.
+        Err(err) => {
+            if cfg!(feature = "postgres-tls") {
+                panic!("a build with TLS refused sslmode=require: {err}");
+            }
+            assert!(err.to_string().contains("postgres-tls"), "{err}");
+        }
+    }
 }

@@ -70,8 +70,10 @@ pub struct LockArgs {
     /// be a symbolic link.
     #[arg(long, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
-    /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB
-    /// [default: $DATABASE_URL, which keeps the password out of ps(1)]
+    /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB, with
+    /// ?sslmode=verify-full&sslrootcert=CA.pem for TLS [default: $DATABASE_URL, else libpq's
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE ...; passwords from PGPASSWORD or ~/.pgpass
+    /// stay out of ps(1)]
     #[arg(long, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
 }
@@ -140,6 +142,18 @@ pub struct RunArgs {
         allow_hyphen_values = true
     )]
     pub kill_after: Option<Duration>,
+
+    /// Run the job at most once per time window across every host (backend postgres): skip it,
+    /// exiting 79, when a run of NAME already started in the current window. Windows are counted
+    /// on the database server's clock, aligned to the epoch (UTC): 1h starts on the hour, 1d at
+    /// 00:00 UTC. DURATION: seconds, or a number with s, m, h or d (20s, 15m, 1h, 1d)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = parse_period,
+        conflicts_with = "no_fork"
+    )]
+    pub once_per: Option<Duration>,
 
     /// Run `sh -c CMD` (as flock -c does) instead of COMMAND ARGS
     #[arg(
@@ -283,6 +297,28 @@ fn parse_wait(s: &str) -> Result<Wait, String> {
     }
 }
 
+/// A window length in whole seconds: `90`, `20s`, `15m`, `1h`, `1d`; at least one second.
+pub fn parse_period(s: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {s:?}: expected e.g. 90, 20s, 15m, 1h or 1d");
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(scale) {
+        Some(secs) if secs > 0 && secs <= i64::MAX as u64 => Ok(Duration::from_secs(secs)),
+        _ => Err(bad()),
+    }
+}
+
 /// Seconds, fractional, not negative: `2`, `0.5`, `.25`.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?}: expected seconds, e.g. 2 or 0.5, or inf");
@@ -311,6 +347,27 @@ mod tests {
         assert_eq!(parse_wait("0"), Ok(Wait(Some(Duration::ZERO))));
         for bad in ["", "-1", "abc", "nan", "1e400", "1s"] {
             assert!(parse_wait(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_period("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_period("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_period("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_period("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in [
+            "",
+            "0",
+            "0h",
+            "1.5h",
+            "h",
+            "1w",
+            "-1",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_period(bad).is_err(), "{bad:?}");
         }
     }
 

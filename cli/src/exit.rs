@@ -26,6 +26,10 @@ pub const TEMPFAIL: u8 = 75;
 pub const LOST: u8 = 76;
 /// Permission denied.
 pub const NOPERM: u8 = 77;
+/// `--once-per`: the current window's run already happened (or is happening) on some host; the
+/// job was not started.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub const ALREADY_RAN: u8 = 79;
 /// The command was found but could not be executed (as in sh(1)).
 pub const CANNOT_EXECUTE: u8 = 126;
 /// The command was not found (as in sh(1)).
@@ -33,7 +37,7 @@ pub const NOT_FOUND: u8 = 127;
 
 /// The exit statuses of `onlyone run`, status and meaning: shown by `onlyone run --help`
 /// ([`table`]) and as a table in the man page (`onlyone generate man`); the README has them too.
-pub const STATUSES: [(&str, &str); 14] = [
+pub const STATUSES: [(&str, &str); 15] = [
     ("the job's own", "the job ran; its status is passed through"),
     ("128+N", "the job was killed by signal N"),
     (
@@ -44,6 +48,11 @@ pub const STATUSES: [(&str, &str); 14] = [
         "76",
         "the lock was lost while the job ran (its PostgreSQL session ended); onlyone stopped the \
          job (SIGTERM, SIGKILL after --kill-after)",
+    ),
+    (
+        "79",
+        "--once-per: a run of this name already started in the current window (on any host); \
+         the job was not started",
     ),
     ("126", "COMMAND was found but could not be executed"),
     ("127", "COMMAND was not found"),

@@ -18,10 +18,14 @@ pub fn build(name: &str, args: &LockArgs) -> Result<Box<dyn Lock>, Failure> {
                 "backend postgres is not available in this build of onlyone (cargo feature `postgres`)",
             ));
         }
-        if args.database_url.is_none() && std::env::var_os("DATABASE_URL").is_none() {
+        if args.database_url.is_none()
+            && std::env::var_os("DATABASE_URL").is_none()
+            && !postgres_env_names_a_server()
+        {
             return Err(Failure::new(
                 exit::USAGE,
-                "backend postgres needs a server: give --database-url URL or set DATABASE_URL",
+                "backend postgres needs a server: give --database-url URL, or set DATABASE_URL, \
+                 or libpq's PGHOST/PGDATABASE/PGPORT",
             ));
         }
     }
@@ -35,7 +39,37 @@ pub fn build(name: &str, args: &LockArgs) -> Result<Box<dyn Lock>, Failure> {
     if let Some(url) = &args.database_url {
         builder = builder.database_url(&url.0);
     }
+    #[cfg(feature = "postgres")]
+    if backend == BackendKind::Postgres {
+        return Ok(Box::new(postgres(name, args, true)?));
+    }
     Ok(builder.build()?)
+}
+
+/// The PostgreSQL lock `name` of `args` (`--database-url`, else `DATABASE_URL`, else libpq's
+/// variables); with `warn`, the warnings of its configuration (an ignored password file) go to
+/// stderr, as libpq prints them.
+#[cfg(feature = "postgres")]
+pub fn postgres(name: &str, args: &LockArgs, warn: bool) -> Result<onlyone::PostgresLock, Failure> {
+    let name = onlyone::LockName::new(name)?;
+    let lock = match &args.database_url {
+        Some(url) => onlyone::PostgresLock::new(name, &url.0)?,
+        None => onlyone::PostgresLock::from_env(name)?,
+    };
+    for warning in lock.warnings().iter().filter(|_| warn) {
+        eprintln!("onlyone: warning: {warning}");
+    }
+    Ok(lock)
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_env_names_a_server() -> bool {
+    onlyone::backend::postgres::env_names_a_server()
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_env_names_a_server() -> bool {
+    false
 }
 
 /// A `--lock-dir` the user gave must be a directory where lock files can live. Checked before

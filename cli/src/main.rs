@@ -22,6 +22,7 @@ mod job;
 mod json;
 mod locks;
 mod names;
+mod once;
 mod replace;
 mod run;
 mod status;

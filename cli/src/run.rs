@@ -105,7 +105,13 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
     let job = Job::new(&argv, env)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot run {:?}: {e}", argv[0])))?;
     let kill_after = args.kill_after.unwrap_or(DEFAULT_KILL_AFTER);
-    supervise(&job, guard, &argv[0], kill_after, args.verbose)
+    let window = match crate::once::claim(&args, lock.name().as_str())? {
+        Ok(window) => window,
+        Err(skipped) => return Ok(skipped),
+    };
+    let result = supervise(&job, guard, &argv[0], kill_after, args.verbose);
+    crate::once::finish(window, &result);
+    result
 }
 
 /// COMMAND ARGS, or `sh -c CMD`; never empty.

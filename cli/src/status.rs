@@ -76,10 +76,18 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
     let holder = lock.holder()?;
     let held = holder.is_some();
     let entry = Entry::of(&*lock, &args.lock.scope.to_string(), holder);
+    let last_run = crate::once::last_run(&args.name, &args.lock)?;
     if args.json {
-        println!("{}", entry.json());
+        let mut json = entry.json();
+        if let Some(run) = last_run {
+            json.insert_str(json.len() - 1, &format!(",\"last_run\":{}", run.json));
+        }
+        println!("{json}");
     } else {
         println!("{}", entry.sentence());
+        if let Some(run) = last_run {
+            println!("{}", run.line);
+        }
     }
     Ok(if held { 0 } else { 1 })
 }

@@ -19,10 +19,28 @@ fn this_host() -> String {
     nix::unistd::gethostname().unwrap().into_string().unwrap()
 }
 
-/// `onlyone ARGS`, without the DATABASE_URL of the environment.
+/// libpq's variables onlyone reads: none of the tests' environment may leak into a test.
+const PG_VARS: [&str; 11] = [
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGCONNECT_TIMEOUT",
+    "PGSERVICE",
+];
+
+/// `onlyone ARGS`, without the DATABASE_URL and PG* variables of the environment.
 fn onlyone_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_onlyone"));
     cmd.args(args).env_remove("DATABASE_URL");
+    for v in PG_VARS {
+        cmd.env_remove(v);
+    }
     cmd
 }
 
@@ -200,4 +218,302 @@ fn postgres_without_a_url_or_server_is_a_clear_failure() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains(&format!("127.0.0.1:{port}")), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// No URL at all (`onlyone status`, exit 1: free): PGHOST, PGPORT, PGUSER and PGDATABASE name
+/// the server, the password comes from
+/// PGPASSFILE when the file is private (0600), and a file others may read (0644) is ignored with
+/// libpq's warning; PGPASSWORD comes first.
+#[test]
+fn pg_variables_and_the_password_file_are_honoured() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = server_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!(
+            "# onlyone test\n127.0.0.1:{}:*:{}:{}\n",
+            server.port,
+            pg::PASSWORD_ROLE,
+            pg::PASSWORD
+        ),
+    )
+    .unwrap();
+    let name = unique_name("pg-env");
+    let port = server.port.to_string();
+    let run = |extra: &[(&str, &str)]| {
+        // status, not run: the password role may not create the fencing table.
+        onlyone_cmd(&["status", "-b", "postgres", &name])
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", &port)
+            .env("PGUSER", pg::PASSWORD_ROLE)
+            .env("PGDATABASE", "postgres")
+            .env("PGPASSFILE", &passfile)
+            .envs(extra.iter().copied())
+            .output()
+            .expect("run onlyone")
+    };
+    let chmod =
+        |mode| std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(mode)).unwrap();
+
+    chmod(0o600);
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning: password file"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    chmod(0o644);
+    let out = run(&[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "onlyone: warning: password file {} has group or other access",
+            passfile.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+
+    // PGPASSWORD is used before the file is looked at.
+    let out = run(&[("PGPASSWORD", pg::PASSWORD)]);
+    assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("warning: password file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// PGSSLMODE=verify-full with PGSSLROOTCERT against the TLS server: runs with the right CA,
+/// exits 69 naming the host and the reason with another CA.
+#[test]
+fn pg_ssl_variables_verify_the_server() {
+    let Some(server) = pg::PgServer::shared_tls() else {
+        return;
+    };
+    let name = unique_name("pg-env-tls");
+    let port = server.port.to_string();
+    let run = |ca: &str| {
+        onlyone_cmd(&["run", "-b", "postgres", "-N", &name, "--", "true"])
+            .env("PGHOST", pg::TLS_HOST)
+            .env("PGHOSTADDR", "127.0.0.1")
+            .env("PGPORT", &port)
+            .env("PGUSER", "postgres")
+            .env("PGSSLMODE", "verify-full")
+            .env("PGSSLROOTCERT", server.dir.join(ca))
+            .output()
+            .expect("run onlyone")
+    };
+    let out = run("ca.crt");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = run("other-ca.crt");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(stderr.contains("not signed by a CA"), "{stderr}");
+    assert!(stderr.contains(pg::TLS_HOST), "{stderr}");
+}
+
+/// libfaketime's preload library (Debian package `faketime`); `None` after a loud message, a
+/// failure with `CI=true`.
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("faketime").join("libfaketime.so.1"))
+        .chain([std::path::PathBuf::from(
+            "/usr/lib/faketime/libfaketime.so.1",
+        )])
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let msg = "\n!!! --once-per skew test SKIPPED: libfaketime.so.1 not found; install the \
+                   Debian package `faketime` (apt-get install -y faketime).\n";
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("{msg}(CI=true: a missing libfaketime fails the run instead of skipping)");
+        }
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(msg.as_bytes());
+    }
+    found
+}
+
+/// The server's clock, in seconds since the epoch.
+fn server_now(admin: &mut postgres::Client) -> f64 {
+    admin
+        .query_one("SELECT extract(epoch from now())::float8", &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Three "hosts": onlyone processes whose wall clocks libfaketime puts 30 s ahead, 30 s behind
+/// and on time, with a window of 20 s (shorter than the skew, so windows counted on the hosts'
+/// clocks would let each of them run). Launched one after another (each after the previous
+/// ended, so the lock alone cannot stop them), then at the same moment: the job runs once per
+/// window of the server's clock that the launches spanned (one, or two if a window boundary fell
+/// in between), every other launch exits 79 (or 75 when it met the running one's lock), and the
+/// recorded start is the server's now(), inside the server's time of the launches.
+#[test]
+fn once_per_window_across_skewed_hosts() {
+    let server = server_or_skip!();
+    let Some(faketime) = libfaketime() else {
+        return;
+    };
+    const PERIOD: f64 = 20.0;
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let mut admin = server.admin();
+    let skewed = |offset: &str, program: &str| {
+        let mut cmd = Command::new(program);
+        cmd.env("LD_PRELOAD", &faketime)
+            .env("FAKETIME", offset)
+            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        cmd
+    };
+    // The precondition: the offsets reach the processes (date(1) under the same preload).
+    let ahead: f64 = text(&skewed("+30", "date").arg("+%s").output().unwrap().stdout)
+        .trim()
+        .parse()
+        .expect("date +%s");
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        ahead - real > 20.0,
+        "libfaketime did not shift the clock: {ahead} vs {real}"
+    );
+
+    for concurrent in [false, true] {
+        let name = unique_name(if concurrent {
+            "pg-once-par"
+        } else {
+            "pg-once-seq"
+        });
+        let ran = dir.path().join(&name);
+        let script = format!("date +%s >> {}", ran.display());
+        let launch = |offset: &str| {
+            let mut cmd = skewed(offset, env!("CARGO_BIN_EXE_onlyone"));
+            cmd.args(["run", "-b", "postgres", "--database-url", &url])
+                .args(["--once-per", "20s", "-N", &name, "--", "sh", "-c", &script])
+                .env_remove("DATABASE_URL")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            let child = cmd.spawn().expect("spawn onlyone");
+            let guard = common::KillOnDrop(child.id());
+            (child, guard)
+        };
+        let before = server_now(&mut admin);
+        let mut outputs = Vec::new();
+        if concurrent {
+            let children: Vec<_> = ["+30", "-30", "+0"].iter().map(|o| launch(o)).collect();
+            for (child, _guard) in children {
+                outputs.push(child.wait_with_output().unwrap());
+            }
+        } else {
+            for offset in ["+30", "-30", "+0"] {
+                let (child, _guard) = launch(offset);
+                outputs.push(child.wait_with_output().unwrap());
+            }
+        }
+        let after = server_now(&mut admin);
+        let windows = ((after / PERIOD).floor() - (before / PERIOD).floor()) as usize + 1;
+
+        let runs = std::fs::read_to_string(&ran)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let codes: Vec<Option<i32>> = outputs.iter().map(|o| o.status.code()).collect();
+        let all_stderr: String = outputs.iter().map(|o| text(&o.stderr)).collect();
+        assert!(
+            runs >= 1 && runs <= windows,
+            "{runs} runs in {windows} window(s), codes {codes:?}: {all_stderr}"
+        );
+        assert_eq!(
+            codes.iter().filter(|c| **c == Some(0)).count(),
+            runs,
+            "{codes:?}: {all_stderr}"
+        );
+        for c in &codes {
+            let allowed: &[i32] = if concurrent { &[0, 75, 79] } else { &[0, 79] };
+            assert!(
+                c.is_some_and(|c| allowed.contains(&c)),
+                "{codes:?}: {all_stderr}"
+            );
+        }
+        if codes.contains(&Some(79)) {
+            assert!(
+                all_stderr.contains("already ran in this 20 s window"),
+                "{all_stderr}"
+            );
+        }
+        let rows = admin
+            .query(
+                "SELECT window_no, extract(epoch from started_at)::float8, exit_status, \
+                 ended_at IS NOT NULL FROM onlyone_runs WHERE name = $1",
+                &[&name],
+            )
+            .unwrap();
+        assert_eq!(rows.len(), runs, "one row per run");
+        for row in rows {
+            let (window, started): (i64, f64) = (row.get(0), row.get(1));
+            assert!(
+                before <= started && started <= after,
+                "start {started} is not the server's now() (launches between {before} and {after})"
+            );
+            assert_eq!(window, (started / PERIOD).floor() as i64);
+            assert_eq!(row.get::<_, Option<i32>>(2), Some(0));
+            assert!(row.get::<_, bool>(3), "end recorded");
+        }
+
+        if !concurrent {
+            let out = onlyone(&[
+                "status",
+                "-b",
+                "postgres",
+                "--database-url",
+                &url,
+                "--json",
+                &name,
+            ]);
+            assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stderr));
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            assert_eq!(json["last_run"]["host"], this_host().as_str(), "{json}");
+            assert_eq!(json["last_run"]["exit_status"], 0, "{json}");
+            assert_eq!(json["last_run"]["period_secs"], 20, "{json}");
+            let out = onlyone(&["status", "-b", "postgres", "--database-url", &url, &name]);
+            let stdout = text(&out.stdout);
+            assert!(
+                stdout.contains(&format!("last run: on {} (pid ", this_host())),
+                "{stdout}"
+            );
+            assert!(stdout.contains("with exit status 0"), "{stdout}");
+        }
+    }
+}
+
+/// `--once-per` with a local backend is a usage error (the record lives on the server).
+#[test]
+fn once_per_needs_the_postgres_backend() {
+    let out = onlyone(&[
+        "run",
+        "-b",
+        "flock",
+        "--once-per",
+        "1h",
+        "-N",
+        "x",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--backend postgres"),
+        "{}",
+        text(&out.stderr)
+    );
 }

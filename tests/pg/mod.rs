@@ -39,6 +39,8 @@ pub struct PgServer {
     watchdog: Option<(ChildStdin, Child)>,
     /// Another address to listen on, and the network allowed from there (trust).
     extra: Option<(String, String)>,
+    /// `ssl=on` with this certificate and key (copied into the server's directory).
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Why no server can be started here.
@@ -105,6 +107,30 @@ impl PgServer {
         PgServer::start_with(true, None)
     }
 
+    /// The TLS server shared by the tests of this binary (`ssl=on`, certificate for
+    /// [`TLS_HOST`]); its directory holds `ca.crt` (the signing CA) and `other-ca.crt`.
+    pub fn shared_tls() -> Option<&'static PgServer> {
+        static SHARED: OnceLock<Option<PgServer>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let certs = match TestCerts::generate() {
+                    Ok(c) => c,
+                    Err(why) => return missing(&why, true),
+                };
+                let server = PgServer::start_tls(&certs.server_cert, &certs.server_key)?;
+                for (from, to) in [(&certs.ca, "ca.crt"), (&certs.other_ca, "other-ca.crt")] {
+                    std::fs::copy(from, server.dir.join(to)).expect("copy a CA certificate");
+                }
+                Some(server)
+            })
+            .as_ref()
+    }
+
+    /// A server of its own with `ssl=on`, serving `cert` with `key` (PEM files).
+    pub fn start_tls(cert: &Path, key: &Path) -> Option<PgServer> {
+        PgServer::start_full(true, None, Some((cert.to_owned(), key.to_owned())))
+    }
+
     /// The same, but a missing server is never a failure (the benchmark skips cleanly).
     pub fn start_or_skip() -> Option<PgServer> {
         PgServer::start_with(false, None)
@@ -116,6 +142,14 @@ impl PgServer {
     }
 
     fn start_with(ci_fails: bool, extra: Option<(String, String)>) -> Option<PgServer> {
+        PgServer::start_full(ci_fails, extra, None)
+    }
+
+    fn start_full(
+        ci_fails: bool,
+        extra: Option<(String, String)>,
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> Option<PgServer> {
         let Some(bindir) = find_bindir() else {
             return missing(
                 "initdb/pg_ctl/postgres not found in /usr/lib/postgresql/*/bin or PATH",
@@ -147,12 +181,27 @@ impl PgServer {
             run_as,
             watchdog: None,
             extra,
+            tls: None,
         };
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(&server.dir, Some(uid), Some(gid)).expect("chown temp dir");
         }
         server.spawn_watchdog();
         server.init();
+        if let Some((cert, key)) = tls {
+            // The server reads them as its own user and refuses a key others may read.
+            let (c, k) = (server.dir.join("server.crt"), server.dir.join("server.key"));
+            std::fs::copy(&cert, &c).expect("copy the server certificate");
+            std::fs::copy(&key, &k).expect("copy the server key");
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if let Some((uid, gid)) = run_as {
+                for f in [&c, &k] {
+                    std::os::unix::fs::chown(f, Some(uid), Some(gid)).expect("chown TLS files");
+                }
+            }
+            server.tls = Some((c, k));
+        }
         // A free port can be taken by someone else before the server binds it: try a few.
         for attempt in 0..5 {
             server.port = free_port();
@@ -240,11 +289,19 @@ impl PgServer {
             Some((addr, _)) => format!("127.0.0.1,{addr}"),
             None => "127.0.0.1".to_owned(),
         };
-        cmd.arg("-o").arg(format!(
+        let mut options = format!(
             "-c listen_addresses={listen} -p {} -k {} -c fsync=off -c max_connections=200",
             self.port,
             self.dir.display()
-        ));
+        );
+        if let Some((cert, key)) = &self.tls {
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert.display(),
+                key.display()
+            );
+        }
+        cmd.arg("-o").arg(options);
         self.run(cmd)
     }
 
@@ -441,5 +498,115 @@ impl Drop for NetNs {
     fn drop(&mut self) {
         let _ = self.ip(&["link", "del", &self.host_if]);
         let _ = self.ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// A CA, a second CA, and a server certificate signed by the first for the DNS name `db.test`,
+/// made with the openssl(1) command in a temporary directory.
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+/// The name the server certificate is for.
+pub const TLS_HOST: &str = "db.test";
+
+impl TestCerts {
+    /// `Err(reason)` when openssl(1) cannot be run.
+    pub fn generate() -> Result<TestCerts, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let d = dir.path();
+        let openssl = |args: &[&str]| -> Result<(), String> {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("cannot run openssl (Debian package openssl): {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "openssl {args:?}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ))
+            }
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            let (key, crt, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.crt"),
+                format!("/CN=onlyone test {ca}"),
+            );
+            args.extend([
+                "-keyout",
+                &key,
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-subj",
+                &subj,
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+            openssl(&args)?;
+        }
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend([
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=db.test",
+        ]);
+        openssl(&args)?;
+        std::fs::write(
+            d.join("server.ext"),
+            format!(
+                "subjectAltName=DNS:{TLS_HOST}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ])?;
+        Ok(TestCerts {
+            ca: d.join("ca.crt"),
+            other_ca: d.join("other-ca.crt"),
+            server_cert: d.join("server.crt"),
+            server_key: d.join("server.key"),
+            dir,
+        })
     }
 }
