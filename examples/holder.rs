@@ -4,6 +4,8 @@
 //! ```text
 //! cargo run --example holder -- BACKEND NAME LOCK_DIR [WAIT_SECS|inf|idle]
 //! ```
+//! LOCK_DIR `@default` uses the scope's default directory. The scope is [`Scope::User`] unless the
+//! environment variable `HOLDER_SCOPE` says `system`.
 //! On start it acquires the lock (waiting up to WAIT_SECS if given, `inf` for no limit) and prints
 //! `acquired PID` or `held HOLDER_PID KIND`; with `idle` instead of WAIT_SECS it prints `ready` and
 //! waits for orders. Orders:
@@ -21,8 +23,12 @@
 //!   `verify PID ok|lost` (the guard's `verify`, after the end of the critical section, before
 //!   the release), `free PID ok|lost|err`, `error PID MESSAGE`.
 //!   `nolock` skips the lock (a control run that must show overlaps). Prints `raced HOLDS TRIES`.
+//!   The id in those lines is the pid, or `HOLDER_ID` from the environment when set (racers in
+//!   different PID namespaces may share a pid).
 //! - `fork keep|drop`: fork(2) without exec; the child keeps or drops its copy of the guard, prints
 //!   `child PID kept|dropped` and waits for a signal; the parent prints `forked PID`.
+//! - `status`: ask [`Lock::holder`] without taking the lock; prints `free` or
+//!   `holder PID|? KIND`.
 //! - `bind NAME listen|nolisten`: bind a stream socket to the abstract name NAME (no leading NUL),
 //!   listening or not, as a squatter would; prints `bound`.
 //!
@@ -33,7 +39,7 @@ use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use onlyone::{Acquire, BackendKind, Builder, Guard, Lock};
+use onlyone::{Acquire, BackendKind, Builder, Guard, Lock, Scope};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,11 +48,15 @@ fn main() {
         std::process::exit(64);
     }
     let backend: BackendKind = args[0].parse().unwrap_or_else(|e| fail(e));
-    let lock = Builder::new(&args[1])
-        .backend(backend)
-        .lock_dir(&args[2])
-        .build()
-        .unwrap_or_else(|e| fail(e));
+    let scope = match std::env::var("HOLDER_SCOPE").as_deref() {
+        Ok("system") => Scope::System,
+        _ => Scope::User,
+    };
+    let mut builder = Builder::new(&args[1]).backend(backend).scope(scope);
+    if args[2] != "@default" {
+        builder = builder.lock_dir(&args[2]);
+    }
+    let lock = builder.build().unwrap_or_else(|e| fail(e));
     let mut out = std::io::stdout().lock();
     let mut guard = match args.get(3).map(String::as_str) {
         Some("idle") => {
@@ -125,6 +135,13 @@ fn main() {
                     Err(e) => fail(e),
                 }
             }
+            "status" => match lock.holder().unwrap_or_else(|e| fail(e)) {
+                None => say(&mut out, "free"),
+                Some(h) => {
+                    let pid = h.pid.map_or("?".to_owned(), |p| p.to_string());
+                    say(&mut out, &format!("holder {pid} {:?}", h.kind));
+                }
+            },
             "bind" => {
                 sockets.push(squat(arg));
                 say(&mut out, "bound");
@@ -192,7 +209,10 @@ fn race(lock: &dyn Lock, args: &str) -> (u64, u64) {
             .write_all(line.as_bytes())
             .unwrap_or_else(|e| fail(e))
     };
-    let pid = std::process::id();
+    let pid = std::env::var("HOLDER_ID")
+        .ok()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(std::process::id);
     let mut rng = Rng(seed ^ (u64::from(pid) << 32) | 1);
     let (mut held, mut tries) = (0, 0);
     while holds == 0 || held < holds {
