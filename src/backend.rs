@@ -319,6 +319,7 @@ pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Hold
         command: crate::os::command_line(id.pid),
         host: None,
         start_ticks: Some(start_ticks),
+        process: None,
     }
 }
 

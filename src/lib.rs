@@ -19,8 +19,8 @@ pub mod record;
 pub use backend::{Builder, DEFAULT_BACKEND};
 pub use error::{Error, ErrorKind};
 pub use lock::{
-    Acquire, Attempt, BackendKind, Guard, HeldLock, Holder, HolderKind, Lock, WakeSource, WakeUp,
-    format_utc,
+    Acquire, Attempt, BackendKind, Guard, HeldLock, Holder, HolderKind, HolderProcess, Lock,
+    WakeSource, WakeUp, format_utc,
 };
 pub use name::{LockName, Scope};
 

@@ -315,6 +315,95 @@ pub struct Holder {
     pub host: Option<String>,
     /// Start time in clock ticks after boot, to recognise the process again (pidfd checks).
     pub(crate) start_ticks: Option<u64>,
+    /// The holding process pinned by a handle that cannot name another process, when onlyone
+    /// proved that this process holds the lock (only [`Lock::holder`] tries).
+    pub(crate) process: Option<HolderProcess>,
+}
+
+/// The process that holds a lock, pinned by a pidfd (Linux): signals sent through it reach that
+/// process or nobody, never a process that later got the same pid.
+///
+/// [`Lock::holder`] attaches one only after proving that the pinned process holds the lock:
+/// - abstract socket: the pidfd comes from `SO_PEERPIDFD` (Linux 6.5+) on a connection to the
+///   listening socket; the kernel keeps a reference to the process that called `listen(2)`, so a
+///   listener that exited (a child kept the socket) yields none;
+/// - flock: the process named by the record or `/proc/locks` is pinned, then its
+///   `/proc/PID/fdinfo` must show the lock on the lock file's inode;
+/// - PID file: the recorded process is pinned, then its start time must be the record's and the
+///   PID file must still hold that record.
+///
+/// Anywhere else (another PID namespace, a holder that cannot be seen, another machine, an OS
+/// without pidfds) there is none, and `onlyone run --replace` refuses.
+#[derive(Clone)]
+pub struct HolderProcess {
+    pid: u32,
+    fd: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+impl HolderProcess {
+    /// Pins `pid` (pidfd_open(2)); the caller then proves that the pinned process holds the lock.
+    pub(crate) fn pin(pid: u32) -> Option<HolderProcess> {
+        crate::os::pin_process(pid).map(|fd| HolderProcess {
+            pid,
+            fd: std::sync::Arc::new(fd),
+        })
+    }
+
+    /// Wraps a pidfd the kernel gave for the process with `pid` (in our PID namespace).
+    pub(crate) fn from_fd(pid: u32, fd: std::os::fd::OwnedFd) -> HolderProcess {
+        HolderProcess {
+            pid,
+            fd: std::sync::Arc::new(fd),
+        }
+    }
+
+    /// Its pid in this PID namespace.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends it SIGTERM through the pidfd. `ESRCH` when it has exited.
+    pub fn terminate(&self) -> std::io::Result<()> {
+        crate::os::signal_pinned(self.fd.as_fd(), false)
+    }
+
+    /// Sends it SIGKILL through the pidfd. `ESRCH` when it has exited.
+    pub fn kill(&self) -> std::io::Result<()> {
+        crate::os::signal_pinned(self.fd.as_fd(), true)
+    }
+
+    /// Whether it has exited (its pidfd is readable).
+    pub fn has_exited(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0))
+    }
+}
+
+impl AsFd for HolderProcess {
+    /// The pidfd: readable once the process has exited.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl PartialEq for HolderProcess {
+    fn eq(&self, other: &HolderProcess) -> bool {
+        self.pid == other.pid && std::sync::Arc::ptr_eq(&self.fd, &other.fd)
+    }
+}
+
+impl Eq for HolderProcess {}
+
+impl fmt::Debug for HolderProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HolderProcess(pid {}, pidfd {})",
+            self.pid,
+            self.fd.as_raw_fd()
+        )
+    }
 }
 
 /// How a lock's holder presented itself.
@@ -332,6 +421,9 @@ pub enum HolderKind {
     /// The lock is held but its holder could not be identified (no readable record, holder
     /// invisible from here).
     Unidentified,
+    /// The holder runs in another PID namespace (another container, `unshare -p`): its pid means
+    /// nothing here and is not given; its uid is, when known. Nothing here can signal it.
+    OtherPidNamespace,
 }
 
 impl Holder {
@@ -345,7 +437,14 @@ impl Holder {
             command: None,
             host: None,
             start_ticks: None,
+            process: None,
         }
+    }
+
+    /// The holding process, pinned, when onlyone proved that it holds the lock; see
+    /// [`HolderProcess`]. Only [`Lock::holder`] looks for one.
+    pub fn process(&self) -> Option<&HolderProcess> {
+        self.process.as_ref()
     }
 
     /// Builds a holder from a pid (and uid, if known), reading its start time and command line
@@ -372,6 +471,7 @@ impl Holder {
             command: same_process.then(|| process::command_line(pid)).flatten(),
             host: None,
             start_ticks,
+            process: None,
         }
     }
 }
@@ -379,9 +479,12 @@ impl Holder {
 impl fmt::Display for Holder {
     /// One line for humans: `pid 4242 (uid 1000) "sleep 60", running since 2026-11-25 08:30:01 UTC`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.pid {
-            Some(pid) => write!(f, "pid {pid}")?,
-            None => f.write_str("an unidentified process")?,
+        match (self.pid, self.kind) {
+            (Some(pid), _) => write!(f, "pid {pid}")?,
+            (None, HolderKind::OtherPidNamespace) => {
+                f.write_str("a process in another PID namespace")?
+            }
+            (None, _) => f.write_str("an unidentified process")?,
         }
         if let Some(uid) = self.uid {
             write!(f, " (uid {uid})")?;

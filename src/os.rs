@@ -73,6 +73,14 @@ cfg_if::cfg_if! {
         pub(crate) use imp::{create_linked, watch_file, watch_process};
     }
 }
+// Pinning a process (a pidfd) and signalling only the pinned process: Linux's alone.
+cfg_if::cfg_if! {
+    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        pub(crate) use linux::{peer_pidfd, pin_process, signal_pinned};
+    } else {
+        pub(crate) use unix::{peer_pidfd, pin_process, signal_pinned};
+    }
+}
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) use imp::{flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock};
 #[cfg(feature = "flock")]

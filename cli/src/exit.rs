@@ -67,7 +67,8 @@ pub const STATUSES: [(&str, &str); 15] = [
     ("66", "the lock directory does not exist"),
     (
         "69",
-        "the backend is not available in this build or on this system",
+        "the backend is not available in this build or on this system; or --replace cannot \
+         prove which process holds the lock (it signals none)",
     ),
     ("70", "internal error"),
     ("71", "a system call failed (fork, signalfd, ...)"),

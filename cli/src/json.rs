@@ -47,6 +47,7 @@ pub fn kind_word(kind: HolderKind) -> &'static str {
         HolderKind::OtherUser => "other-user",
         HolderKind::Unresponsive => "unresponsive",
         HolderKind::Unidentified => "unidentified",
+        HolderKind::OtherPidNamespace => "other-pid-namespace",
         _ => "unknown",
     }
 }

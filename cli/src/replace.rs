@@ -1,145 +1,117 @@
 //! `onlyone run --replace`: stop the exact process that holds the lock and take it over.
 //!
 //! The holder is the process the lock names (an `onlyone run` wrapper, which forwards SIGTERM to
-//! its job; or a job run with `-F`). It is signalled through a pidfd (pidfd_open(2),
-//! pidfd_send_signal(2)) opened after checking its start time, so a pid reused by another
-//! process is never signalled, and no process is ever looked up by name.
+//! its job; or a job run with `-F`). onlyone signals only a process the library *proved* to be
+//! the holder and pinned with a pidfd ([`onlyone::HolderProcess`]): signals go through that pidfd,
+//! so they reach that process or nobody, never one that got its pid later. Where no such proof
+//! exists — the process that took the lock has exited and a child it handed the lock to holds it,
+//! the holder runs in another PID namespace or on another machine, it cannot be seen, the system
+//! has no pidfds — onlyone refuses with exit status 69 and says why. No process is ever looked up
+//! by name.
 
-use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use onlyone::{Acquire, Holder, HolderKind, Lock};
-use rustix::process::{PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+use onlyone::{Acquire, Holder, HolderKind, HolderProcess, Lock};
 
 use crate::exit::{self, Failure};
 
 /// Takes the lock, stopping its holder first if there is one.
 pub fn take_over(lock: &dyn Lock, kill_after: Duration, verbose: bool) -> Result<Acquire, Failure> {
     let name = lock.name().as_str();
-    // The holder may exit between the try and the pidfd: then look again (a few times).
+    // The holder may let go between the try and the lookup: then try again (a few times).
     for _ in 0..3 {
-        let holder = match lock.try_acquire()? {
-            Acquire::Acquired(g) => return Ok(Acquire::Acquired(g)),
-            Acquire::Held(h) => h,
-        };
-        let Some(target) = Target::open(name, &holder)? else {
+        if let Acquire::Acquired(g) = lock.try_acquire()? {
+            return Ok(Acquire::Acquired(g));
+        }
+        let Some(holder) = lock.holder()? else {
             continue;
         };
+        let target = proven(name, &holder)?;
         if verbose {
             eprintln!("onlyone: replacing the holder of {name:?}: SIGTERM to {holder}");
         }
-        target.signal(Signal::TERM)?;
+        signal(&target, false)?;
         let after_term = lock.acquire_timeout(Some(kill_after))?;
-        match &after_term {
-            Acquire::Held(now) if target.is(now) => {}
-            // Released (ours now), or taken by another process meanwhile: never kill that one.
-            _ => return Ok(after_term),
+        let Acquire::Held(_) = &after_term else {
+            return Ok(after_term);
+        };
+        // Still held: by our target (alive, and proven again), or by a process that took the
+        // lock meanwhile, which is never killed.
+        let still_target = !target.has_exited()
+            && lock
+                .holder()?
+                .and_then(|h| h.process().map(HolderProcess::pid))
+                == Some(target.pid());
+        if !still_target {
+            return Ok(after_term);
         }
         if verbose {
             eprintln!(
                 "onlyone: pid {} still holds {name:?} {} s after SIGTERM: SIGKILL",
-                target.pid,
+                target.pid(),
                 kill_after.as_secs_f64()
             );
         }
-        target.signal(Signal::KILL)?;
+        signal(&target, true)?;
         return Ok(lock.acquire_timeout(Some(kill_after))?);
     }
     Err(Failure::new(
         exit::UNAVAILABLE,
         format!(
-            "cannot replace the holder of {name:?}: the process the lock names keeps vanishing \
-             while the lock stays held (a child that inherited the lock holds it?)"
+            "cannot replace the holder of {name:?}: the lock changes hands faster than onlyone can \
+             look at its holder"
         ),
     ))
 }
 
-/// The holding process, pinned by a pidfd where the kernel has them.
-struct Target {
-    pid: u32,
-    started: Option<std::time::SystemTime>,
-    pidfd: Option<OwnedFd>,
+/// The holder's pinned process, or the refusal that says why there is none.
+fn proven(name: &str, holder: &Holder) -> Result<HolderProcess, Failure> {
+    if let Some(p) = holder.process() {
+        return Ok(p.clone());
+    }
+    let why = match (holder.kind, holder.pid, &holder.host) {
+        (HolderKind::Unresponsive, _, _) => {
+            "it is not an onlyone holder (bound but not listening); onlyone does not signal it"
+                .to_owned()
+        }
+        (HolderKind::OtherPidNamespace, _, _) => {
+            "it runs in another PID namespace (another container?), where no pid of ours can \
+             reach it; stop it from its own namespace"
+                .to_owned()
+        }
+        (_, _, Some(host)) => format!(
+            "its record names a process on {host}, and onlyone signals only a process it can prove \
+             holds the lock on this machine"
+        ),
+        (_, None, _) => "it cannot be identified from here".to_owned(),
+        (_, Some(pid), _) => format!(
+            "onlyone cannot prove that pid {pid} holds it (the process that took the lock may have \
+             exited, leaving it to a child, and its pid may belong to another process now; or \
+             this system has no pidfds), and never signals a process it cannot prove is the holder"
+        ),
+    };
+    Err(Failure::new(
+        exit::UNAVAILABLE,
+        format!("cannot replace the holder of {name:?} ({holder}): {why}"),
+    ))
 }
 
-impl Target {
-    /// Opens the holder; `Ok(None)` when it is already gone.
-    fn open(name: &str, holder: &Holder) -> Result<Option<Target>, Failure> {
-        let pid = match (holder.kind, holder.pid) {
-            (HolderKind::Unresponsive, _) => {
-                return Err(Failure::new(
-                    exit::UNAVAILABLE,
-                    format!(
-                        "cannot replace the holder of {name:?}: it is not an onlyone holder \
-                         ({holder}); onlyone does not signal it"
-                    ),
-                ));
-            }
-            (_, Some(pid)) => pid,
-            (_, None) => {
-                return Err(Failure::new(
-                    exit::UNAVAILABLE,
-                    format!(
-                        "cannot replace the holder of {name:?}: it cannot be identified ({holder})"
-                    ),
-                ));
-            }
-        };
-        let raw = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .ok_or_else(|| {
-                Failure::new(exit::SOFTWARE, format!("holder pid {pid} is out of range"))
-            })?;
-        let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
-            Ok(fd) => Some(fd),
-            Err(rustix::io::Errno::SRCH) => return Ok(None),
-            // No pidfds (kernel before 5.3, seccomp): the start time check below and kill(2).
-            Err(_) => None,
-        };
-        let target = Target {
-            pid,
-            started: holder.started,
-            pidfd,
-        };
-        // Checked after the pidfd exists: if this is the holder now, the pidfd is the holder.
-        Ok(target.still_running().then_some(target))
-    }
-
-    /// Whether `pid` is still the holder: alive, same start time.
-    fn still_running(&self) -> bool {
-        match onlyone::process::stat(self.pid) {
-            Some(s) if s.state != 'Z' && s.state != 'X' => {
-                self.started.is_none()
-                    || onlyone::process::start_time(s.start_ticks) == self.started
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether `holder` is this process.
-    fn is(&self, holder: &Holder) -> bool {
-        holder.pid == Some(self.pid) && holder.started == self.started
-    }
-
-    fn signal(&self, sig: Signal) -> Result<(), Failure> {
-        let result = match &self.pidfd {
-            Some(fd) => pidfd_send_signal(fd, sig),
-            None if self.still_running() => rustix::process::kill_process(
-                rustix::process::Pid::from_raw(self.pid as i32).expect("checked in open"),
-                sig,
-            ),
-            None => return Ok(()),
-        };
-        match result {
-            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
-            Err(rustix::io::Errno::PERM) => Err(Failure::new(
-                exit::NOPERM,
-                format!("not permitted to signal the holder, pid {}", self.pid),
-            )),
-            Err(e) => Err(Failure::os(
-                &format!("cannot signal the holder, pid {}", self.pid),
-                std::io::Error::from(e),
-            )),
-        }
+fn signal(target: &HolderProcess, kill: bool) -> Result<(), Failure> {
+    let result = if kill {
+        target.kill()
+    } else {
+        target.terminate()
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Failure::new(
+            exit::NOPERM,
+            format!("not permitted to signal the holder, pid {}", target.pid()),
+        )),
+        Err(e) => Err(Failure::os(
+            &format!("cannot signal the holder, pid {}", target.pid()),
+            e,
+        )),
     }
 }

@@ -108,7 +108,10 @@ impl AbstractSocketLock {
         Ok(Some(fd))
     }
 
-    fn probe(&self) -> Result<Probe, Error> {
+    /// Connects to the holder and reads who it is. With `prove`, also pins the listening process
+    /// through `SO_PEERPIDFD` (see [`HolderProcess`](crate::HolderProcess)): [`Lock::holder`]
+    /// proves, a contended try does not pay for it.
+    fn probe(&self, prove: bool) -> Result<Probe, Error> {
         let fd = self.new_socket(SockFlag::SOCK_NONBLOCK)?;
         match connect(fd.as_raw_fd(), &self.addr) {
             Ok(()) => {}
@@ -132,7 +135,7 @@ impl AbstractSocketLock {
                 e,
             )
         })?;
-        let holder = Holder::from_pid(creds.pid() as u32, Some(creds.uid()), None);
+        let holder = peer_holder(&fd, creds.pid(), creds.uid(), prove);
         Ok(Probe::Connected(fd, holder))
     }
 
@@ -170,7 +173,7 @@ impl AbstractSocketLock {
             if let Some(fd) = self.bind_listener()? {
                 return Ok(Attempt::Acquired(self.guard(fd)));
             }
-            match self.probe()? {
+            match self.probe(false)? {
                 Probe::Connected(conn, holder) => return Ok(Attempt::Held(holder, Some(conn))),
                 Probe::BacklogFull => {
                     let holder = self.proc_lookup().unwrap_or_else(Holder::unidentified);
@@ -227,7 +230,7 @@ impl Lock for AbstractSocketLock {
     }
 
     fn holder(&self) -> Result<Option<Holder>, Error> {
-        match self.probe()? {
+        match self.probe(true)? {
             Probe::Connected(_, h) => Ok(Some(h)),
             Probe::BacklogFull => Ok(Some(
                 self.proc_lookup().unwrap_or_else(Holder::unidentified),
@@ -268,6 +271,65 @@ impl HeldLock for AbstractSocketHeld {
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd.as_fd())
+    }
+}
+
+/// The holder behind a connection to its listening socket: `SO_PEERCRED` said `pid` (in our PID
+/// namespace; 0 when the listener's namespace is not visible from ours) and `uid`.
+///
+/// The pid is the one the listener had at `listen(2)`: if it has exited (a child kept the
+/// socket) that number may belong to another process now, so nothing is read from `/proc` on its
+/// strength unless the listener is pinned by `SO_PEERPIDFD` and still running. Without
+/// `SO_PEERPIDFD` (Linux before 6.5) `/proc` is read as before, and the holder is never proven.
+fn peer_holder(conn: &OwnedFd, pid: i32, uid: u32, prove: bool) -> Holder {
+    let mine = nix::unistd::geteuid().as_raw() == uid;
+    let by_uid = if mine {
+        HolderKind::SameUser
+    } else {
+        HolderKind::OtherUser
+    };
+    let Ok(pid) = u32::try_from(pid) else {
+        return Holder::unidentified();
+    };
+    if pid == 0 {
+        return Holder {
+            kind: HolderKind::OtherPidNamespace,
+            uid: Some(uid),
+            ..Holder::unidentified()
+        };
+    }
+    if !prove {
+        return Holder::from_pid(pid, Some(uid), None);
+    }
+    match crate::os::peer_pidfd(conn.as_fd()) {
+        Ok(pidfd) => {
+            let mut holder = Holder::from_pid(pid, Some(uid), None);
+            let process = crate::HolderProcess::from_fd(pid, pidfd);
+            if process.has_exited() {
+                // Exited while we read /proc: what was read may be another process's.
+                Holder {
+                    kind: by_uid,
+                    uid: Some(uid),
+                    ..Holder::unidentified()
+                }
+            } else {
+                holder.process = Some(process);
+                holder
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(Errno::ENOPROTOOPT as i32) => {
+            Holder::from_pid(pid, Some(uid), None)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            Holder::from_pid(pid, Some(uid), None)
+        }
+        // The listener has exited: a process it handed the socket to holds the name, and its
+        // pid may be someone else's now.
+        Err(_) => Holder {
+            kind: by_uid,
+            uid: Some(uid),
+            ..Holder::unidentified()
+        },
     }
 }
 

@@ -213,15 +213,33 @@ impl Lock for FlockLock {
         // The kernel's locks are the truth; the record only names. A live process named by the
         // record is asked first (its /proc/PID/fdinfo lists the locks it holds), because
         // /proc/locks is read a page per read(2) and a line can slip between two pages while
-        // other locks come and go.
-        if let Some(holder) = record_holder(&file) {
+        // other locks come and go. A process is pinned (a pidfd) before it is asked, so that a
+        // "yes" proves the pinned process holds the lock (`Holder::process`).
+        let (dev, ino) = (meta.dev(), meta.ino());
+        if let Some(mut holder) = record_holder(&file) {
             let pid = holder.pid.unwrap_or(0);
-            if os::holds_flock(pid, meta.dev(), meta.ino()) == Some(true) {
+            let pinned = crate::HolderProcess::pin(pid);
+            if os::holds_flock(pid, dev, ino) == Some(true) {
+                holder.process = pinned;
                 return Ok(Some(holder));
             }
         }
-        match os::flock_table_holder(meta.dev(), meta.ino()) {
-            Some(Some(pid)) => Ok(Some(Holder::from_pid(pid, None, None))),
+        match os::flock_table_holder(dev, ino) {
+            Some(Some(pid)) => {
+                let pinned = crate::HolderProcess::pin(pid);
+                Ok(Some(match os::holds_flock(pid, dev, ino) {
+                    Some(true) => {
+                        let mut holder = Holder::from_pid(pid, None, None);
+                        holder.process = pinned;
+                        holder
+                    }
+                    // Its descriptors cannot be read (another user's process): named, not proven.
+                    None => Holder::from_pid(pid, None, None),
+                    // The process that took the lock has exited and one it handed the descriptor
+                    // to holds it; the pid may be another process's now.
+                    Some(false) => Holder::unidentified(),
+                }))
+            }
             Some(None) => Ok(None),
             // No lock table: a shared lock taken and dropped at once is the only way to ask.
             None => match os::flock_shared_probe(&file) {

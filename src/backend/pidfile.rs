@@ -295,7 +295,24 @@ impl Lock for PidFileLock {
         };
         let id = self.read_record(&file)?;
         Ok(match id.liveness() {
-            Liveness::Alive => Some(crate::backend::live_record_holder(&id)),
+            Liveness::Alive => {
+                // Pinned, then checked against the record (start time) and the file (still this
+                // record): then the pinned process is the holder (`Holder::process`).
+                let mut holder = crate::backend::live_record_holder(&id);
+                let pinned = crate::HolderProcess::pin(id.pid);
+                let proven = id.start_ticks.is_some()
+                    && crate::os::is_same_process(id.pid, id.start_ticks)
+                    && self
+                        .open_existing()
+                        .ok()
+                        .flatten()
+                        .and_then(|f| self.read_record(&f).ok())
+                        .is_some_and(|now| now == id);
+                if proven {
+                    holder.process = pinned;
+                }
+                Some(holder)
+            }
             Liveness::Unknown(_) => Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks)),
             Liveness::Dead(_) => None,
         })

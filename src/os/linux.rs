@@ -120,6 +120,70 @@ pub(crate) fn watch_process(pid: u32, start: Option<u64>) -> super::ProcessWatch
     }
 }
 
+/// A pidfd (pidfd_open(2)) for `pid`: it names that one process until it is closed, even after
+/// the process exited and its pid was reused. `None` when no process has the pid or there are no
+/// pidfds here (Linux before 5.3, seccomp).
+pub(crate) fn pin_process(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    let raw = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
+    pidfd_open(raw, PidfdFlags::empty()).ok()
+}
+
+/// Sends SIGTERM (`kill == false`) or SIGKILL through a pidfd (pidfd_send_signal(2)): only the
+/// process it names can receive it.
+pub(crate) fn signal_pinned(fd: std::os::fd::BorrowedFd<'_>, kill: bool) -> std::io::Result<()> {
+    use rustix::process::{Signal, pidfd_send_signal};
+    let sig = if kill { Signal::KILL } else { Signal::TERM };
+    pidfd_send_signal(fd, sig).map_err(std::io::Error::from)
+}
+
+pub(crate) use peer::peer_pidfd;
+
+/// `SO_PEERPIDFD`, the one `getsockopt(2)` the standard wrappers lack.
+mod peer {
+    #![allow(unsafe_code)]
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+    use nix::libc;
+
+    /// `SO_PEERPIDFD` (asm-generic/socket.h; sparc numbers its options apart).
+    #[cfg(target_arch = "sparc64")]
+    const SO_PEERPIDFD: libc::c_int = 0x0056;
+    #[cfg(not(target_arch = "sparc64"))]
+    const SO_PEERPIDFD: libc::c_int = 77;
+
+    /// A pidfd of the process the kernel recorded as the peer of the connected Unix socket `sock`
+    /// (for a connection to a listening socket: the process that called `listen(2)`), Linux 6.5
+    /// and later. The kernel keeps a reference to that very process, so the pidfd can never name a
+    /// newer process that got the same pid: when the peer has exited the call fails (`ESRCH` or
+    /// `EINVAL`); `ENOPROTOOPT` on older kernels.
+    pub(crate) fn peer_pidfd(sock: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+        let mut fd: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) writes at most `len` bytes (the size of one c_int) to `fd`, a
+        // local that outlives the call, and stores the written length in `len`; `sock` is an open
+        // descriptor for the duration of the call (it is borrowed).
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PEERPIDFD,
+                (&raw mut fd).cast(),
+                &raw mut len,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if fd < 0 || len as usize != std::mem::size_of::<libc::c_int>() {
+            return Err(std::io::Error::other("SO_PEERPIDFD returned no descriptor"));
+        }
+        // SAFETY: on success the kernel installed a new descriptor `fd` in this process (close-on-
+        // exec, as pidfds are) that nothing else owns; ownership passes to the OwnedFd.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
 #[cfg(all(any(feature = "flock", feature = "pidfile"), not(onlyone_portable)))]
 pub(crate) use inotify::watch_file;
 

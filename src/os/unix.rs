@@ -121,3 +121,23 @@ pub(crate) fn flock_table_holder(_dev: u64, _ino: u64) -> Option<Option<u32>> {
 pub(crate) fn holds_flock(_pid: u32, _dev: u64, _ino: u64) -> Option<bool> {
     None
 }
+
+/// No pidfds here: a process cannot be pinned, so it is never signalled on the strength of a pid.
+#[allow(dead_code)] // Linux has pidfds.
+pub(crate) fn pin_process(_pid: u32) -> Option<std::os::fd::OwnedFd> {
+    None
+}
+
+/// Never called where [`pin_process`] gives nothing.
+#[allow(dead_code)]
+pub(crate) fn signal_pinned(_fd: std::os::fd::BorrowedFd<'_>, _kill: bool) -> std::io::Result<()> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}
+
+/// No `SO_PEERPIDFD` here.
+#[allow(dead_code)]
+pub(crate) fn peer_pidfd(
+    _sock: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    Err(std::io::ErrorKind::Unsupported.into())
+}

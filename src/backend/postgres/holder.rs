@@ -30,6 +30,7 @@ pub(super) fn holder_from_row(row: &[String]) -> Holder {
             command: Some(app.job).filter(|j| !j.is_empty()),
             host: Some(app.host),
             start_ticks: None,
+            process: None,
         },
         // Not an onlyone holder: say what the server knows.
         None => Holder {
