@@ -323,6 +323,26 @@ pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Hold
     }
 }
 
+/// The holder a lock record names when [`ProcessIdentity::liveness`](crate::os::ProcessIdentity::liveness)
+/// cannot judge it: in another PID namespace (its pid means nothing here, so none is given), or
+/// a process that exists but cannot be seen (`hidepid=2`, `ProtectProc=invisible`). Held either
+/// way: unknown is never dead.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn unknown_record_holder(id: &crate::os::ProcessIdentity) -> crate::Holder {
+    let here = crate::os::ProcessIdentity::current();
+    let other_ns = matches!((id.pid_ns, here.pid_ns), (Some(a), Some(b)) if a != b);
+    crate::Holder {
+        kind: if other_ns {
+            crate::HolderKind::OtherPidNamespace
+        } else {
+            crate::HolderKind::Unidentified
+        },
+        pid: (!other_ns).then_some(id.pid),
+        uid: Some(id.uid),
+        ..crate::Holder::unidentified()
+    }
+}
+
 /// Turns an `open(2)` failure on a lock file into an error that names the cause.
 pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     let (kind, context) = match errno {

@@ -73,12 +73,15 @@ cfg_if::cfg_if! {
         pub(crate) use imp::{create_linked, watch_file, watch_process};
     }
 }
-// Pinning a process (a pidfd) and signalling only the pinned process: Linux's alone.
+// Pinning a process (a pidfd) and signalling only the pinned process: Linux's alone. The
+// caller's own identity through `/proc/self` (Linux) or its pid (elsewhere).
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
         pub(crate) use linux::{peer_pidfd, pin_process, signal_pinned};
+        use linux as self_ids;
     } else {
         pub(crate) use unix::{peer_pidfd, pin_process, signal_pinned};
+        use unix as self_ids;
     }
 }
 #[cfg(any(feature = "flock", feature = "pidfile"))]
@@ -120,12 +123,15 @@ impl ProcessIdentity {
         }
     }
 
+    /// Describes the caller from what names the caller whatever `/proc` is mounted (Linux
+    /// `/proc/self`, syscalls), never from `/proc/<getpid()>`, which in a PID namespace without
+    /// its own `/proc` is another process.
     fn read_current(pid: u32) -> ProcessIdentity {
         ProcessIdentity {
             pid,
-            start_ticks: stat(pid).map(|s| s.start_ticks),
+            start_ticks: self_ids::self_stat().map(|s| s.start_ticks),
             boot_id: boot_id().map(str::to_owned),
-            pid_ns: pid_namespace(pid),
+            pid_ns: self_ids::self_pid_namespace(),
             uid: nix::unistd::geteuid().as_raw(),
         }
     }

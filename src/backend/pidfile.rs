@@ -201,11 +201,7 @@ impl PidFileLock {
         let id = self.read_record(&existing)?;
         match id.liveness() {
             Liveness::Alive => Ok(Attempt::Held(crate::backend::live_record_holder(&id))),
-            Liveness::Unknown(_) => Ok(Attempt::Held(Holder::from_pid(
-                id.pid,
-                Some(id.uid),
-                id.start_ticks,
-            ))),
+            Liveness::Unknown(_) => Ok(Attempt::Held(crate::backend::unknown_record_holder(&id))),
             Liveness::Dead(_) => self.take_over(&existing),
         }
     }
@@ -313,7 +309,7 @@ impl Lock for PidFileLock {
                 }
                 Some(holder)
             }
-            Liveness::Unknown(_) => Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks)),
+            Liveness::Unknown(_) => Some(crate::backend::unknown_record_holder(&id)),
             Liveness::Dead(_) => None,
         })
     }

@@ -11,9 +11,44 @@ pub(crate) use super::unix::{
     flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock,
 };
 
+/// `/proc/PID/stat`, its start time moved to the clock of the initial time namespace. `None`
+/// when `/proc` is not our PID namespace's (a pid of ours names another process there).
 pub(crate) fn stat(pid: u32) -> Option<ProcStat> {
-    let bytes = read_proc(&format!("/proc/{pid}/stat"))?;
+    if !proc_is_ours() {
+        return None;
+    }
+    read_stat(&format!("/proc/{pid}/stat"))
+}
+
+/// The calling process's own `stat`, through `/proc/self`, which names the caller whatever PID
+/// namespace the mounted `/proc` belongs to (`unshare -p -f` without `--mount-proc` keeps the
+/// parent's `/proc`, where our pid names another process).
+pub(crate) fn self_stat() -> Option<ProcStat> {
+    read_stat("/proc/self/stat")
+}
+
+fn read_stat(path: &str) -> Option<ProcStat> {
+    let bytes = read_proc(path)?;
     parse_stat(std::str::from_utf8(&bytes).ok()?)
+}
+
+/// Whether the pids in the mounted `/proc` are the pids of our PID namespace: `/proc/self` links
+/// to our pid as that `/proc` numbers it. Not so under `unshare -p -f` without a fresh `/proc`.
+pub(crate) fn proc_is_ours() -> bool {
+    static CACHE: std::sync::Mutex<Option<(u32, bool)>> = std::sync::Mutex::new(None);
+    let me = std::process::id();
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((pid, ours)) = *cache {
+        if pid == me {
+            return ours;
+        }
+    }
+    let ours = fs::read_link("/proc/self")
+        .ok()
+        .and_then(|l| l.to_str()?.parse::<u32>().ok())
+        == Some(me);
+    *cache = Some((me, ours));
+    ours
 }
 
 /// Parses the text of `/proc/PID/stat`. The command name (field 2) may contain spaces and `)`, so
@@ -29,7 +64,7 @@ pub fn parse_stat(text: &str) -> Option<ProcStat> {
 
 /// Whether a pid missing from `/proc` means the process is gone: only where `/proc` is mounted.
 pub(crate) fn can_see_processes() -> bool {
-    fs::metadata("/proc/self/stat").is_ok()
+    proc_is_ours() && fs::metadata("/proc/self/stat").is_ok()
 }
 
 /// Reads a small `/proc` file. These report a size of 0, so `fs::read` starts from a tiny buffer
@@ -58,13 +93,28 @@ pub(crate) fn boot_id() -> Option<String> {
 
 /// The `pid:[N]` link in `/proc/PID/ns/pid`.
 pub(crate) fn pid_namespace(pid: u32) -> Option<u64> {
-    let link = fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    if !proc_is_ours() {
+        return None;
+    }
+    ns_link(&format!("/proc/{pid}/ns/pid"))
+}
+
+/// The PID namespace of the calling process (`/proc/self/ns/pid`).
+pub(crate) fn self_pid_namespace() -> Option<u64> {
+    ns_link("/proc/self/ns/pid")
+}
+
+fn ns_link(path: &str) -> Option<u64> {
+    let link = fs::read_link(path).ok()?;
     let s = link.to_str()?;
     s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 /// `/proc/PID/cmdline`, NUL-separated arguments joined by spaces.
 pub(crate) fn command_line(pid: u32) -> Option<String> {
+    if !proc_is_ours() {
+        return None;
+    }
     let raw = read_proc(&format!("/proc/{pid}/cmdline"))?;
     let args: Vec<String> = raw
         .split(|&b| b == 0)
@@ -76,6 +126,9 @@ pub(crate) fn command_line(pid: u32) -> Option<String> {
 
 /// The real uid, from the `Uid:` line of `/proc/PID/status`.
 pub(crate) fn uid_of(pid: u32) -> Option<u32> {
+    if !proc_is_ours() {
+        return None;
+    }
     let status = String::from_utf8(read_proc(&format!("/proc/{pid}/status"))?).ok()?;
     let line = status.lines().find(|l| l.starts_with("Uid:"))?;
     line.split_ascii_whitespace().nth(1)?.parse().ok()

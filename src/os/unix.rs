@@ -141,3 +141,15 @@ pub(crate) fn peer_pidfd(
 ) -> std::io::Result<std::os::fd::OwnedFd> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
+
+/// The caller's own state and start token, by its pid (Linux reads `/proc/self` instead).
+#[allow(dead_code)] // Linux has its own.
+pub(crate) fn self_stat() -> Option<super::ProcStat> {
+    super::stat(std::process::id())
+}
+
+/// The caller's PID namespace, by its pid.
+#[allow(dead_code)]
+pub(crate) fn self_pid_namespace() -> Option<u64> {
+    super::pid_namespace(std::process::id())
+}
