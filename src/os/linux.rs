@@ -29,7 +29,48 @@ pub(crate) fn self_stat() -> Option<ProcStat> {
 
 fn read_stat(path: &str) -> Option<ProcStat> {
     let bytes = read_proc(path)?;
-    parse_stat(std::str::from_utf8(&bytes).ok()?)
+    let mut s = parse_stat(std::str::from_utf8(&bytes).ok()?)?;
+    s.start_ticks = normalize_ticks(s.start_ticks);
+    Some(s)
+}
+
+/// Start times in `/proc/PID/stat` count from the boot as the *reader's* time namespace shifts it
+/// (time_namespaces(7)): a reader in a namespace with a boot-time offset sees every process start
+/// that much later. onlyone records and compares start times on the initial namespace's clock,
+/// which every reader can compute: the value read, less the reader's own boot-time offset
+/// (`/proc/self/timens_offsets`). Offsets of whole clock ticks (what `unshare --boottime SECS`
+/// sets) give exact values; others may differ by one tick.
+fn normalize_ticks(ticks: u64) -> u64 {
+    let shifted = i128::from(ticks) - i128::from(boottime_offset().1);
+    u64::try_from(shifted.max(0)).unwrap_or(0)
+}
+
+/// The boot-time offset of our time namespace: (nanoseconds, clock ticks). (0, 0) in the initial
+/// namespace and where the file is missing (kernels before 5.6).
+fn boottime_offset() -> (i128, i64) {
+    static OFFSET: OnceLock<(i128, i64)> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        let text = fs::read_to_string("/proc/self/timens_offsets").unwrap_or_default();
+        let ns = text
+            .lines()
+            .find_map(|l| {
+                let mut w = l.split_ascii_whitespace();
+                (w.next()? == "boottime").then_some(())?;
+                let secs: i128 = w.next()?.parse().ok()?;
+                let nanos: i128 = w.next()?.parse().ok()?;
+                Some(secs * 1_000_000_000 + nanos)
+            })
+            .unwrap_or(0);
+        let hz = i128::from(clock_ticks_per_second().unwrap_or(100));
+        (ns, i64::try_from(ns * hz / 1_000_000_000).unwrap_or(0))
+    })
+}
+
+fn clock_ticks_per_second() -> Option<u64> {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()?;
+    u64::try_from(hz).ok()
 }
 
 /// Whether the pids in the mounted `/proc` are the pids of our PID namespace: `/proc/self` links
@@ -134,23 +175,24 @@ pub(crate) fn uid_of(pid: u32) -> Option<u32> {
     line.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
-/// Clock ticks after boot to wall-clock time, through `btime` in `/proc/stat` and `CLK_TCK`.
+/// Clock ticks after boot (on the initial time namespace's clock, see [`normalize_ticks`]) to
+/// wall-clock time, through `btime` in `/proc/stat` (which our time namespace shifts back by its
+/// boot-time offset, undone here) and `CLK_TCK`.
 pub(crate) fn start_time(start_ticks: u64) -> Option<SystemTime> {
     static BOOT: OnceLock<Option<(SystemTime, u64)>> = OnceLock::new();
     let (boot, hz) = (*BOOT.get_or_init(|| {
         let stat = fs::read_to_string("/proc/stat").ok()?;
-        let btime: u64 = stat
+        let btime: i128 = stat
             .lines()
             .find_map(|l| l.strip_prefix("btime "))?
             .trim()
             .parse()
             .ok()?;
-        let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()?;
+        let boot_ns = btime * 1_000_000_000 + boottime_offset().0;
+        let boot_ns = u64::try_from(boot_ns).ok()?;
         Some((
-            SystemTime::UNIX_EPOCH + Duration::from_secs(btime),
-            u64::try_from(hz).ok()?,
+            SystemTime::UNIX_EPOCH + Duration::from_nanos(boot_ns),
+            clock_ticks_per_second()?,
         ))
     }))?;
     Some(boot + Duration::from_millis(start_ticks.saturating_mul(1000) / hz.max(1)))
