@@ -218,9 +218,16 @@ impl ProcessIdentity {
             Err(_) => return Liveness::Unknown("kill(pid, 0) failed"),
         }
         match stat(self.pid) {
-            // The process exited between kill() and the read, or the OS will not say.
-            None if imp::can_see_processes() => Liveness::Dead("no process has that pid"),
-            None => Liveness::Alive,
+            // kill() says the pid exists but the OS will not show it (hidepid=2,
+            // ProtectProc=invisible, a /proc of another PID namespace): unknown is not dead.
+            // Unless it exited between kill() and the read: ask kill() again.
+            None => match kill(Pid::from_raw(raw), None) {
+                Err(Errno::ESRCH) => Liveness::Dead("no process has that pid"),
+                _ if imp::can_see_processes() => {
+                    Liveness::Unknown("the process exists but /proc does not show it")
+                }
+                _ => Liveness::Alive,
+            },
             Some(s) if s.state == 'Z' || s.state == 'X' => {
                 Liveness::Dead("the process is a zombie")
             }

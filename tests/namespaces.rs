@@ -516,6 +516,12 @@ impl Actor {
             "{}: pid {pid} did not exit after SIGKILL",
             self.label
         );
+        // A direct child is reaped, as a crashed holder's parent would: a zombie of another
+        // user cannot be told from a live process under hidepid=2 (and counts as alive).
+        if !self.forks && !self.reaped {
+            self.reaped = true;
+            let _ = self.child.wait();
+        }
     }
 
     fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
