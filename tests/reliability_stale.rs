@@ -40,6 +40,8 @@ enum Expect {
     Corrupt(&'static str),
     /// Held by this pid.
     Held(u32),
+    /// Held by a process of another PID namespace: no pid (it would mean nothing here).
+    HeldElsewhere,
     /// Taken over.
     Stale,
 }
@@ -207,7 +209,7 @@ fn pid_files_of_every_kind_get_the_right_decision() {
                 pid_ns: Some(1),
                 ..identity(live.pid(), Some(live.start_ticks()), me)
             })),
-            expect: Expect::Held(live.pid()),
+            expect: Expect::HeldElsewhere,
         },
         Case {
             name: "unknown-keys-kept-compatible",
@@ -283,6 +285,19 @@ fn pid_files_of_every_kind_get_the_right_decision() {
                 assert_eq!(l.holder().unwrap().and_then(|h| h.pid), Some(pid), "{what}");
                 match l.try_acquire().unwrap() {
                     Acquire::Held(h) => assert_eq!(h.pid, Some(pid), "{what}: {h}"),
+                    Acquire::Acquired(_) => panic!("{what}: robbed a live holder"),
+                }
+                held += 1;
+            }
+            Expect::HeldElsewhere => {
+                let h = l.holder().unwrap().expect("held");
+                assert_eq!(
+                    (h.pid, h.kind),
+                    (None, onlyone::HolderKind::OtherPidNamespace),
+                    "{what}: {h}"
+                );
+                match l.try_acquire().unwrap() {
+                    Acquire::Held(h) => assert_eq!(h.pid, None, "{what}: {h}"),
                     Acquire::Acquired(_) => panic!("{what}: robbed a live holder"),
                 }
                 held += 1;
