@@ -155,15 +155,17 @@ impl FlockLock {
     }
 
     /// Who holds the lock on `file`: its record if the recorded process is alive, else the
-    /// locker the OS's lock table names (Linux `/proc/locks`), else unidentified.
+    /// locker the OS's lock table names (Linux `/proc/locks`), else what the record says of a
+    /// holder that cannot be seen from here.
     fn read_holder(&self, file: &File, meta: &std::fs::Metadata) -> Holder {
-        record_holder(file)
-            .or_else(|| {
-                os::flock_table_holder(meta.dev(), meta.ino())
-                    .flatten()
-                    .map(|pid| Holder::from_pid(pid, None, None))
-            })
-            .unwrap_or_else(Holder::unidentified)
+        let id = read_record(file);
+        if let Some(h) = id.as_ref().and_then(alive_holder) {
+            return h;
+        }
+        os::flock_table_holder(meta.dev(), meta.ino())
+            .flatten()
+            .map(|pid| Holder::from_pid(pid, None, None))
+            .unwrap_or_else(|| invisible_holder(id.as_ref()))
     }
 
     fn io(&self, what: &str, e: io::Error) -> Error {
@@ -216,7 +218,8 @@ impl Lock for FlockLock {
         // other locks come and go. A process is pinned (a pidfd) before it is asked, so that a
         // "yes" proves the pinned process holds the lock (`Holder::process`).
         let (dev, ino) = (meta.dev(), meta.ino());
-        if let Some(mut holder) = record_holder(&file) {
+        let id = read_record(&file);
+        if let Some(mut holder) = id.as_ref().and_then(alive_holder) {
             let pid = holder.pid.unwrap_or(0);
             let pinned = crate::HolderProcess::pin(pid);
             if os::holds_flock(pid, dev, ino) == Some(true) {
@@ -224,29 +227,28 @@ impl Lock for FlockLock {
                 return Ok(Some(holder));
             }
         }
-        match os::flock_table_holder(dev, ino) {
-            Some(Some(pid)) => {
-                let pinned = crate::HolderProcess::pin(pid);
-                Ok(Some(match os::holds_flock(pid, dev, ino) {
-                    Some(true) => {
-                        let mut holder = Holder::from_pid(pid, None, None);
-                        holder.process = pinned;
-                        holder
-                    }
-                    // Its descriptors cannot be read (another user's process): named, not proven.
-                    None => Holder::from_pid(pid, None, None),
-                    // The process that took the lock has exited and one it handed the descriptor
-                    // to holds it; the pid may be another process's now.
-                    Some(false) => Holder::unidentified(),
-                }))
+        if let Some(Some(pid)) = os::flock_table_holder(dev, ino) {
+            let pinned = crate::HolderProcess::pin(pid);
+            match os::holds_flock(pid, dev, ino) {
+                Some(true) => {
+                    let mut holder = Holder::from_pid(pid, None, None);
+                    holder.process = pinned;
+                    return Ok(Some(holder));
+                }
+                // Its descriptors cannot be read (another user's process): named, not proven.
+                None => return Ok(Some(Holder::from_pid(pid, None, None))),
+                // The process that took the lock has exited and one it handed the descriptor to
+                // holds it; the pid may be another process's now. The probe below decides.
+                Some(false) => {}
             }
-            Some(None) => Ok(None),
-            // No lock table: a shared lock taken and dropped at once is the only way to ask.
-            None => match os::flock_shared_probe(&file) {
-                Ok(true) => Ok(None),
-                Ok(false) => Ok(Some(self.read_holder(&file, &meta))),
-                Err(e) => Err(self.io("cannot flock", e)),
-            },
+        }
+        // Not in the lock table: free, or held by a process this PID namespace cannot see (the
+        // table lists only visible lockers), or no table at all. Never "free" without proof: a
+        // shared lock taken and dropped at once does not disturb an exclusive holder.
+        match os::flock_shared_probe(&file) {
+            Ok(true) => Ok(None),
+            Ok(false) => Ok(Some(invisible_holder(id.as_ref()))),
+            Err(e) => Err(self.io("cannot flock", e)),
         }
     }
 
@@ -275,12 +277,24 @@ fn holds_record(file: &File) -> bool {
         && lines.next().is_some_and(|l| l.starts_with(b"onlyone "))
 }
 
-/// The holder named by the record in `file`, if the record is whole and its process alive.
-fn record_holder(file: &File) -> Option<Holder> {
+/// The record in `file`, if it holds a whole one.
+fn read_record(file: &File) -> Option<os::ProcessIdentity> {
     let mut buf = vec![0u8; record::MAX_RECORD_LEN + 1];
     let n = file.read_at(&mut buf, 0).unwrap_or(0);
-    let id = record::parse(&buf[..n]).ok()?;
-    (id.liveness() == Liveness::Alive).then(|| crate::backend::live_record_holder(&id))
+    record::parse(&buf[..n]).ok()
+}
+
+/// The holder a record names, if its process is alive.
+fn alive_holder(id: &os::ProcessIdentity) -> Option<Holder> {
+    (id.liveness() == Liveness::Alive).then(|| crate::backend::live_record_holder(id))
+}
+
+/// A holder the lock table does not show: in another PID namespace when its record says so.
+fn invisible_holder(id: Option<&os::ProcessIdentity>) -> Holder {
+    match id.map(|id| (id, id.liveness())) {
+        Some((id, Liveness::Unknown(_))) => crate::backend::unknown_record_holder(id),
+        _ => Holder::unidentified(),
+    }
 }
 
 fn not_a_file(path: &Path) -> Error {

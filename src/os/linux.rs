@@ -404,9 +404,15 @@ pub(crate) fn create_linked(
 }
 
 /// The pid `/proc/locks` gives for a `FLOCK` lock on device `dev`, inode `ino`: `None` when there
-/// is no `/proc/locks` to ask, `Some(None)` when it lists no such lock.
+/// is no `/proc/locks` of our PID namespace to ask, `Some(None)` when it lists no such lock (it
+/// lists only locks whose owner is visible from the reader's PID namespace: not a proof that the
+/// lock is free).
 #[cfg(feature = "flock")]
 pub(crate) fn flock_table_holder(dev: u64, ino: u64) -> Option<Option<u32>> {
+    // A /proc of another PID namespace numbers its pids, not ours.
+    if !proc_is_ours() {
+        return None;
+    }
     let table = fs::read_to_string("/proc/locks").ok()?;
     Some(
         table
@@ -419,6 +425,9 @@ pub(crate) fn flock_table_holder(dev: u64, ino: u64) -> Option<Option<u32>> {
 /// its `/proc/PID/fdinfo/*`; `None` when that cannot be read (another user's process, no /proc).
 #[cfg(feature = "flock")]
 pub(crate) fn holds_flock(pid: u32, dev: u64, ino: u64) -> Option<bool> {
+    if !proc_is_ours() {
+        return None;
+    }
     let fds = fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
     let mut readable = false;
     for fd in fds.flatten() {
