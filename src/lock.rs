@@ -350,6 +350,7 @@ impl HolderProcess {
     }
 
     /// Wraps a pidfd the kernel gave for the process with `pid` (in our PID namespace).
+    #[allow(dead_code)] // Only the abstract-socket backend (Linux, Android) gets one this way.
     pub(crate) fn from_fd(pid: u32, fd: std::os::fd::OwnedFd) -> HolderProcess {
         HolderProcess {
             pid,

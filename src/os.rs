@@ -77,15 +77,19 @@ cfg_if::cfg_if! {
 // caller's own identity through `/proc/self` (Linux) or its pid (elsewhere).
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        #[cfg_attr(not(feature = "abstract-socket"), allow(unused_imports))]
         pub(crate) use linux::{peer_pidfd, pin_process, signal_pinned};
         use linux as self_ids;
     } else {
+        // Only the abstract-socket backend (Linux) asks for a peer's pidfd.
+        #[allow(unused_imports)]
         pub(crate) use unix::{peer_pidfd, pin_process, signal_pinned};
         use unix as self_ids;
     }
 }
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) use imp::{flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock};
+#[cfg_attr(not(feature = "flock"), allow(unused_imports))] // the PID file uses only the try
+pub(crate) use imp::{flock_shared_probe, flock_try_exclusive, flock_unlock};
 #[cfg(feature = "flock")]
 pub(crate) use imp::{flock_table_holder, holds_flock};
 

@@ -209,21 +209,20 @@ impl PidFileLock {
     /// Replaces a PID file whose holder is dead; see the module docs for why this is safe.
     fn take_over(&self, stale: &File) -> Result<Attempt, Error> {
         let stale_meta = stale.metadata().map_err(|e| self.io("cannot stat", e))?;
-        let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
-        let guard = open(
-            &self.takeover_path,
-            flags,
-            Mode::from_bits_truncate(self.mode() as nix::sys::stat::mode_t),
-        )
-        .map(File::from)
-        .map_err(|e| open_error(&self.takeover_path, e))?;
-        crate::os::flock_exclusive(&guard).map_err(|e| {
+        let guard = self.open_guard()?;
+        // Never block on the guard: a taker holds it for microseconds, but any process that can
+        // open the file can hold it for ever (a stopped taker, a stranger). A try answers "held"
+        // at once, a wait sleeps on its wake-up and keeps its deadline.
+        let locked = crate::os::flock_try_exclusive(&guard).map_err(|e| {
             Error::new(
                 ErrorKind::Io,
                 format!("cannot lock {}", self.takeover_path.display()),
                 e,
             )
         })?;
+        if !locked {
+            return Ok(Attempt::Held(guard_holder(&guard)));
+        }
         let still_stale = std::fs::symlink_metadata(&self.path)
             .is_ok_and(|m| m.dev() == stale_meta.dev() && m.ino() == stale_meta.ino());
         if !still_stale {
@@ -244,6 +243,22 @@ impl PidFileLock {
             Some(g) => Attempt::Acquired(g),
             None => Attempt::Retry,
         })
+    }
+
+    /// Opens (creating) `NAME.pid-takeover`: read-write where we may (NFS emulates flock with
+    /// `fcntl` locks, which need it), else read-only, which is enough for `flock(2)` on a local
+    /// filesystem - so that every user of a system-scope lock can take the guard of a file
+    /// another user created (mode 0644).
+    fn open_guard(&self) -> Result<File, Error> {
+        let mode = Mode::from_bits_truncate(self.mode() as nix::sys::stat::mode_t);
+        let flags = OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        match open(&self.takeover_path, flags | OFlag::O_RDWR, mode) {
+            Ok(fd) => Ok(File::from(fd)),
+            Err(Errno::EACCES) => open(&self.takeover_path, flags | OFlag::O_RDONLY, mode)
+                .map(File::from)
+                .map_err(|e| open_error(&self.takeover_path, e)),
+            Err(e) => Err(open_error(&self.takeover_path, e)),
+        }
     }
 
     fn io(&self, what: &str, e: io::Error) -> Error {
@@ -420,4 +435,17 @@ impl Drop for PidFileHeld {
     fn drop(&mut self) {
         let _ = self.remove();
     }
+}
+
+/// Who holds the takeover guard: another contender in the middle of a takeover, or a process
+/// that keeps it (the lock table names it where there is one).
+fn guard_holder(guard: &File) -> Holder {
+    #[cfg(feature = "flock")]
+    if let Ok(meta) = guard.metadata() {
+        if let Some(Some(pid)) = crate::os::flock_table_holder(meta.dev(), meta.ino()) {
+            return Holder::from_pid(pid, None, None);
+        }
+    }
+    let _ = guard;
+    Holder::unidentified()
 }

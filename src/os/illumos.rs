@@ -83,17 +83,14 @@ mod flock_calls {
         }
     }
 
-    /// `flock(LOCK_EX)`, blocking.
-    pub(crate) fn flock_exclusive(file: &File) -> io::Result<()> {
-        Ok(flock(file, FlockOperation::LockExclusive)?)
-    }
-
     /// `flock(LOCK_UN)`.
+    #[cfg_attr(not(feature = "flock"), allow(dead_code))]
     pub(crate) fn flock_unlock(file: &File) -> io::Result<()> {
         Ok(flock(file, FlockOperation::Unlock)?)
     }
 
     /// Whether a shared lock can be had at once (taken and dropped again).
+    #[cfg_attr(not(feature = "flock"), allow(dead_code))]
     pub(crate) fn flock_shared_probe(file: &File) -> io::Result<bool> {
         match flock(file, FlockOperation::NonBlockingLockShared) {
             Ok(()) => {
@@ -106,6 +103,4 @@ mod flock_calls {
     }
 }
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) use flock_calls::{
-    flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock,
-};
+pub(crate) use flock_calls::{flock_shared_probe, flock_try_exclusive, flock_unlock};

@@ -7,9 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use super::ProcStat;
-pub(crate) use super::unix::{
-    flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock,
-};
+pub(crate) use super::unix::{flock_shared_probe, flock_try_exclusive, flock_unlock};
 
 /// `/proc/PID/stat`, its start time moved to the clock of the initial time namespace. `None`
 /// when `/proc` is not our PID namespace's (a pid of ours names another process there).
@@ -237,6 +235,7 @@ pub(crate) use peer::peer_pidfd;
 /// `SO_PEERPIDFD`, the one `getsockopt(2)` the standard wrappers lack.
 mod peer {
     #![allow(unsafe_code)]
+    #![cfg_attr(not(feature = "abstract-socket"), allow(dead_code))]
     use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
     use nix::libc;

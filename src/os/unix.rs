@@ -78,18 +78,15 @@ cfg_if::cfg_if! {
             }
         }
 
-        /// `flock(LOCK_EX)` (flock(2)), blocking.
-        pub(crate) fn flock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
-            fs2::FileExt::lock_exclusive(file)
-        }
-
         /// `flock(LOCK_UN)` (flock(2)).
+        #[cfg_attr(not(feature = "flock"), allow(dead_code))]
         pub(crate) fn flock_unlock(file: &std::fs::File) -> std::io::Result<()> {
             fs2::FileExt::unlock(file)
         }
 
         /// Whether a shared lock can be had at once (taken and dropped again; flock(2)): a probe
         /// that does not disturb a holder.
+        #[cfg_attr(not(feature = "flock"), allow(dead_code))]
         pub(crate) fn flock_shared_probe(file: &std::fs::File) -> std::io::Result<bool> {
             match fs2::FileExt::try_lock_shared(file) {
                 Ok(()) => {
