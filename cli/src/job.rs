@@ -6,8 +6,9 @@
 //! BENCHMARKS.md). Between clone and execve the child only makes system calls:
 //! - `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks that its parent is still onlyone (onlyone may
 //!   have died before the request: then it exits at once, and no job runs without the lock);
-//! - restores SIGPIPE's default action (Rust ignores it) and the signal mask onlyone had before it
-//!   blocked the signals it forwards;
+//! - restores the signal mask onlyone had before it blocked the signals it forwards, and leaves
+//!   SIGPIPE's disposition as onlyone's parent gave it, as flock(1) does - where that is known
+//!   (see [`SIGPIPE_FROM_PARENT`]);
 //! - execve(2) on each candidate path, as execvp(3) searches `PATH`; a file without `#!` that the
 //!   kernel does not know how to run (`ENOEXEC`) is run by `/bin/sh`, as execvp(3) and shells do.
 //!
@@ -24,6 +25,16 @@ use nix::errno::Errno;
 use nix::libc;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
+
+/// Whether onlyone's own SIGPIPE disposition is the one its parent gave it, so that the job can
+/// simply inherit it (ignored stays ignored, as under flock(1)).
+///
+/// - glibc Linux: yes. onlyone has no Rust `fn main` there (see `main.rs`): Rust's start-up, which
+///   sets SIGPIPE to "ignore", never runs, and nothing else in onlyone changes it.
+/// - Every other target (musl, ...): no. Rust's start-up has set SIGPIPE to "ignore" before any
+///   code of onlyone runs, and what the parent gave is not kept anywhere (std offers no way to
+///   keep it on stable Rust). The job then gets the default action, which most programs expect.
+const SIGPIPE_FROM_PARENT: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
 
 /// Stack for the child between clone and execve: a few system calls deep.
 const CHILD_STACK: usize = 64 * 1024;
@@ -134,7 +145,9 @@ impl Job {
                     // onlyone died before the request took effect: nobody holds the lock for us.
                     libc::_exit(127);
                 }
-                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                if !SIGPIPE_FROM_PARENT {
+                    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                }
                 libc::sigprocmask(libc::SIG_SETMASK, mask_ptr, std::ptr::null_mut());
                 // As execvp(3): look further along PATH after these errors; report EACCES if
                 // any candidate gave it, else the last error.

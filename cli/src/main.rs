@@ -7,8 +7,10 @@
 //! On glibc Linux onlyone has no Rust `fn main`: the C runtime calls the exported `main` below
 //! directly and the Rust runtime's start-up is skipped, which saves a tenth of a millisecond per
 //! run (BENCHMARKS.md, "CLI start-up"). What that start-up would do and onlyone does not need:
-//! ignore SIGPIPE (so onlyone, like C tools, ends quietly when its output pipe closes, and the
-//! job inherits SIGPIPE as onlyone got it), and install a handler that names a stack overflow.
+//! ignore SIGPIPE, and install a handler that names a stack overflow. So onlyone keeps the SIGPIPE
+//! disposition its parent gave it, and the job inherits it unchanged, as under flock(1); on
+//! targets where Rust's start-up runs, the parent's disposition is lost before `main` and the
+//! job gets the default (`job::SIGPIPE_FROM_PARENT`).
 //! `std::env::args` still works there: glibc hands the arguments to std through `.init_array`.
 
 #![deny(unsafe_code)]
