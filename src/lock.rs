@@ -554,8 +554,11 @@ pub trait HeldLock: fmt::Debug + Send + Sync {
         None
     }
 
-    /// A descriptor that becomes readable (end of file) when the lock is lost, for backends that
-    /// can lose a lock while the process lives (a PostgreSQL session cut by a server restart).
+    /// A descriptor that becomes readable when the lock may have been lost, for backends that
+    /// can lose a lock while the process lives (a PostgreSQL session cut by a server restart; a
+    /// lock file deleted or replaced). A loss is a failed [`HeldLock::verify`], never the event
+    /// alone; `verify` must also clear what made the descriptor readable when the lock is still
+    /// held (an inotify watch also fires on a harmless `touch`).
     fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
@@ -614,11 +617,15 @@ impl Guard {
         self.held.fencing_token()
     }
 
-    /// A descriptor that becomes readable when the lock is lost, for backends that can lose it
-    /// while this process lives (PostgreSQL: the server restarted, the session was terminated or
-    /// the network failed). Poll it for `POLLIN` beside your own work (it stays readable; never
-    /// read from it), then stop what the lock protects; [`Guard::verify`] says why. `None` for
-    /// backends whose lock lives as long as this process.
+    /// A descriptor that becomes readable when the lock may have been lost while this process
+    /// lives: PostgreSQL (the server restarted, the session was terminated or the network
+    /// failed; it stays readable) and, on Linux, the file backends (the lock file was deleted or
+    /// replaced: an inotify watch made on the first call, one of the user's
+    /// `fs.inotify.max_user_instances`, 128 by default). Poll it for `POLLIN` beside your own work
+    /// (never read from it), then call [`Guard::verify`]: an error is the loss, and says why;
+    /// `Ok` means the event was harmless (a `touch`, a `chmod`) and the descriptor is quiet
+    /// again. `None` for backends whose lock lives as long as this process, or when no watch
+    /// can be had (`verify` still tells).
     pub fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
         self.held.loss_fd()
     }

@@ -67,10 +67,14 @@ cfg_if::cfg_if! {
 cfg_if::cfg_if! {
     if #[cfg(onlyone_portable)] {
         #[cfg(any(feature = "flock", feature = "pidfile"))]
-        pub(crate) use unix::{create_linked, watch_file, watch_process};
+        pub(crate) use unix::{watch_file, watch_process};
+        #[cfg(feature = "pidfile")]
+        pub(crate) use unix::create_linked;
     } else {
         #[cfg(any(feature = "flock", feature = "pidfile"))]
-        pub(crate) use imp::{create_linked, watch_file, watch_process};
+        pub(crate) use imp::{watch_file, watch_process};
+        #[cfg(feature = "pidfile")]
+        pub(crate) use imp::create_linked;
     }
 }
 // Pinning a process (a pidfd) and signalling only the pinned process: Linux's alone. The
@@ -79,11 +83,15 @@ cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
         #[cfg_attr(not(feature = "abstract-socket"), allow(unused_imports))]
         pub(crate) use linux::{peer_pidfd, pin_process, signal_pinned};
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
+        pub(crate) use linux::{LossWatch, drain_loss_watch, loss_watch};
         use linux as self_ids;
     } else {
         // Only the abstract-socket backend (Linux) asks for a peer's pidfd.
         #[allow(unused_imports)]
         pub(crate) use unix::{peer_pidfd, pin_process, signal_pinned};
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
+        pub(crate) use unix::{LossWatch, drain_loss_watch, loss_watch};
         use unix as self_ids;
     }
 }

@@ -1706,11 +1706,11 @@ fn class08() -> Outcome {
         .truncate(false)
         .open(&path)
         .expect("open lock file");
-    fs2::FileExt::lock_exclusive(&file).expect("flock");
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).expect("flock");
     // A wait without a deadline: a waiter that misses the release never answers.
     let mut waiter = fx.host_holder("waiter", BackendKind::Flock, &name, "inf");
     common::wait_until_sleeping_in_poll(waiter.pid());
-    fs2::FileExt::unlock(&file).expect("LOCK_UN");
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock).expect("LOCK_UN");
     // This process (the other program) lives on with the file open.
     let bound = Duration::from_secs(10);
     match waiter.line_within(bound) {
@@ -1810,29 +1810,50 @@ fn class11() -> Outcome {
         if !backend.is_available() {
             continue;
         }
-        let name = unique(&format!("c11-{backend}"));
-        let argv = with(
-            vec![cli.clone().into()],
-            with(
-                os(&["run", "-b", backend.as_str(), "--lock-dir"]),
-                with(
-                    vec![fx.shared.clone().into()],
-                    os(&[
-                        "-N",
-                        &name,
-                        "--",
-                        "sh",
-                        "-c",
-                        r#"rm -f "$ONLYONE_RESOURCE""#,
-                    ]),
-                ),
+        // (job script, expected exit status): the loss found when the job ends; found while it
+        // runs (it would never end by itself); a harmless touch and chmod is not a loss.
+        let cases = [
+            (
+                r#"rm -f "$ONLYONE_RESOURCE""#,
+                76,
+                "deleted the lock file and exited 0",
             ),
-        );
-        let (st, _, err) = run("onlyone run", &argv, &[]);
-        if st.code() != Some(76) {
-            failures.push(format!(
-                "{backend}: the job deleted the lock file, onlyone exited {st} ({err:?})"
-            ));
+            (
+                r#"rm -f "$ONLYONE_RESOURCE"; exec sleep 1000000"#,
+                76,
+                "deleted the lock file and kept running",
+            ),
+            (
+                r#"touch "$ONLYONE_RESOURCE" && chmod 644 "$ONLYONE_RESOURCE" && exit 3"#,
+                3,
+                "touched its lock file and exited 3",
+            ),
+        ];
+        for (n, (script, expected, what)) in cases.into_iter().enumerate() {
+            let name = unique(&format!("c11-{backend}-{n}"));
+            let argv = with(
+                vec![cli.clone().into()],
+                with(
+                    os(&[
+                        "run",
+                        "-b",
+                        backend.as_str(),
+                        "--kill-after",
+                        "1",
+                        "--lock-dir",
+                    ]),
+                    with(
+                        vec![fx.shared.clone().into()],
+                        os(&["-N", &name, "--", "sh", "-c", script]),
+                    ),
+                ),
+            );
+            let (st, _, err) = run("onlyone run", &argv, &[]);
+            if st.code() != Some(expected) {
+                failures.push(format!(
+                    "{backend}: the job {what}; onlyone exited {st}, expected {expected} ({err:?})"
+                ));
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("; "));

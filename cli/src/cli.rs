@@ -134,7 +134,8 @@ pub struct RunArgs {
     pub replace: bool,
 
     /// Seconds between SIGTERM and SIGKILL when onlyone stops a process: the old holder with
-    /// --replace, or the job when the lock is lost (a PostgreSQL session cut) [default: 10]
+    /// --replace, or the job when the lock is lost (a PostgreSQL session cut, the lock file
+    /// deleted or replaced) [default: 10]
     #[arg(
         long,
         value_name = "SECS",

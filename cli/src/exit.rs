@@ -46,8 +46,9 @@ pub const STATUSES: [(&str, &str); 15] = [
     ),
     (
         "76",
-        "the lock was lost while the job ran (its PostgreSQL session ended); onlyone stopped the \
-         job (SIGTERM, SIGKILL after --kill-after)",
+        "the lock was lost while the job ran (its PostgreSQL session ended, its lock file was \
+         deleted or replaced); onlyone stopped the job if it still ran (SIGTERM, SIGKILL after \
+         --kill-after)",
     ),
     (
         "79",

@@ -203,6 +203,8 @@ fn supervise(
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
         .map_err(|e| Failure::os("cannot block signals", e))?;
     crate::job::default_sigchld().map_err(|e| Failure::os("cannot reset SIGCHLD", e))?;
+    // The loss watch (where the backend has one) exists before the job can touch the lock.
+    let _ = guard.loss_fd();
     let pid = job
         .spawn(nix::unistd::getpid(), old)
         .map_err(|e| spawn_failure(program, e))?;
@@ -210,6 +212,14 @@ fn supervise(
     // The job runs: whatever happens now, onlyone waits for it before it lets the lock go.
     let mut lost = None;
     let status = wait_forwarding(pid, &mask, &guard, kill_after, &mut lost, verbose);
+    if lost.is_none() {
+        // No loss event came (or none can come: no watch to be had, no such event on this OS):
+        // the lock is checked once more before it is let go.
+        if let Err(e) = guard.verify() {
+            eprintln!("onlyone: lost the lock while the job ran: {e}");
+            lost = Some(e.to_string());
+        }
+    }
     if lost.is_none() {
         if let Err(e) = guard.release() {
             eprintln!("onlyone: warning: releasing the lock: {e}");
@@ -321,11 +331,21 @@ fn wait_forwarding(
             .and_then(|f| f.revents())
             .is_some_and(|r| !r.is_empty());
         drop(fds);
-        if lock_gone {
-            let why = guard
-                .verify()
-                .err()
-                .map_or("the lock is no longer held".to_owned(), |e| e.to_string());
+        // A loss is a failed verify(), never the event alone (a `touch` of a lock file fires
+        // it too; verify() quiets such a watch). A descriptor still readable after a verify()
+        // that passed is one that stays readable once the lock is gone (PostgreSQL).
+        let why = if lock_gone {
+            match guard.verify() {
+                Err(e) => Some(e.to_string()),
+                Ok(()) if still_readable(guard.loss_fd()) => {
+                    Some("the lock is no longer held".to_owned())
+                }
+                Ok(()) => None,
+            }
+        } else {
+            None
+        };
+        if let Some(why) = why {
             eprintln!(
                 "onlyone: lost the lock while the job ran ({why}); stopping the job, pid {pid} \
                  (SIGTERM, SIGKILL in {} s)",
@@ -384,4 +404,14 @@ fn wait_forwarding(
 fn from_terminal(code: i32, job: Pid) -> bool {
     code == nix::libc::SI_KERNEL
         && nix::unistd::getpgid(Some(job)).is_ok_and(|g| g == nix::unistd::getpgrp())
+}
+
+/// Whether `fd` (if any) is readable right now.
+fn still_readable(fd: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let Some(fd) = fd else {
+        return false;
+    };
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }

@@ -145,6 +145,7 @@ impl FlockLock {
                 dev: meta.dev(),
                 ino: meta.ino(),
                 owner: me.pid,
+                loss: std::sync::OnceLock::new(),
             };
             return Ok(Ok(Guard::new(
                 Box::new(held),
@@ -321,6 +322,8 @@ struct FlockHeld {
     owner: u32,
     /// Whether the file holds our record (not when it held content that is not ours).
     wrote_record: bool,
+    /// The loss watch, made when first asked for (`loss_fd`).
+    loss: std::sync::OnceLock<Option<os::LossWatch>>,
 }
 
 impl FlockHeld {
@@ -369,6 +372,9 @@ impl FlockHeld {
 
 impl HeldLock for FlockHeld {
     fn verify(&self) -> Result<(), Error> {
+        if let Some(Some(watch)) = self.loss.get() {
+            os::drain_loss_watch(watch);
+        }
         match std::fs::symlink_metadata(&self.path) {
             Ok(m) if m.dev() == self.dev && m.ino() == self.ino => Ok(()),
             Ok(_) => Err(Error::msg(
@@ -393,6 +399,13 @@ impl HeldLock for FlockHeld {
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         self.file.as_ref().map(|f| f.as_fd())
+    }
+
+    fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.loss
+            .get_or_init(|| self.file.as_ref().and_then(os::loss_watch))
+            .as_ref()
+            .map(|w| w.as_fd())
     }
 }
 

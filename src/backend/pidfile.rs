@@ -166,12 +166,13 @@ impl PidFileLock {
         let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
         let held = PidFileHeld {
             path: self.path.clone(),
-            _file: file,
+            file,
             dev: meta.dev(),
             ino: meta.ino(),
             record: text,
             owner: me.pid,
             released: false,
+            loss: std::sync::OnceLock::new(),
         };
         Ok(Some(Guard::new(
             Box::new(held),
@@ -347,12 +348,14 @@ impl Lock for PidFileLock {
 struct PidFileHeld {
     path: PathBuf,
     /// Held open so that the inode number cannot be reused while we compare against it.
-    _file: File,
+    file: File,
     dev: u64,
     ino: u64,
     record: String,
     owner: u32,
     released: bool,
+    /// The loss watch, made when first asked for (`loss_fd`).
+    loss: std::sync::OnceLock<Option<crate::os::LossWatch>>,
 }
 
 impl PidFileHeld {
@@ -418,7 +421,18 @@ impl PidFileHeld {
 
 impl HeldLock for PidFileHeld {
     fn verify(&self) -> Result<(), Error> {
+        if let Some(Some(watch)) = self.loss.get() {
+            crate::os::drain_loss_watch(watch);
+        }
         self.still_ours()
+    }
+
+    fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.loss
+            .get_or_init(|| crate::os::loss_watch(&self.file))
+            .as_ref()
+            .map(|w| w.as_fd())
     }
 
     fn release(mut self: Box<Self>) -> Result<(), Error> {

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 pub(crate) use super::kqueue::{watch_file, watch_process};
 #[cfg(feature = "pidfile")]
 pub(crate) use super::unix::create_linked;
+#[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) use super::unix::{flock_shared_probe, flock_try_exclusive, flock_unlock};
 #[cfg(feature = "flock")]
 pub(crate) use super::unix::{flock_table_holder, holds_flock};

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use super::ProcStat;
+#[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) use super::unix::{flock_shared_probe, flock_try_exclusive, flock_unlock};
 
 /// `/proc/PID/stat`, its start time moved to the clock of the initial time namespace. `None`
@@ -228,6 +229,40 @@ pub(crate) fn signal_pinned(fd: std::os::fd::BorrowedFd<'_>, kill: bool) -> std:
     use rustix::process::{Signal, pidfd_send_signal};
     let sig = if kill { Signal::KILL } else { Signal::TERM };
     pidfd_send_signal(fd, sig).map_err(std::io::Error::from)
+}
+
+/// A watch on a held lock file for what may mean the lock was lost (its unlink or rename changes
+/// the link count: `IN_ATTRIB`; `IN_DELETE_SELF`, `IN_MOVE_SELF`): an inotify instance of its
+/// own, non-blocking. Readable on such an event; whether the lock *was* lost is for `verify()`
+/// to say (a `touch` or `chmod` fires it too), which drains it with [`drain_loss_watch`]. Each
+/// instance counts against the user's `fs.inotify.max_user_instances` (128 by default); `None`
+/// when none can be had.
+///
+/// The watch is put on the inode the holder has open (`file`, through `/proc/self/fd/N`), not on
+/// whatever the path names by then.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn loss_watch(file: &fs::File) -> Option<LossWatch> {
+    use std::os::fd::AsRawFd;
+
+    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
+    inotify
+        .add_watch(
+            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
+            AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF,
+        )
+        .ok()?;
+    Some(inotify)
+}
+
+/// What [`loss_watch`] gives.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) type LossWatch = nix::sys::inotify::Inotify;
+
+/// Reads away the queued events of a [`loss_watch`].
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn drain_loss_watch(watch: &LossWatch) {
+    while watch.read_events().is_ok_and(|events| !events.is_empty()) {}
 }
 
 pub(crate) use peer::peer_pidfd;

@@ -150,3 +150,21 @@ pub(crate) fn self_stat() -> Option<super::ProcStat> {
 pub(crate) fn self_pid_namespace() -> Option<u64> {
     super::pid_namespace(std::process::id())
 }
+
+/// No watch for a lost lock file here: the loss is found by `verify()` (the CLI asks when the job
+/// ends).
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[allow(dead_code)] // Linux has inotify.
+pub(crate) fn loss_watch(_file: &std::fs::File) -> Option<LossWatch> {
+    None
+}
+
+/// What [`loss_watch`] would give.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[allow(dead_code)]
+pub(crate) type LossWatch = std::os::fd::OwnedFd;
+
+/// Nothing to drain.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[allow(dead_code)]
+pub(crate) fn drain_loss_watch(_watch: &LossWatch) {}
