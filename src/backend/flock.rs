@@ -31,7 +31,7 @@ use nix::sys::stat::Mode;
 
 use crate::backend::{BackendKind, file_wake_up, open_error, prepare_dir, wait_loop, watch_file};
 use crate::error::{Error, ErrorKind, sys};
-use crate::lock::{Acquire, Attempt, Guard, HeldLock, Holder, Lock};
+use crate::lock::{Acquire, Attempt, Guard, HeldLock, Holder, Lock, WakeUp};
 use crate::name::{LockDir, LockName, Scope};
 use crate::os::{self, Liveness, ProcessIdentity};
 use crate::record;
@@ -169,6 +169,17 @@ impl FlockLock {
             .unwrap_or_else(|| invisible_holder(id.as_ref()))
     }
 
+    /// Whether the lock file holds the record of a live onlyone holder now (it will touch the
+    /// file when it unlocks).
+    fn holds_onlyone_record(&self) -> bool {
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+        open(&self.path, flags, Mode::empty())
+            .ok()
+            .map(File::from)
+            .and_then(|f| read_record(&f))
+            .is_some_and(|id| id.liveness() == Liveness::Alive)
+    }
+
     fn io(&self, what: &str, e: io::Error) -> Error {
         Error::new(
             ErrorKind::Io,
@@ -197,6 +208,14 @@ impl Lock for FlockLock {
             Ok(g) => Attempt::Acquired(g),
             Err(h) => {
                 let wake = file_wake_up(watch, &h);
+                // An onlyone holder touches the file when it unlocks (inotify wakes us); another
+                // program (`flock -u`, a daemon calling flock(LOCK_UN)) may unlock and live on,
+                // giving no event at all: then also retry with a backoff.
+                let wake = if wake.is_now() || self.holds_onlyone_record() {
+                    wake
+                } else {
+                    WakeUp::backoff(wake.into_sources())
+                };
                 Attempt::Held(h, wake)
             }
         })
