@@ -224,18 +224,30 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
 
 /// Makes sure a file backend's directory exists and is safe to use.
 ///
-/// A directory the caller named must exist. A default directory is created (only its last
-/// component, mode 0700 for user scope, 0755 for system scope); if it exists it must be a real
-/// directory, not a symlink, and in user scope owned by us and not writable by others, so that a
-/// planted `/tmp/onlyone-UID` cannot capture our lock files.
+/// A directory the caller named must exist. A default directory is checked on every
+/// [`prepare_dir`] (once per lock object), in the spirit of sshd's `StrictModes`:
+/// - [`Scope::User`]: created (mode 0700) if missing; must be a real directory (not a symlink),
+///   owned by us, not writable by others - so that a planted `/tmp/onlyone-UID` cannot capture
+///   our lock files.
+/// - [`Scope::System`] (`/run/lock/onlyone`): the directory everyone shares. Only root creates it,
+///   mode 1777 (sticky: everyone creates lock files there, nobody can delete or rename another
+///   user's file). It must be a real directory owned by root, and not writable by others unless
+///   sticky. Opened with `O_DIRECTORY | O_NOFOLLOW` and checked with `fstat` on that descriptor,
+///   so the check cannot be raced by swapping the path; once it passes, only root can replace it
+///   (its parent `/run/lock` is root's and sticky). A directory another user created first, or a
+///   symlink, is refused with an error that names the path and the owner: that user could delete
+///   or swap the lock files (two holders). Users other than root get an error that says how to
+///   create it when it is missing.
 pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
+    if dir.create && scope == Scope::System {
+        return prepare_system_dir(&dir.path);
+    }
     let path = &dir.path;
     let describe = || format!("lock directory {}", path.display());
     match fs::symlink_metadata(path) {
         Ok(meta) => check_dir(path, &meta, dir.create && scope == Scope::User),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.create => {
-            let mode = if scope == Scope::User { 0o700 } else { 0o755 };
-            match fs::DirBuilder::new().mode(mode).create(path) {
+            match fs::DirBuilder::new().mode(0o700).create(path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     let meta = fs::symlink_metadata(path)
@@ -256,6 +268,120 @@ pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
         )),
         Err(e) => Err(Error::new(ErrorKind::LockDir, describe(), e)),
     }
+}
+
+/// In the system scope's default directory (sticky, everyone creates files there) a file's owner
+/// can delete it under its holder. Root therefore locks only files root owns there: a lock file
+/// or a PID file's takeover guard another user created first is refused with an error naming it
+/// and its owner, never locked or removed. (A PID file of another user is only read: a live
+/// holder is respected, a dead one's file replaced by root's own.) Other users share files
+/// whoever created them (each of them could break a lock by deleting a file it owns, as it could
+/// by not taking it). `None` when the file may be used.
+///
+/// Stale recovery in the sticky directory: a user cannot remove another user's stale PID file
+/// (`EPERM`, reported with the path); root or the file's owner can.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn untrusted_file(
+    dir: &LockDir,
+    scope: Scope,
+    path: &Path,
+    meta: &fs::Metadata,
+) -> Option<Error> {
+    let me = nix::unistd::geteuid().as_raw();
+    if !(dir.create && scope == Scope::System && me == 0 && meta.uid() != 0) {
+        return None;
+    }
+    Some(Error::msg(
+        ErrorKind::LockDir,
+        format!("{} belongs to uid {}", path.display(), meta.uid()),
+        format!(
+            "in the shared system directory {} a file's owner can delete it under its holder, so \
+             root uses only files of root; remove it (as root) if no job of that user runs",
+            dir.path.display()
+        ),
+    ))
+}
+
+/// The system scope's default directory: see [`prepare_dir`].
+fn prepare_system_dir(path: &Path) -> Result<(), Error> {
+    use nix::fcntl::{OFlag, open};
+    use nix::sys::stat::{Mode, fchmod, fstat};
+    let describe = || format!("system lock directory {}", path.display());
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let root = nix::unistd::geteuid().is_root();
+    let fd = match open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) if root => {
+            match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(crate::error::sys(
+                        ErrorKind::LockDir,
+                        format!("cannot create {}", describe()),
+                        e,
+                    ));
+                }
+            }
+            let fd = open(path, flags, Mode::empty())
+                .map_err(|e| crate::error::sys(ErrorKind::LockDir, describe(), e))?;
+            // Made 0700 and widened once it is certainly ours: umask cannot narrow it, and nobody
+            // sees a world-writable directory that is not yet checked. A directory another user
+            // made between our mkdir's EEXIST and the open is caught by the owner check below.
+            let st =
+                fstat(&fd).map_err(|e| crate::error::sys(ErrorKind::LockDir, describe(), e))?;
+            if st.st_uid == 0 {
+                fchmod(&fd, Mode::from_bits_truncate(0o1777))
+                    .map_err(|e| crate::error::sys(ErrorKind::LockDir, describe(), e))?;
+            }
+            fd
+        }
+        Err(Errno::ENOENT) => {
+            return Err(Error::msg(
+                ErrorKind::LockDir,
+                format!("{} does not exist", describe()),
+                "only root creates it (mode 1777, owner root): run any system-scope onlyone as \
+                 root once, `install -d -m 1777 -o root -g root /run/lock/onlyone`, or a \
+                 tmpfiles.d(5) line `d /run/lock/onlyone 1777 root root -`",
+            ));
+        }
+        Err(Errno::ELOOP | Errno::ENOTDIR) => {
+            let owner = fs::symlink_metadata(path)
+                .map(|m| format!(", owner uid {}", m.uid()))
+                .unwrap_or_default();
+            let what = if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+                "is a symbolic link"
+            } else {
+                "is not a directory"
+            };
+            return Err(Error::msg(
+                ErrorKind::Symlink,
+                describe(),
+                format!(
+                    "{what}{owner}; onlyone does not follow it (whoever planted it could swap the \
+                     lock files); remove it as root"
+                ),
+            ));
+        }
+        Err(e) => return Err(crate::error::sys(ErrorKind::LockDir, describe(), e)),
+    };
+    let st = fstat(&fd).map_err(|e| crate::error::sys(ErrorKind::LockDir, describe(), e))?;
+    let mode = st.st_mode & 0o7777;
+    let others_write = mode & 0o022 != 0;
+    let sticky = mode & 0o1000 != 0;
+    if st.st_uid != 0 || (others_write && !sticky) {
+        return Err(Error::msg(
+            ErrorKind::LockDir,
+            describe(),
+            format!(
+                "belongs to uid {} with mode {mode:o}; onlyone uses it only when root owns it and \
+                 others cannot write to it unless it is sticky (1777): whoever else owns or can \
+                 write it can delete or swap the lock files under their holders. Remove it as \
+                 root; onlyone recreates it",
+                st.st_uid
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Error> {

@@ -93,19 +93,28 @@ impl FlockLock {
             Scope::User => Mode::from_bits_truncate(0o600),
             Scope::System => Mode::from_bits_truncate(0o644),
         };
-        match open(&self.path, flags, mode) {
-            Ok(fd) => Ok(File::from(fd)),
+        let file = match open(&self.path, flags, mode) {
+            Ok(fd) => File::from(fd),
             Err(Errno::ENOENT) => {
                 // The directory vanished since we checked it.
                 self.dir_ready.store(false, Ordering::Relaxed);
                 prepare_dir(&self.dir, self.scope)?;
                 open(&self.path, flags, mode)
                     .map(File::from)
-                    .map_err(|e| open_error(&self.path, e))
+                    .map_err(|e| open_error(&self.path, e))?
             }
-            Err(Errno::EISDIR) => Err(not_a_file(&self.path)),
-            Err(e) => Err(open_error(&self.path, e)),
-        }
+            // Another user's lock file (mode 0644 in system scope): flock(2) needs no write
+            // access on a local filesystem, only the record is not written.
+            Err(Errno::EACCES) => {
+                let read_only = (flags - OFlag::O_RDWR - OFlag::O_CREAT) | OFlag::O_RDONLY;
+                open(&self.path, read_only, Mode::empty())
+                    .map(File::from)
+                    .map_err(|_| open_error(&self.path, Errno::EACCES))?
+            }
+            Err(Errno::EISDIR) => return Err(not_a_file(&self.path)),
+            Err(e) => return Err(open_error(&self.path, e)),
+        };
+        Ok(file)
     }
 
     fn try_lock(&self) -> Result<Result<Guard, Holder>, Error> {
@@ -114,6 +123,11 @@ impl FlockLock {
             let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
             if !meta.file_type().is_file() {
                 return Err(not_a_file(&self.path));
+            }
+            if let Some(e) =
+                crate::backend::untrusted_file(&self.dir, self.scope, &self.path, &meta)
+            {
+                return Err(e);
             }
             match os::flock_try_exclusive(&file) {
                 Ok(true) => {}
@@ -129,7 +143,10 @@ impl FlockLock {
             // Usually empty: holders erase their record on release; a killed one leaves it.
             // Anything else is not ours to overwrite (a flock(1) user's content, a hard link
             // planted at the path): the lock works without a record.
-            let wrote_record = meta.nlink() == 1 && (meta.len() == 0 || holds_record(&file));
+            let writable = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
+                .is_ok_and(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_RDWR));
+            let wrote_record =
+                writable && meta.nlink() == 1 && (meta.len() == 0 || holds_record(&file));
             if wrote_record {
                 if meta.len() > text.len() as u64 {
                     file.set_len(text.len() as u64)

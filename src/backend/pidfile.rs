@@ -253,13 +253,20 @@ impl PidFileLock {
     fn open_guard(&self) -> Result<File, Error> {
         let mode = Mode::from_bits_truncate(self.mode() as nix::sys::stat::mode_t);
         let flags = OFlag::O_CREAT | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-        match open(&self.takeover_path, flags | OFlag::O_RDWR, mode) {
-            Ok(fd) => Ok(File::from(fd)),
+        let guard = match open(&self.takeover_path, flags | OFlag::O_RDWR, mode) {
+            Ok(fd) => File::from(fd),
             Err(Errno::EACCES) => open(&self.takeover_path, flags | OFlag::O_RDONLY, mode)
                 .map(File::from)
-                .map_err(|e| open_error(&self.takeover_path, e)),
-            Err(e) => Err(open_error(&self.takeover_path, e)),
+                .map_err(|e| open_error(&self.takeover_path, e))?,
+            Err(e) => return Err(open_error(&self.takeover_path, e)),
+        };
+        let meta = guard.metadata().map_err(|e| self.io("cannot stat", e))?;
+        if let Some(e) =
+            crate::backend::untrusted_file(&self.dir, self.scope, &self.takeover_path, &meta)
+        {
+            return Err(e);
         }
+        Ok(guard)
     }
 
     fn io(&self, what: &str, e: io::Error) -> Error {
