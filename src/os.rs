@@ -85,6 +85,8 @@ cfg_if::cfg_if! {
         pub(crate) use linux::{peer_pidfd, pin_process, signal_pinned};
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use linux::{LossWatch, drain_loss_watch, loss_watch};
+        #[cfg(feature = "postgres")]
+        pub(crate) use linux::owns_tcp_endpoint;
         use linux as self_ids;
     } else {
         // Only the abstract-socket backend (Linux) asks for a peer's pidfd.
@@ -92,6 +94,8 @@ cfg_if::cfg_if! {
         pub(crate) use unix::{peer_pidfd, pin_process, signal_pinned};
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use unix::{LossWatch, drain_loss_watch, loss_watch};
+        #[cfg(feature = "postgres")]
+        pub(crate) use unix::owns_tcp_endpoint;
         use unix as self_ids;
     }
 }

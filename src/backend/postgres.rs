@@ -372,7 +372,7 @@ impl Lock for PostgresLock {
         let lock = self.clone();
         spawn_quiet("onlyone-pg-session", move || {
             let mut s = lock.connect()?;
-            lock.lookup(&mut s)
+            lock.lookup(&mut s, true)
         })
         .map_err(|e| self.thread_error(e))?
         .join()

@@ -265,6 +265,72 @@ pub(crate) fn drain_loss_watch(watch: &LossWatch) {
     while watch.read_events().is_ok_and(|events| !events.is_empty()) {}
 }
 
+/// Whether process `pid` has open a TCP socket whose local end is `addr`:`port`
+/// (`/proc/net/tcp`, `tcp6` of our network namespace, then `/proc/PID/fd`); `None` when that
+/// cannot be read (another user's process, a /proc of another PID namespace).
+#[cfg(feature = "postgres")]
+pub(crate) fn owns_tcp_endpoint(pid: u32, addr: std::net::IpAddr, port: u16) -> Option<bool> {
+    if !proc_is_ours() {
+        return None;
+    }
+    let mut inodes = Vec::new();
+    for (table, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_ascii_whitespace().collect();
+            let Some((a, p)) = f.get(1).and_then(|l| l.split_once(':')) else {
+                continue;
+            };
+            let same = u16::from_str_radix(p, 16) == Ok(port)
+                && proc_net_addr(a, v6).is_some_and(|local| same_ip(local, addr));
+            if same {
+                if let Some(inode) = f.get(9) {
+                    inodes.push(format!("socket:[{inode}]"));
+                }
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return Some(false);
+    }
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+    }))
+}
+
+/// An address of `/proc/net/tcp(6)`: 8 or 32 hex digits, each 32-bit word in host byte order.
+#[cfg(feature = "postgres")]
+fn proc_net_addr(hex: &str, v6: bool) -> Option<std::net::IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    if v6 {
+        let mut b = [0u8; 16];
+        for i in 0..4 {
+            b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+        }
+        Some(std::net::IpAddr::from(b))
+    } else {
+        Some(std::net::IpAddr::from(word(0)?))
+    }
+}
+
+/// Equal addresses, an IPv4 address and its IPv4-mapped IPv6 form included.
+#[cfg(feature = "postgres")]
+fn same_ip(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    let canon = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    canon(a) == canon(b)
+}
+
 pub(crate) use peer::peer_pidfd;
 
 /// `SO_PEERPIDFD`, the one `getsockopt(2)` the standard wrappers lack.

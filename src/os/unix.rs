@@ -168,3 +168,10 @@ pub(crate) type LossWatch = std::os::fd::OwnedFd;
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 #[allow(dead_code)]
 pub(crate) fn drain_loss_watch(_watch: &LossWatch) {}
+
+/// No table of sockets to check here: a PostgreSQL holder is never proven local.
+#[cfg(feature = "postgres")]
+#[allow(dead_code)] // Linux reads /proc/net/tcp.
+pub(crate) fn owns_tcp_endpoint(_pid: u32, _addr: std::net::IpAddr, _port: u16) -> Option<bool> {
+    None
+}

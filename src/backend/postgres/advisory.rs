@@ -55,12 +55,13 @@ impl PostgresLock {
         }
     }
 
-    /// Who holds the key, seen from session `s`.
-    pub(super) fn lookup(&self, s: &mut Session) -> Result<Option<Holder>, Error> {
+    /// Who holds the key, seen from session `s`. With `prove`, a holder that names this host is
+    /// pinned and proven local (see [`prove_local`](super::holder::prove_local)).
+    pub(super) fn lookup(&self, s: &mut Session, prove: bool) -> Result<Option<Holder>, Error> {
         let key = self.key as u64;
         let sql = format!(
-            "SELECT l.pid, a.application_name, host(a.client_addr), a.usename = current_user \
-             FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+            "SELECT l.pid, a.application_name, host(a.client_addr), a.usename = current_user, \
+             a.client_port FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
              AND l.classid = '{}'::oid AND l.objid = '{}'::oid \
              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
@@ -72,7 +73,13 @@ impl PostgresLock {
             .client
             .simple_query(&sql)
             .map_err(|e| self.session_error(&e, "cannot look up the holder of"))?;
-        Ok(last_row(&rows).map(|r| holder_from_row(&r)))
+        Ok(last_row(&rows).map(|r| {
+            let mut holder = holder_from_row(&r);
+            if prove {
+                holder.process = super::holder::prove_local(&holder, &r);
+            }
+            holder
+        }))
     }
 
     /// Increments the fencing counter of this lock and returns it.
@@ -258,7 +265,7 @@ impl PostgresLock {
             if self.try_lock(s)? {
                 return Ok(None);
             }
-            if let Some(h) = self.lookup(s)? {
+            if let Some(h) = self.lookup(s, false)? {
                 return Ok(Some(h));
             }
             // Released between the try and the look-up: try again.

@@ -43,6 +43,26 @@ pub(super) fn holder_from_row(row: &[String]) -> Holder {
     }
 }
 
+/// The holder's process on this host, pinned, when the server's own view of the holder's
+/// connection proves it: `application_name` (which any client can set) only says which local
+/// pid to check; the server's `client_addr` and `client_port` for that backend must be the local
+/// end of a TCP socket that this pinned process has open. `None` - and `--replace` refuses -
+/// when the record names another host, the connection is a Unix socket (the server shows no
+/// address), the server hides the address from our role (`pg_stat_activity` shows it only to
+/// the same role, superusers and `pg_read_all_stats`), or an address translation stands between
+/// the holder and the server.
+pub(super) fn prove_local(holder: &Holder, row: &[String]) -> Option<crate::HolderProcess> {
+    let get = |i: usize| row.get(i).map(String::as_str).filter(|s| !s.is_empty());
+    if holder.host.as_deref() != Some(host_name().as_str()) {
+        return None;
+    }
+    let pid = holder.pid?;
+    let addr: std::net::IpAddr = get(2)?.parse().ok()?;
+    let port: u16 = get(4)?.parse().ok()?;
+    let pinned = crate::HolderProcess::pin(pid)?;
+    (crate::os::owns_tcp_endpoint(pid, addr, port) == Some(true)).then_some(pinned)
+}
+
 /// What an onlyone holder says of itself in `application_name`.
 #[derive(Debug, PartialEq, Eq)]
 struct AppName {
