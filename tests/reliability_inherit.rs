@@ -152,7 +152,7 @@ fn run(backend: BackendKind, scenario: Scenario) -> Cell {
             Some(p) if p == holder.pid() => "the first holder",
             Some(p) if children.iter().any(|c| c.0 == p) => "the child",
             Some(_) => "another process",
-            None => "nobody",
+            None => "no process (held, the holder unidentified)",
         });
     let held = !free(backend, &name, dir.path());
     assert_eq!(

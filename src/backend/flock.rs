@@ -272,6 +272,9 @@ impl Lock for FlockLock {
                     holder.process = pinned;
                     return Ok(Some(holder));
                 }
+                // The process that took the lock is gone (a child it handed the descriptor to
+                // holds it): its pid names nobody, or a stranger.
+                None if process_gone(pid) => return Ok(Some(Holder::unidentified())),
                 // Its descriptors cannot be read (another user's process): named, not proven.
                 None => return Ok(Some(Holder::from_pid(pid, None, None))),
                 // The process that took the lock has exited and one it handed the descriptor to
@@ -312,6 +315,13 @@ fn holds_record(file: &File) -> bool {
         .next()
         .is_some_and(|l| !l.is_empty() && l.iter().all(u8::is_ascii_digit))
         && lines.next().is_some_and(|l| l.starts_with(b"onlyone "))
+}
+
+/// Whether no live process has `pid`: none at all, or a zombie (its files are closed).
+fn process_gone(pid: u32) -> bool {
+    let raw = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    nix::sys::signal::kill(raw, None) == Err(Errno::ESRCH)
+        || os::stat(pid).is_some_and(|s| s.state == 'Z' || s.state == 'X')
 }
 
 /// The record in `file`, if it holds a whole one.
