@@ -221,6 +221,9 @@ fn all_tests() -> Vec<Test> {
             t.push(Test::new(format!("{cell}_status_truthful"), move || {
                 cell_status(env, backend)
             }));
+            t.push(Test::new(format!("{cell}_replace"), move || {
+                cell_replace(env, backend)
+            }));
             // Two namespaces that do not share the lock (abstract sockets in two network
             // namespaces) have nothing to race for: the 8-contender cell shows one holder each.
             if env.shares(backend) {
@@ -1148,6 +1151,113 @@ fn cell_status(env: Env, backend: BackendKind) -> Outcome {
         "{} {backend}: the observer says {after:?} after the release",
         env.label()
     );
+    Ok(())
+}
+
+/// What `onlyone run --replace` did in a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Replaced {
+    /// The holder was stopped and the lock taken over.
+    Holder,
+    /// Refused (exit 69 or 77), the holder untouched.
+    Refused,
+    /// The lock is not shared across the two instances: the replacer took its own.
+    NotShared,
+}
+
+/// The documented outcome of `--replace` from instance 1 against a holder in instance 0: it
+/// stops the holder where it can prove from its own namespace which process holds the lock
+/// (`HolderProcess`), and refuses elsewhere.
+fn replace_outcome(env: Env, backend: BackendKind) -> Replaced {
+    use BackendKind::{AbstractSocket, Flock, PidFile};
+    if !env.shares(backend) {
+        return Replaced::NotShared;
+    }
+    match (env, backend) {
+        (Env::Host | Env::MountNs | Env::NetNs | Env::TimeNs, _) => Replaced::Holder,
+        // Another PID namespace: nothing there can be named or signalled from here.
+        (Env::PidNs | Env::PidNsNoProc | Env::Containers, _) => Replaced::Refused,
+        // Another user: not permitted to signal it (root replacing uid 65534 would be, but the
+        // cell alternates: instance 1 is uid 65534, the holder root) or, under hidepid=2, not
+        // even able to see it.
+        (Env::OtherUid | Env::Hidepid, _) => Replaced::Refused,
+        // Sibling user namespaces of one uid: the socket's peer pidfd proves the listener; a
+        // lock file's holder cannot be checked (its fdinfo is not readable across user
+        // namespaces), a PID file's can (start time).
+        (Env::UserNs, AbstractSocket | PidFile) => Replaced::Holder,
+        (Env::UserNs, Flock) => Replaced::Refused,
+        _ => Replaced::Refused,
+    }
+}
+
+/// `onlyone run --replace` from instance 1 against the holder in instance 0: it stops exactly the
+/// holder and takes the lock, or refuses and leaves it alone; never two holders.
+fn cell_replace(env: Env, backend: BackendKind) -> Outcome {
+    let cli = need_cli()?;
+    let fx = cell_setup(env, backend)?;
+    // Where every uid can run it.
+    let cli_copy = fx.exe.with_file_name("onlyone");
+    if std::fs::hard_link(&cli, &cli_copy).is_err() {
+        std::fs::copy(&cli, &cli_copy).expect("copy onlyone");
+    }
+    let name = unique(&format!("p-{}-{backend}", env.label()));
+    let mut holder = env.holder(&fx, 0, backend, &name, "0");
+    let first = holder.line();
+    assert!(
+        first.starts_with("acquired"),
+        "holder: {first} {}",
+        holder.stderr()
+    );
+    let holder_pid = holder.inner_pid();
+    let holder_fd = pidfd(holder_pid).expect("pidfd of the holder");
+    let mut argv = vec![
+        OsString::from(&cli_copy),
+        "run".into(),
+        "--replace".into(),
+        "--kill-after".into(),
+        "1".into(),
+        "-b".into(),
+        backend.as_str().into(),
+        "--lock-dir".into(),
+        env.dir(&fx).into(),
+    ];
+    if env.system_scope() {
+        argv.extend(["--scope".into(), "system".into()]);
+    }
+    argv.extend(os(&["-N", &name, "--", "true"]));
+    let mut replacer = env.spawn(&fx, 1, argv, &format!("{} replacer", env.label()));
+    let status = replacer.wait_exit(HANG);
+    let err = replacer.stderr();
+    let holder_gone = !still_running(&holder_fd);
+    let outcome = match (status.code(), holder_gone) {
+        (Some(0), true) => Replaced::Holder,
+        (Some(0), false) if !env.shares(backend) => Replaced::NotShared,
+        (Some(0), false) => panic!(
+            "{} {backend}: --replace ran its job while the holder (pid {holder_pid}) still runs: \
+             two holders ({err})",
+            env.label()
+        ),
+        (Some(69 | 77), false) => {
+            assert_eq!(
+                holder.ask("verify"),
+                "ok",
+                "a refused replace broke the lock"
+            );
+            Replaced::Refused
+        }
+        (code, gone) => panic!(
+            "{} {backend}: --replace exited {code:?}, holder {}: {err}",
+            env.label(),
+            if gone { "stopped" } else { "alive" }
+        ),
+    };
+    assert_eq!(
+        outcome,
+        replace_outcome(env, backend),
+        "{} {backend}: --replace outcome (stderr: {err})",
+        env.label()
+    );
+    let _ = std::fs::remove_file(&cli_copy);
     Ok(())
 }
 
