@@ -419,8 +419,10 @@ pub enum HolderKind {
     /// The resource is taken but its holder does not answer the way onlyone holders do (an abstract
     /// name bound without `listen()`): another program, or squatting.
     Unresponsive,
-    /// The lock is held but its holder could not be identified (no readable record, holder
-    /// invisible from here).
+    /// The lock is held but its holder could not be identified: no readable record, a holder
+    /// `/proc` does not show (`hidepid=2`, `ProtectProc=invisible`), a process that took the lock
+    /// and exited while a child it handed the lock to holds it. Unknown is never free: a lookup
+    /// says this rather than "free" or a pid it cannot vouch for.
     Unidentified,
     /// The holder runs in another PID namespace (another container, `unshare -p`): its pid means
     /// nothing here and is not given; its uid is, when known. Nothing here can signal it.

@@ -136,7 +136,11 @@ pub enum Scope {
     /// Only processes of the same user contend (the uid is part of the resource). The default.
     #[default]
     User,
-    /// Every process on the machine (or in the network namespace, for abstract sockets) contends.
+    /// Every process on the machine contends, whatever its user: for abstract sockets, every
+    /// process in the network namespace; for the file backends, every process that sees the same
+    /// directory (containers sharing the volume too). The default directory `/run/lock/onlyone`
+    /// must belong to root (mode 1777; only root creates it) and is checked on every use: see
+    /// [`Scope::default_dir`].
     System,
 }
 
@@ -155,7 +159,12 @@ impl Scope {
     ///   Only the last is swept by tmp cleaners (systemd-tmpfiles, tmpreaper); a flock guard notices
     ///   a deleted lock file through [`Guard::verify`](crate::Guard::verify).
     /// - [`Scope::System`]: `/run/lock/onlyone` (a tmpfs on most distributions, emptied at boot,
-    ///   not swept while the system runs).
+    ///   not swept while the system runs). Everyone shares it, so onlyone uses it only when it is a
+    ///   real directory (opened `O_DIRECTORY | O_NOFOLLOW`, checked with `fstat`) owned by root and
+    ///   not writable by others unless sticky; root creates it with mode 1777, other users get an
+    ///   error that says how to create it. A directory another user created, or a symbolic link,
+    ///   is refused with an error naming the path and its owner. In that sticky directory a
+    ///   file's owner can delete it under its holder: root locks only files root owns there.
     pub fn default_dir(self) -> PathBuf {
         match self {
             Scope::System => PathBuf::from("/run/lock/onlyone"),

@@ -7,6 +7,11 @@
 //!   works in a chroot.
 //! - **Holder identity:** a contender connects without blocking and reads `SO_PEERCRED` (pid and
 //!   uid of the process that called `listen`), then `/proc/PID` for start time and command line.
+//!   Pid 0 means the listener's PID namespace is not visible from ours: the holder is reported as
+//!   [`HolderKind::OtherPidNamespace`] with its uid. `Lock::holder` also asks `SO_PEERPIDFD`
+//!   (Linux 6.5+), a pidfd of that very listener: if it has exited (a child kept the socket) its
+//!   pid may be another process's now, so nothing is read on its strength and the holder is
+//!   unidentified; if it runs, it is pinned as [`Holder::process`](crate::Holder::process).
 //!   The holder listens with the largest backlog and never accepts; once the backlog is full of
 //!   contenders that came and went, lookups fall back to `/proc/net/unix` and the processes'
 //!   descriptors in `/proc/PID/fd` (visible for your own processes, or all as root).

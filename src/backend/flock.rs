@@ -1,7 +1,9 @@
 //! `flock(2)` backend: an exclusive lock on `<dir>/<name>.lock`.
 //!
 //! - **Exclusion:** `flock(LOCK_EX | LOCK_NB)` on the file, opened `O_RDWR | O_CREAT | O_CLOEXEC |
-//!   O_NOFOLLOW` (read-write so that NFS, which emulates flock with `fcntl` locks, accepts it).
+//!   O_NOFOLLOW` (read-write so that NFS, which emulates flock with `fcntl` locks, accepts it;
+//!   read-only when another user's file refuses writing - enough on a local filesystem, and the
+//!   holder then writes no record).
 //!   After locking, the path must still name the locked inode (`fstat` against `lstat`): a holder
 //!   may have replaced the file, and a lock on a deleted inode excludes nobody. On a mismatch the
 //!   attempt starts over.
@@ -10,9 +12,19 @@
 //!   are never deleted: deleting one is what lets two processes hold "the same" lock.
 //! - **Holder identity:** the holder writes a [record] into the file; readers
 //!   check it against the live process and otherwise ask the OS's lock table (Linux `/proc/locks`,
-//!   which also names holders that are not onlyone: `flock(1)` users of the same path).
+//!   which also names holders that are not onlyone: `flock(1)` users of the same path). The table
+//!   lists only lockers visible from the reader's PID namespace, so `holder()` never says "free"
+//!   without a shared-lock probe (which cannot disturb an exclusive holder): held but invisible
+//!   is reported as in another PID namespace (from the record) or unidentified. A locker that has
+//!   exited (a child it handed the descriptor to holds the lock) is not named. `holder()` pins a
+//!   named process whose `/proc/PID/fdinfo` shows the lock as [`Holder::process`](crate::Holder::process).
 //! - **Waiting:** a watch on the file plus a wait for the holder's exit, where the OS has them
-//!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff.
+//!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff. An
+//!   onlyone holder touches the file when it unlocks; a holder that is not onlyone (`flock -u`)
+//!   gives no such event, so waiters then also retry with the backoff.
+//! - **Loss:** deleting or replacing the file breaks exclusion for the next opener; the guard's
+//!   `verify()` notices, and on Linux its `loss_fd()` (an inotify watch on the held inode, made on
+//!   request) becomes readable when it may have happened.
 //! - **Scope:** the inode. Works across PID and network namespaces that share the filesystem;
 //!   not across two overlay mounts of one lower file; on NFS only as far as the server's locks go.
 //!   Interoperates with `flock -n PATH` users of the same path.

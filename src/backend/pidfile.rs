@@ -7,10 +7,19 @@
 //!   `O_TMPFILE`, and in the portable build. Readers never see a partial file.
 //! - **Liveness:** the recorded process is dead when it belongs to another boot, `kill(pid, 0)`
 //!   says `ESRCH`, it is a zombie, or its pid now belongs to a process with another start time.
-//!   `EPERM` means alive (another user's process). A record from another PID namespace cannot be
-//!   judged here and counts as alive.
-//! - **Stale takeover:** a contender that finds a dead holder takes `flock(2)` on
-//!   `<name>.pid-takeover` (never deleted; the kernel frees it if the taker dies), checks that the
+//!   `EPERM` means alive (another user's process). Unknown is never dead: a record from another
+//!   PID namespace cannot be judged here, and a process `kill` says exists but `/proc` does not
+//!   show (`hidepid=2`, `ProtectProc=invisible`, another user's zombie there) cannot be checked;
+//!   both count as held ([`HolderKind::OtherPidNamespace`](crate::HolderKind::OtherPidNamespace),
+//!   [`HolderKind::Unidentified`](crate::HolderKind::Unidentified)), and such a stale file stays
+//!   until someone who can see its holder (root on the host) removes it. Start times are compared
+//!   on the initial time namespace's clock, so holders in other time namespaces are judged right;
+//!   the holder describes itself through `/proc/self`, right in a PID namespace without its own
+//!   `/proc`.
+//! - **Stale takeover:** a contender that finds a dead holder tries `flock(2)` on
+//!   `<name>.pid-takeover` (never deleted; the kernel frees it if the taker dies; never waited
+//!   on: held by another taker or by any process that keeps it, the answer is "held", so a try
+//!   never blocks and a wait keeps its deadline), checks that the
 //!   path still names the very inode it judged stale (it keeps that file open, so the inode number
 //!   cannot be reused), unlinks it and links its own. Two takers cannot both win; a taker killed
 //!   half-way leaves either the stale file (judged stale again) or no file (free).
@@ -18,8 +27,10 @@
 //!   leaves its file; the next acquire finds it stale.
 //! - **Waiting:** a watch on the file (its unlink) plus a wait for the holder's exit, where the OS
 //!   has them (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff.
-//! - **Scope:** the PID namespace of the holder and the directory. A PID file cannot be handed to
-//!   a child: it names one process.
+//! - **Scope:** the directory, and the PID namespace for judging a holder: across PID namespaces
+//!   exclusion holds but a dead holder's file stays. A PID file cannot be handed to a child: it
+//!   names one process. `Lock::holder` pins a live recorded holder (a pidfd, checked against the
+//!   record's start time and the file) as [`Holder::process`](crate::Holder::process).
 //!
 //! Files that are not onlyone records (empty, garbage, huge, pid 0 or negative, another program's
 //! PID file) are reported as [`ErrorKind::Corrupt`] and never deleted or overwritten; symbolic
