@@ -469,6 +469,68 @@ pub(crate) fn unknown_record_holder(id: &crate::os::ProcessIdentity) -> crate::H
     }
 }
 
+/// The compatibility lock of a default user-scope lock: after the lock itself (`primary`) is
+/// taken, the same lock in the old default directory ([`Scope::legacy_default_dir`]) is taken
+/// too, so that an older onlyone in the same environment and this one exclude each other. Held
+/// there means held: the lock itself is let go again. A directory that cannot be used there (an
+/// `XDG_RUNTIME_DIR` that cannot be written, say) is skipped: no old onlyone could lock in it
+/// either.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn paired_try(primary: Acquire, legacy: Option<&dyn Lock>) -> Result<Acquire, Error> {
+    let guard = match (primary, legacy) {
+        (Acquire::Acquired(guard), Some(_)) => guard,
+        (other, _) => return Ok(other),
+    };
+    let legacy = legacy.expect("matched above");
+    Ok(match legacy_result(legacy.try_acquire())? {
+        Some(Acquire::Acquired(old)) => Acquire::Acquired(guard.with_legacy(old)),
+        Some(Acquire::Held(h)) => Acquire::Held(h),
+        None => Acquire::Acquired(guard),
+    })
+}
+
+/// [`paired_try`] for one try of a wait: the wake-up of a held compatibility lock is the one to
+/// sleep on.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn paired_attempt(
+    primary: Attempt,
+    legacy: Option<&dyn Lock>,
+) -> Result<Attempt, Error> {
+    let guard = match (primary, legacy) {
+        (Attempt::Acquired(guard), Some(_)) => guard,
+        (other, _) => return Ok(other),
+    };
+    let legacy = legacy.expect("matched above");
+    Ok(match legacy_result(legacy.attempt())? {
+        Some(Attempt::Acquired(old)) => Attempt::Acquired(guard.with_legacy(old)),
+        Some(Attempt::Held(h, wake)) => Attempt::Held(h, wake),
+        None => Attempt::Acquired(guard),
+    })
+}
+
+/// Who holds a lock with a compatibility lock: its own holder, else the old directory's.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) fn paired_holder(
+    primary: Option<crate::Holder>,
+    legacy: Option<&dyn Lock>,
+) -> Result<Option<crate::Holder>, Error> {
+    match (primary, legacy) {
+        (Some(h), _) => Ok(Some(h)),
+        (None, None) => Ok(None),
+        (None, Some(legacy)) => Ok(legacy_result(legacy.holder())?.flatten()),
+    }
+}
+
+/// A compatibility lock whose directory cannot be used counts as absent.
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+fn legacy_result<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(e.kind(), ErrorKind::LockDir | ErrorKind::Symlink) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Turns an `open(2)` failure on a lock file into an error that names the cause.
 pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     let (kind, context) = match errno {

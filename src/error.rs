@@ -38,7 +38,7 @@ pub struct Error {
 
 impl Error {
     /// Creates an error: `context` says what was being done to which lock ("cannot open lock file
-    /// /run/user/1000/onlyone/backup.lock").
+    /// /var/tmp/onlyone-1000/backup.lock").
     pub fn new(kind: ErrorKind, context: impl Into<String>, source: io::Error) -> Self {
         Error {
             kind,

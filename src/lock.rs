@@ -633,6 +633,55 @@ impl Guard {
     }
 }
 
+impl Guard {
+    /// Also holds `legacy`, the same lock in the old default directory: see
+    /// `Scope::legacy_default_dir`. Released after this one; its loss is not this lock's loss
+    /// (the old directory may vanish at logout: that is why it was left).
+    pub(crate) fn with_legacy(self, legacy: Guard) -> Guard {
+        Guard {
+            held: Box::new(WithLegacy {
+                main: self.held,
+                legacy: legacy.held,
+            }),
+            backend: self.backend,
+            resource: self.resource,
+        }
+    }
+}
+
+/// A lock and its compatibility lock in the old default directory (fields drop in order: the lock
+/// itself first).
+#[derive(Debug)]
+struct WithLegacy {
+    main: Box<dyn HeldLock>,
+    legacy: Box<dyn HeldLock>,
+}
+
+impl HeldLock for WithLegacy {
+    fn verify(&self) -> Result<(), Error> {
+        self.main.verify()
+    }
+
+    fn release(self: Box<Self>) -> Result<(), Error> {
+        let WithLegacy { main, legacy } = *self;
+        let result = main.release();
+        let _ = legacy.release();
+        result
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.main.as_fd()
+    }
+
+    fn fencing_token(&self) -> Option<u64> {
+        self.main.fencing_token()
+    }
+
+    fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.main.loss_fd()
+    }
+}
+
 impl fmt::Debug for Guard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Guard")

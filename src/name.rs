@@ -154,10 +154,16 @@ impl Scope {
 
     /// The directory file backends use by default for this scope.
     ///
-    /// - [`Scope::User`]: `$XDG_RUNTIME_DIR/onlyone` when that variable names an absolute path;
-    ///   else `/run/user/<uid>/onlyone` when `/run/user/<uid>` exists; else `/tmp/onlyone-<uid>`.
-    ///   Only the last is swept by tmp cleaners (systemd-tmpfiles, tmpreaper); a flock guard notices
-    ///   a deleted lock file through [`Guard::verify`](crate::Guard::verify).
+    /// - [`Scope::User`]: `/var/tmp/onlyone-<uid>`, the same for every session of a user - cron,
+    ///   a login shell, a systemd user service, `sudo -u` - whatever their environment, and not
+    ///   removed at logout (`/run/user/<uid>` is). Created mode 0700; must be ours and not a
+    ///   symlink. Age-based cleaners (systemd-tmpfiles ages `/var/tmp` after 30 days) could still
+    ///   delete an old lock file under a holder: the holder notices through
+    ///   [`Guard::verify`](crate::Guard::verify) (and `onlyone run` stops its job and exits 76);
+    ///   the tmpfiles.d(5) line `x /var/tmp/onlyone-*` excludes the directories from aging.
+    ///   Earlier versions chose by the environment
+    ///   ([`Scope::legacy_default_dir`]); a lock in the default directory also takes the lock in
+    ///   that old directory, so that old and new onlyone exclude each other.
     /// - [`Scope::System`]: `/run/lock/onlyone` (a tmpfs on most distributions, emptied at boot,
     ///   not swept while the system runs). Everyone shares it, so onlyone uses it only when it is a
     ///   real directory (opened `O_DIRECTORY | O_NOFOLLOW`, checked with `fstat`) owned by root and
@@ -168,21 +174,26 @@ impl Scope {
     pub fn default_dir(self) -> PathBuf {
         match self {
             Scope::System => PathBuf::from("/run/lock/onlyone"),
-            Scope::User => {
-                if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
-                    let dir = PathBuf::from(dir);
-                    if dir.is_absolute() {
-                        return dir.join("onlyone");
-                    }
-                }
-                let uid = nix::unistd::geteuid().as_raw();
-                let run_user = PathBuf::from(format!("/run/user/{uid}"));
-                if run_user.is_dir() {
-                    run_user.join("onlyone")
-                } else {
-                    PathBuf::from(format!("/tmp/onlyone-{uid}"))
-                }
-            }
+            Scope::User => PathBuf::from(format!(
+                "/var/tmp/onlyone-{}",
+                nix::unistd::geteuid().as_raw()
+            )),
+        }
+    }
+
+    /// The default directory of earlier versions of onlyone, which depended on the environment:
+    /// [`Scope::User`]: `$XDG_RUNTIME_DIR/onlyone` when that variable names an absolute path, else
+    /// `/run/user/<uid>/onlyone` when `/run/user/<uid>` exists, else `/tmp/onlyone-<uid>`; `None`
+    /// for [`Scope::System`] (unchanged). Locks in the default directory also take their lock
+    /// here, so that an old onlyone in the same environment sees them held, and they see its.
+    pub fn legacy_default_dir(self) -> Option<PathBuf> {
+        match self {
+            Scope::System => None,
+            Scope::User => Some(legacy_user_dir(
+                std::env::var_os("XDG_RUNTIME_DIR"),
+                nix::unistd::geteuid().as_raw(),
+                |p| p.is_dir(),
+            )),
         }
     }
 }
@@ -214,12 +225,34 @@ impl std::str::FromStr for Scope {
     }
 }
 
+/// The old user-scope default: see [`Scope::legacy_default_dir`].
+fn legacy_user_dir(
+    xdg_runtime_dir: Option<std::ffi::OsString>,
+    uid: u32,
+    is_dir: impl Fn(&Path) -> bool,
+) -> PathBuf {
+    if let Some(dir) = xdg_runtime_dir {
+        let dir = PathBuf::from(dir);
+        if dir.is_absolute() {
+            return dir.join("onlyone");
+        }
+    }
+    let run_user = PathBuf::from(format!("/run/user/{uid}"));
+    if is_dir(&run_user) {
+        run_user.join("onlyone")
+    } else {
+        PathBuf::from(format!("/tmp/onlyone-{uid}"))
+    }
+}
+
 /// Where a file backend keeps its files: the scope's default directory, or one the caller chose.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LockDir {
     pub(crate) path: PathBuf,
     /// onlyone may create the last component of a default directory; a caller's directory must exist.
     pub(crate) create: bool,
+    /// The old default directory whose lock is taken too (user scope's default only).
+    pub(crate) legacy: Option<PathBuf>,
 }
 
 impl LockDir {
@@ -228,10 +261,12 @@ impl LockDir {
             Some(p) => LockDir {
                 path: p.to_owned(),
                 create: false,
+                legacy: None,
             },
             None => LockDir {
                 path: scope.default_dir(),
                 create: true,
+                legacy: scope.legacy_default_dir(),
             },
         }
     }
@@ -270,6 +305,43 @@ mod tests {
         let tail = forged.rsplit('/').next().unwrap();
         let plain = LockName::new(tail).unwrap();
         assert_ne!(plain.abstract_socket_name(Scope::System), forged);
+    }
+
+    /// The default directories, pinned: the new one per uid, and the old, environment-dependent
+    /// one whose compatibility lock new versions take (old and new must exclude each other).
+    #[test]
+    fn default_directories_are_pinned() {
+        let uid = nix::unistd::geteuid().as_raw();
+        assert_eq!(
+            Scope::User.default_dir(),
+            PathBuf::from(format!("/var/tmp/onlyone-{uid}"))
+        );
+        assert_eq!(
+            Scope::System.default_dir(),
+            PathBuf::from("/run/lock/onlyone")
+        );
+        assert_eq!(Scope::System.legacy_default_dir(), None);
+        let cases: [(Option<&str>, bool, &str); 5] = [
+            (Some("/run/user/1000"), true, "/run/user/1000/onlyone"),
+            (Some("/somewhere/else"), false, "/somewhere/else/onlyone"),
+            (Some("relative"), true, "/run/user/1000/onlyone"),
+            (None, true, "/run/user/1000/onlyone"),
+            (None, false, "/tmp/onlyone-1000"),
+        ];
+        for (xdg, run_user_exists, expected) in cases {
+            let got = legacy_user_dir(xdg.map(Into::into), 1000, |p| {
+                assert_eq!(p, Path::new("/run/user/1000"));
+                run_user_exists
+            });
+            assert_eq!(got, PathBuf::from(expected), "{xdg:?} {run_user_exists}");
+        }
+        let n = LockName::new("backup").unwrap();
+        assert_eq!(n.file_name("lock"), "backup.lock");
+        assert_eq!(n.file_name("pid-takeover"), "backup.pid-takeover");
+        assert_eq!(
+            n.abstract_socket_name(Scope::User),
+            format!("onlyone/u{uid}/backup")
+        );
     }
 
     #[test]

@@ -107,6 +107,27 @@ mod tests {
         assert_eq!(parse(format(&me).as_bytes()).unwrap(), me);
     }
 
+    /// A record as earlier versions wrote it still parses to the same identity (the format is
+    /// unchanged; start times were on the writer's time-namespace clock, the same number in the
+    /// initial namespace).
+    #[test]
+    fn records_of_earlier_versions_parse() {
+        let text = "4242\nonlyone 1\nstart 1234567\nboot 3f9c0b55-4d2e-4a8e-9d6a-0c1f2e3d4b5a\n\
+                    pidns 4026531836\nuid 1000\nend\n";
+        let id = parse(text.as_bytes()).unwrap();
+        assert_eq!(
+            id,
+            ProcessIdentity {
+                pid: 4242,
+                start_ticks: Some(1_234_567),
+                boot_id: Some("3f9c0b55-4d2e-4a8e-9d6a-0c1f2e3d4b5a".into()),
+                pid_ns: Some(4_026_531_836),
+                uid: 1000,
+            }
+        );
+        assert_eq!(format(&id), text);
+    }
+
     #[test]
     fn bad_records_say_why() {
         let cases: &[(&[u8], &str)] = &[

@@ -208,6 +208,10 @@ fn all_tests() -> Vec<Test> {
         Test::new("class11_lost_file_lock_exits_76", class11),
         Test::new("class12_sigpipe_disposition_passes_through", class12),
         Test::new("class13_one_default_directory_for_every_session", class13),
+        Test::new(
+            "compat_old_and_new_onlyone_exclude_each_other",
+            compat_old_and_new,
+        ),
     ];
     for env in Env::ALL {
         for backend in MATRIX_BACKENDS {
@@ -2089,6 +2093,111 @@ fn class13() -> Outcome {
                         "cron then login shell"
                     }
                 ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("; "));
+    Ok(())
+}
+
+/// The commit `ONLYONE_OLD_BINARY` is built from (.ci/run): main before issue 19 changed the
+/// user scope's default directory.
+const OLD_COMMIT: &str = "c5b1b51";
+
+/// The compatibility rule of issue 19: an onlyone built before the default directory changed and
+/// this one exclude each other on the same name, both ways, for every backend, in each
+/// environment the old default depended on (`XDG_RUNTIME_DIR` set; unset with `/run/user/UID`;
+/// unset without). Needs the old binary in `ONLYONE_OLD_BINARY` (.ci/run builds it from
+/// [`OLD_COMMIT`]); runs in a private mount namespace with fresh /run, /tmp and /var/tmp.
+fn compat_old_and_new() -> Outcome {
+    let Some(old) = std::env::var_os("ONLYONE_OLD_BINARY") else {
+        return skip(format!(
+            "ONLYONE_OLD_BINARY is not set (.ci/run builds onlyone at {OLD_COMMIT}, before the \
+             default directory changed, and sets it)"
+        ));
+    };
+    let new = need_cli()?;
+    need_unshare(&["-m"])?;
+    need_tool("nsenter")?;
+    // The namespace below mounts fresh /tmp, /run and /var/tmp: the old binary must live
+    // elsewhere (cargo's per-target scratch directory, removed afterwards).
+    let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("scratch dir");
+    let old_copy = scratch.path().join("onlyone-old");
+    std::fs::copy(&old, &old_copy).unwrap_or_else(|e| panic!("copy {old:?}: {e}"));
+    let old = old_copy.into_os_string();
+    let uid = nix::unistd::geteuid().as_raw();
+    let run_user = format!("/run/user/{uid}");
+    let mut failures = Vec::new();
+    for backend in MATRIX_BACKENDS {
+        if !backend.is_available() {
+            continue;
+        }
+        for (xdg, run_user_exists) in [(true, true), (false, true), (false, false)] {
+            for old_first in [true, false] {
+                let mkdir = if run_user_exists {
+                    format!(" && mkdir -p -m 700 {run_user}")
+                } else {
+                    String::new()
+                };
+                let mut k = Keeper::start(
+                    "compat keeper",
+                    &["-m", "--propagation", "private"],
+                    false,
+                    &format!(
+                        "mount -t tmpfs -o mode=755 onlyone-run /run && mkdir -m 1777 /run/lock && \
+                         mount -t tmpfs -o mode=1777 onlyone-tmp /tmp && \
+                         mount -t tmpfs -o mode=1777 onlyone-vartmp /var/tmp{mkdir}"
+                    ),
+                );
+                let name = unique(&format!("compat-{backend}"));
+                let env_xdg = xdg.then_some(run_user.as_str());
+                let (first, second) = if old_first {
+                    (old.clone(), new.clone().into_os_string())
+                } else {
+                    (new.clone().into_os_string(), old.clone())
+                };
+                let run_argv = |k: &mut Keeper, exe: &OsString, job: &[&str]| {
+                    k.join(
+                        &["-m"],
+                        with(
+                            vec![exe.clone()],
+                            with(
+                                os(&["run", "-b", backend.as_str(), "-N", &name, "--"]),
+                                os(job),
+                            ),
+                        ),
+                    )
+                };
+                let argv = run_argv(
+                    &mut k,
+                    &first,
+                    &["sh", "-c", "echo started; exec sleep 1000000"],
+                );
+                let mut holder =
+                    Actor::spawn("first", &argv, false, &[("XDG_RUNTIME_DIR", env_xdg)]);
+                match holder.next_line() {
+                    Some(l) if l == "started" => {}
+                    l => {
+                        failures.push(format!(
+                            "{backend}: the first ({}) did not run: {l:?} {}",
+                            if old_first { "old" } else { "new" },
+                            holder.stderr()
+                        ));
+                        continue;
+                    }
+                }
+                let argv = run_argv(&mut k, &second, &["true"]);
+                let (st, _, err) = run("second", &argv, &[("XDG_RUNTIME_DIR", env_xdg)]);
+                if st.code() != Some(75) {
+                    failures.push(format!(
+                        "{backend}, XDG_RUNTIME_DIR {}, /run/user/UID {}: {} held, {} exited {st} \
+                         ({err:?})",
+                        if xdg { "set" } else { "unset" },
+                        if run_user_exists { "exists" } else { "absent" },
+                        if old_first { "old" } else { "new" },
+                        if old_first { "new" } else { "old" },
+                    ));
+                }
             }
         }
     }

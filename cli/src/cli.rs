@@ -58,16 +58,19 @@ pub struct LockArgs {
     #[arg(long, value_name = "SCOPE", default_value = "user", value_parser = parse_scope)]
     pub scope: Scope,
     /// Directory for lock files (flock, pidfile backends); DIR must exist (onlyone creates only
-    /// its default directory, see --help) [default: $XDG_RUNTIME_DIR/onlyone; /run/lock/onlyone
-    /// with --scope system]
+    /// its default directory, see --help) [default: /var/tmp/onlyone-UID; /run/lock/onlyone with
+    /// --scope system]
     ///
-    /// The default directory is, with --scope user: $XDG_RUNTIME_DIR/onlyone, else
-    /// /run/user/UID/onlyone when /run/user/UID exists, else /tmp/onlyone-UID; with --scope
-    /// system: /run/lock/onlyone. `onlyone run` creates the default directory when it is missing
-    /// (its last component only: the parent must exist), with mode 0700 for --scope user and 0755
-    /// for --scope system (less the umask); `status` and `list` never create it. An existing
-    /// default directory of --scope user must belong to you, be writable by nobody else, and not
-    /// be a symbolic link.
+    /// The default directory is, with --scope user: /var/tmp/onlyone-UID, the same from cron, a
+    /// login shell, a systemd user service and sudo -u, and not removed at logout (a lock there
+    /// also takes the same lock in the directory older versions used - $XDG_RUNTIME_DIR/onlyone, else
+    /// /run/user/UID/onlyone, else /tmp/onlyone-UID - so that old and new versions exclude each
+    /// other); with --scope system: /run/lock/onlyone. `onlyone run` creates the default directory
+    /// when it is missing (its last component only: the parent must exist), with mode 0700 for
+    /// --scope user; /run/lock/onlyone only as root, mode 1777. `status` and `list` never create
+    /// it. An existing default directory of --scope user must belong to you, be writable by nobody
+    /// else, and not be a symbolic link; /run/lock/onlyone must belong to root and be writable by
+    /// others only if sticky.
     #[arg(long, value_name = "DIR")]
     pub lock_dir: Option<PathBuf>,
     /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB, with

@@ -98,6 +98,10 @@ pub fn list(args: ListArgs) -> Result<u8, Failure> {
         (Scope::User.default_dir(), Scope::User, "user"),
         (Scope::System.default_dir(), Scope::System, "system"),
     ];
+    // Where older versions kept user-scope locks (and new ones keep their compatibility locks).
+    if let Some(old) = Scope::User.legacy_default_dir() {
+        dirs.push((old, Scope::User, "user (old directory)"));
+    }
     for dir in &args.lock_dir {
         crate::locks::check_lock_dir(dir)?;
         if !dirs.iter().any(|(d, _, _)| d == dir) {

@@ -1160,15 +1160,19 @@ fn a_lock_dir_where_no_file_can_live_is_named_as_such() {
 
 /// What the help of `--lock-dir` says about the default directory holds: `run` creates it,
 /// mode 0700 for --scope user; `status` and `list` do not; a given directory is never created.
+/// The default directory is a fixed path (`/var/tmp/onlyone-UID`), so the commands run in a
+/// private mount namespace with fresh tmpfs on /var/tmp and /tmp (root only): nothing is left on
+/// the machine.
 #[test]
 fn lock_dir_help_says_when_the_default_directory_is_created() {
     let help = output(onlyone().args(["run", "--help"]));
     for needle in [
         "DIR must exist",
+        "/var/tmp/onlyone-UID",
         "$XDG_RUNTIME_DIR/onlyone",
         "/run/lock/onlyone",
         "creates the default directory when it is missing",
-        "mode 0700 for --scope user and 0755 for --scope system",
+        "mode 0700 for --scope user",
         "`status` and `list` never create it",
     ] {
         assert!(help.stdout.contains(needle), "run --help lacks {needle:?}");
@@ -1180,31 +1184,45 @@ fn lock_dir_help_says_when_the_default_directory_is_created() {
         short.stdout
     );
 
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED the default directory part: it needs root (a private mount namespace)");
+        return;
+    }
+    let uid = nix::unistd::geteuid().as_raw();
     for backend in backends()
         .into_iter()
         .filter(|b| *b != BackendKind::AbstractSocket)
     {
         let b = backend.as_str();
-        let runtime = tempfile::tempdir().unwrap();
-        let default_dir = runtime.path().join("onlyone");
         let name = unique_name("default-dir");
-        let with_runtime = |args: &[&str]| {
-            let mut cmd = onlyone();
-            cmd.env("XDG_RUNTIME_DIR", runtime.path()).args(args);
-            output(&mut cmd)
-        };
-        let out = with_runtime(&["status", "-b", b, &name]);
-        assert_eq!(out.code(), 1, "{b}: {}", out.stderr);
-        let out = with_runtime(&["list"]);
-        assert_eq!(out.code(), 0, "{b}: {}", out.stderr);
-        assert!(!default_dir.exists(), "{b}: status or list created it");
-
-        let out = with_runtime(&["run", "-b", b, "-N", &name, "--", "true"]);
-        assert_eq!(out.code(), 0, "{b}: {}", out.stderr);
-        let meta = std::fs::symlink_metadata(&default_dir)
-            .unwrap_or_else(|e| panic!("{b}: run did not create {}: {e}", default_dir.display()));
-        assert!(meta.is_dir(), "{b}");
-        assert_eq!(meta.permissions().mode() & 0o7777, 0o700, "{b}");
+        let script = r#"
+            mount -t tmpfs -o mode=1777 onlyone-test /var/tmp || exit 90
+            mount -t tmpfs -o mode=1777 onlyone-test /tmp || exit 90
+            mkdir -m 700 /tmp/xdg || exit 90
+            export XDG_RUNTIME_DIR=/tmp/xdg
+            dir=/var/tmp/onlyone-$UIDN
+            "$EXE" status -b "$B" "$NAME" >/dev/null; echo "status $?"
+            "$EXE" list >/dev/null; echo "list $?"
+            test -e "$dir" && echo "created-by-status-or-list"
+            "$EXE" run -b "$B" -N "$NAME" -- true; echo "run $?"
+            echo "mode $(stat -c %a "$dir")"
+            echo "legacy $(stat -c %a /tmp/xdg/onlyone)"
+        "#;
+        let out = output(
+            Command::new("unshare")
+                .args(["-m", "--propagation", "private", "--", "sh", "-c", script])
+                .env("EXE", env!("CARGO_BIN_EXE_onlyone"))
+                .env("B", b)
+                .env("NAME", &name)
+                .env("UIDN", uid.to_string()),
+        );
+        assert_eq!(out.code(), 0, "{b}: {} {}", out.stdout, out.stderr);
+        assert_eq!(
+            out.stdout.lines().collect::<Vec<_>>(),
+            ["status 1", "list 0", "run 0", "mode 700", "legacy 700"],
+            "{b}: {}",
+            out.stderr
+        );
     }
 }
 

@@ -56,6 +56,8 @@ pub struct FlockLock {
     dir: LockDir,
     path: PathBuf,
     dir_ready: AtomicBool,
+    /// The same lock in the old default directory, taken too (user scope's default only).
+    legacy: Option<Box<FlockLock>>,
 }
 
 impl FlockLock {
@@ -74,6 +76,14 @@ impl FlockLock {
     }
 
     pub(crate) fn with_dir(name: LockName, scope: Scope, dir: LockDir) -> FlockLock {
+        let legacy = dir.legacy.clone().map(|path| {
+            let old = LockDir {
+                path,
+                create: true,
+                legacy: None,
+            };
+            Box::new(Self::with_dir(name.clone(), scope, old))
+        });
         let path = dir.path.join(name.file_name("lock"));
         FlockLock {
             name,
@@ -81,6 +91,7 @@ impl FlockLock {
             dir,
             path,
             dir_ready: AtomicBool::new(false),
+            legacy,
         }
     }
 
@@ -218,19 +229,15 @@ impl FlockLock {
     }
 }
 
-impl Lock for FlockLock {
-    fn try_acquire(&self) -> Result<Acquire, Error> {
+impl FlockLock {
+    fn own_try_acquire(&self) -> Result<Acquire, Error> {
         Ok(match self.try_lock()? {
             Ok(g) => Acquire::Acquired(g),
             Err(h) => Acquire::Held(h),
         })
     }
 
-    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
-        wait_loop(self, timeout)
-    }
-
-    fn attempt(&self) -> Result<Attempt, Error> {
+    fn own_attempt(&self) -> Result<Attempt, Error> {
         // Watch before trying, so that a release between the try and the wait is not missed.
         let watch = watch_file(&self.path);
         Ok(match self.try_lock()? {
@@ -250,7 +257,7 @@ impl Lock for FlockLock {
         })
     }
 
-    fn holder(&self) -> Result<Option<Holder>, Error> {
+    fn own_holder(&self) -> Result<Option<Holder>, Error> {
         let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
         let file = match open(&self.path, flags, Mode::empty()) {
             Ok(fd) => File::from(fd),
@@ -303,11 +310,37 @@ impl Lock for FlockLock {
             Err(e) => Err(self.io("cannot flock", e)),
         }
     }
+}
+
+impl Lock for FlockLock {
+    fn try_acquire(&self) -> Result<Acquire, Error> {
+        crate::backend::paired_try(
+            self.own_try_acquire()?,
+            self.legacy.as_deref().map(|l| l as &dyn Lock),
+        )
+    }
+
+    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
+        wait_loop(self, timeout)
+    }
+
+    fn attempt(&self) -> Result<Attempt, Error> {
+        crate::backend::paired_attempt(
+            self.own_attempt()?,
+            self.legacy.as_deref().map(|l| l as &dyn Lock),
+        )
+    }
+
+    fn holder(&self) -> Result<Option<Holder>, Error> {
+        crate::backend::paired_holder(
+            self.own_holder()?,
+            self.legacy.as_deref().map(|l| l as &dyn Lock),
+        )
+    }
 
     fn backend(&self) -> BackendKind {
         BackendKind::Flock
     }
-
     fn name(&self) -> &LockName {
         &self.name
     }

@@ -64,6 +64,8 @@ pub struct PidFileLock {
     path: PathBuf,
     takeover_path: PathBuf,
     dir_ready: AtomicBool,
+    /// The same lock in the old default directory, taken too (user scope's default only).
+    legacy: Option<Box<PidFileLock>>,
 }
 
 /// What one look at the PID file found.
@@ -90,6 +92,14 @@ impl PidFileLock {
     }
 
     pub(crate) fn with_dir(name: LockName, scope: Scope, dir: LockDir) -> PidFileLock {
+        let legacy = dir.legacy.clone().map(|path| {
+            let old = LockDir {
+                path,
+                create: true,
+                legacy: None,
+            };
+            Box::new(Self::with_dir(name.clone(), scope, old))
+        });
         let path = dir.path.join(name.file_name("pid"));
         let takeover_path = dir.path.join(name.file_name("pid-takeover"));
         PidFileLock {
@@ -99,6 +109,7 @@ impl PidFileLock {
             path,
             takeover_path,
             dir_ready: AtomicBool::new(false),
+            legacy,
         }
     }
 
@@ -289,8 +300,8 @@ impl PidFileLock {
     }
 }
 
-impl Lock for PidFileLock {
-    fn try_acquire(&self) -> Result<Acquire, Error> {
+impl PidFileLock {
+    fn own_try_acquire(&self) -> Result<Acquire, Error> {
         loop {
             match self.attempt_once()? {
                 Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
@@ -300,11 +311,7 @@ impl Lock for PidFileLock {
         }
     }
 
-    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
-        wait_loop(self, timeout)
-    }
-
-    fn attempt(&self) -> Result<crate::Attempt, Error> {
+    fn own_attempt(&self) -> Result<crate::Attempt, Error> {
         loop {
             // Watch before trying, so that a release between the try and the wait is not missed.
             let watch = watch_file(&self.path);
@@ -319,7 +326,7 @@ impl Lock for PidFileLock {
         }
     }
 
-    fn holder(&self) -> Result<Option<Holder>, Error> {
+    fn own_holder(&self) -> Result<Option<Holder>, Error> {
         let Some(file) = self.open_existing()? else {
             return Ok(None);
         };
@@ -347,11 +354,37 @@ impl Lock for PidFileLock {
             Liveness::Dead(_) => None,
         })
     }
+}
+
+impl Lock for PidFileLock {
+    fn try_acquire(&self) -> Result<Acquire, Error> {
+        crate::backend::paired_try(
+            self.own_try_acquire()?,
+            self.legacy.as_deref().map(|l| l as &dyn Lock),
+        )
+    }
+
+    fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
+        wait_loop(self, timeout)
+    }
+
+    fn attempt(&self) -> Result<crate::Attempt, Error> {
+        crate::backend::paired_attempt(
+            self.own_attempt()?,
+            self.legacy.as_deref().map(|l| l as &dyn Lock),
+        )
+    }
+
+    fn holder(&self) -> Result<Option<Holder>, Error> {
+        crate::backend::paired_holder(
+            self.own_holder()?,
+            self.legacy.as_deref().map(|l| l as &dyn Lock),
+        )
+    }
 
     fn backend(&self) -> BackendKind {
         BackendKind::PidFile
     }
-
     fn name(&self) -> &LockName {
         &self.name
     }
