@@ -1752,13 +1752,44 @@ fn class06() -> Outcome {
         ));
     }
     holder.kill_inner();
-    let mut contender = fx.host_holder("contender", BackendKind::PidFile, &name, "0");
-    let after = contender.line();
+    let mut contender = fx.host_holder("contender", BackendKind::PidFile, &name, "idle");
+    assert_eq!(contender.line(), "ready");
+    let after = contender.ask("try");
     if !(after.starts_with("acquired") || after.starts_with("held ? ")) {
         failures.push(format!(
             "after the holder's SIGKILL a contender on the host said {after:?}: the stale file \
              names a live process that is not the holder"
         ));
+    }
+    // The administrator's way out (class 4's too): break-lock says why, --force removes it.
+    if after.starts_with("held ? ") {
+        if let Ok(cli) = need_cli() {
+            let break_lock = |force: bool| {
+                let mut argv = with(
+                    vec![cli.clone().into()],
+                    os(&["break-lock", &name, "-b", "pidfile", "--lock-dir"]),
+                );
+                argv.push(fx.shared.clone().into());
+                if force {
+                    argv.push("--force".into());
+                }
+                run("break-lock", &argv, &[])
+            };
+            let (st, out, err) = break_lock(false);
+            if st.code() != Some(1) || !out.contains("another PID namespace") {
+                failures.push(format!("break-lock without --force: {st} {out:?} {err:?}"));
+            }
+            let (st, out, err) = break_lock(true);
+            if st.code() != Some(0) || !out.contains("removed") {
+                failures.push(format!("break-lock --force: {st} {out:?} {err:?}"));
+            }
+            let again = contender.ask("try");
+            if !again.starts_with("acquired") {
+                failures.push(format!(
+                    "after break-lock --force the contender said {again:?}"
+                ));
+            }
+        }
     }
     assert!(failures.is_empty(), "{}", failures.join("; "));
     Ok(())

@@ -41,6 +41,10 @@ pub enum Command {
     Status(StatusArgs),
     /// List every onlyone lock held on this machine, with its holder
     List(ListArgs),
+    /// Remove a PID file whose holder cannot be judged from here (another PID namespace, hidden
+    /// by hidepid=2); without --force, only say why the lock counts as held
+    #[command(name = "break-lock", long_about = BREAK_LOCK_ABOUT)]
+    BreakLock(BreakLockArgs),
     /// Write the man pages or a shell completion script (see `onlyone generate --help`)
     #[command(long_about = GENERATE_ABOUT)]
     Generate(GenerateArgs),
@@ -238,6 +242,31 @@ pub struct StatusArgs {
     #[arg(long)]
     pub json: bool,
 }
+
+#[derive(Args, Debug)]
+pub struct BreakLockArgs {
+    /// Lock name
+    #[arg(value_name = "NAME")]
+    pub name: String,
+
+    #[command(flatten)]
+    pub lock: LockArgs,
+
+    /// Remove the PID file (without it, break-lock only says why the lock counts as held)
+    #[arg(long)]
+    pub force: bool,
+}
+
+const BREAK_LOCK_ABOUT: &str = "\
+Remove a PID file whose holder cannot be judged from here.
+
+onlyone never takes a PID-file lock whose holder it cannot prove dead: a holder recorded in
+another PID namespace (another container, `unshare -p`), or one that /proc does not show
+(hidepid=2, ProtectProc=invisible), keeps the lock even after it died. `onlyone break-lock NAME
+-b pidfile` says why the lock counts as held; once you know by other means that the holder is
+gone, `--force` removes the PID file (as root, or as the file's owner in a sticky directory).
+Removing the file of a live holder lets a second copy run. flock and abstract locks need no
+such help: the kernel releases them when their holder dies.";
 
 #[derive(Args, Debug)]
 pub struct ListArgs {

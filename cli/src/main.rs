@@ -74,6 +74,7 @@ fn run() -> ExitCode {
         Command::Run(args) => run::main(args),
         Command::Status(args) => status::status(args),
         Command::List(args) => status::list(args),
+        Command::BreakLock(args) => status::break_lock(args),
         Command::Generate(args) => generate::main(args),
         Command::Compare(args) => return compare::run(&args),
     };

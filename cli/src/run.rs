@@ -149,6 +149,9 @@ fn conflict_line(lock: &dyn Lock, h: &Holder, wait: Option<Wait>, verbose: bool)
     if verbose {
         line += &format!(" [{} {}]", lock.backend(), lock.resource());
     }
+    if let Some(hint) = crate::status::break_lock_hint(lock, h) {
+        line += &format!("; {hint}");
+    }
     line
 }
 

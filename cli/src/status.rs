@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use onlyone::{BackendKind, Builder, Holder, HolderKind, Lock, Scope};
 
-use crate::cli::{ListArgs, StatusArgs};
+use crate::cli::{BreakLockArgs, ListArgs, StatusArgs};
 use crate::exit::Failure;
 use crate::json;
 
@@ -74,6 +74,11 @@ impl Entry {
 pub fn status(args: StatusArgs) -> Result<u8, Failure> {
     let lock = crate::locks::build(&args.name, &args.lock)?;
     let holder = lock.holder()?;
+    if !args.json {
+        if let Some(hint) = holder.as_ref().and_then(|h| break_lock_hint(&*lock, h)) {
+            eprintln!("onlyone: {hint}");
+        }
+    }
     let held = holder.is_some();
     let entry = Entry::of(&*lock, &args.lock.scope.to_string(), holder);
     let last_run = crate::once::last_run(&args.name, &args.lock)?;
@@ -90,6 +95,87 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
         }
     }
     Ok(if held { 0 } else { 1 })
+}
+
+/// For a PID-file lock whose holder cannot be judged from here: how the administrator removes it
+/// once the holder is known to be gone.
+pub fn break_lock_hint(lock: &dyn Lock, h: &Holder) -> Option<String> {
+    let cannot_judge = matches!(
+        h.kind,
+        HolderKind::OtherPidNamespace | HolderKind::Unidentified
+    );
+    (lock.backend() == BackendKind::PidFile && cannot_judge).then(|| {
+        format!(
+            "its holder cannot be checked from here and counts as alive: if it is gone, \
+             `onlyone break-lock {:?} -b pidfile --force` (with the same --scope and \
+             --lock-dir) removes the PID file",
+            lock.name().as_str()
+        )
+    })
+}
+
+/// `onlyone break-lock`: why a PID-file lock counts as held, and with `--force` its removal.
+pub fn break_lock(args: BreakLockArgs) -> Result<u8, Failure> {
+    use onlyone::{BackendKind as B, PidFileLock};
+    let backend = args.lock.backend.unwrap_or(onlyone::DEFAULT_BACKEND);
+    if backend != B::PidFile {
+        return Err(Failure::new(
+            crate::exit::USAGE,
+            format!(
+                "break-lock works on PID files (-b pidfile); a {backend} lock is released by its \
+                 holder's death, never by removing anything"
+            ),
+        ));
+    }
+    let lock = crate::locks::build(&args.name, &args.lock)?;
+    let why = match lock.holder()? {
+        None => {
+            println!("{:?} is free [{}]", args.name, lock.resource());
+            return Ok(0);
+        }
+        Some(h) => h,
+    };
+    println!(
+        "{:?} counts as held by {why} [{}]{}",
+        args.name,
+        lock.resource(),
+        match why.kind {
+            HolderKind::OtherPidNamespace => {
+                ": its record comes from another PID namespace, where its pid means nothing here"
+            }
+            HolderKind::Unidentified =>
+                ": its process exists but cannot be seen or checked from here",
+            _ => "",
+        }
+    );
+    if !args.force {
+        println!("once you know that holder is gone, add --force to remove the PID file");
+        return Ok(1);
+    }
+    let path = std::path::PathBuf::from(lock.resource());
+    let file = PidFileLock::in_dir(
+        onlyone::LockName::new(args.name.as_str())?,
+        path.parent().unwrap_or(std::path::Path::new("/")),
+    );
+    match file.force_remove()? {
+        Some(id) => {
+            println!(
+                "removed {} (it named pid {}, uid {}, PID namespace {})",
+                file.path().display(),
+                id.pid,
+                id.uid,
+                id.pid_ns.map_or("unknown".to_owned(), |n| n.to_string())
+            );
+            Ok(0)
+        }
+        None => {
+            println!(
+                "{} changed meanwhile; nothing removed",
+                file.path().display()
+            );
+            Ok(1)
+        }
+    }
 }
 
 pub fn list(args: ListArgs) -> Result<u8, Failure> {

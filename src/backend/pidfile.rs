@@ -118,6 +118,53 @@ impl PidFileLock {
         &self.path
     }
 
+    /// The administrator's way out: removes the PID file whatever its holder's liveness, and
+    /// returns the record it held (`None` when there was no file).
+    ///
+    /// A holder that cannot be judged from here - recorded in another PID namespace, invisible
+    /// under `hidepid=2`, an unreapable zombie of another user - keeps the lock for ever (unknown
+    /// is never dead). Once you know by other means that it is gone, this removes its file. It
+    /// does not check liveness: removing the file of a live holder lets a second one in. Like a
+    /// takeover it holds the takeover guard (an error if a takeover is under way), removes the
+    /// file only if the path still names the file it read, and never touches a file that is not
+    /// an onlyone record ([`ErrorKind::Corrupt`]). In the sticky system directory only root or
+    /// the file's owner may remove it.
+    pub fn force_remove(&self) -> Result<Option<ProcessIdentity>, Error> {
+        let Some(file) = self.open_existing()? else {
+            return Ok(None);
+        };
+        let id = self.read_record(&file)?;
+        let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
+        let guard = self.open_guard()?;
+        let locked = crate::os::flock_try_exclusive(&guard).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot lock {}", self.takeover_path.display()),
+                e,
+            )
+        })?;
+        if !locked {
+            return Err(Error::msg(
+                ErrorKind::Io,
+                format!("cannot remove PID file {}", self.path.display()),
+                "a takeover is under way (its guard is held); look again",
+            ));
+        }
+        let same = std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+        if !same {
+            return Ok(None);
+        }
+        nix::unistd::unlink(&self.path).map_err(|e| {
+            sys(
+                ErrorKind::LockDir,
+                format!("cannot remove PID file {}", self.path.display()),
+                e,
+            )
+        })?;
+        Ok(Some(id))
+    }
+
     fn ensure_dir(&self) -> Result<(), Error> {
         if !self.dir_ready.load(Ordering::Relaxed) {
             prepare_dir(&self.dir, self.scope)?;
