@@ -238,6 +238,7 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
 ///   symlink, is refused with an error that names the path and the owner: that user could delete
 ///   or swap the lock files (two holders). Users other than root get an error that says how to
 ///   create it when it is missing.
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
     if dir.create && scope == Scope::System {
         return prepare_system_dir(&dir.path);
@@ -303,6 +304,7 @@ pub(crate) fn untrusted_file(
 }
 
 /// The system scope's default directory: see [`prepare_dir`].
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn prepare_system_dir(path: &Path) -> Result<(), Error> {
     use nix::fcntl::{OFlag, open};
     use nix::sys::stat::{Mode, fchmod, fstat};
@@ -384,6 +386,7 @@ fn prepare_system_dir(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Error> {
     let describe = format!("lock directory {}", path.display());
     if meta.file_type().is_symlink() && private {
@@ -532,6 +535,7 @@ fn legacy_result<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
 }
 
 /// Turns an `open(2)` failure on a lock file into an error that names the cause.
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     let (kind, context) = match errno {
         Errno::ELOOP => (

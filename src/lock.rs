@@ -342,6 +342,10 @@ pub struct HolderProcess {
 
 impl HolderProcess {
     /// Pins `pid` (pidfd_open(2)); the caller then proves that the pinned process holds the lock.
+    #[cfg_attr(
+        not(any(feature = "flock", feature = "pidfile", feature = "postgres")),
+        allow(dead_code)
+    )]
     pub(crate) fn pin(pid: u32) -> Option<HolderProcess> {
         crate::os::pin_process(pid).map(|fd| HolderProcess {
             pid,
@@ -637,6 +641,7 @@ impl Guard {
     /// Also holds `legacy`, the same lock in the old default directory: see
     /// `Scope::legacy_default_dir`. Released after this one; its loss is not this lock's loss
     /// (the old directory may vanish at logout: that is why it was left).
+    #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
     pub(crate) fn with_legacy(self, legacy: Guard) -> Guard {
         Guard {
             held: Box::new(WithLegacy {
@@ -652,6 +657,7 @@ impl Guard {
 /// A lock and its compatibility lock in the old default directory (fields drop in order: the lock
 /// itself first).
 #[derive(Debug)]
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 struct WithLegacy {
     main: Box<dyn HeldLock>,
     legacy: Box<dyn HeldLock>,

@@ -116,7 +116,7 @@ pub fn break_lock_hint(lock: &dyn Lock, h: &Holder) -> Option<String> {
 
 /// `onlyone break-lock`: why a PID-file lock counts as held, and with `--force` its removal.
 pub fn break_lock(args: BreakLockArgs) -> Result<u8, Failure> {
-    use onlyone::{BackendKind as B, PidFileLock};
+    use onlyone::BackendKind as B;
     let backend = args.lock.backend.unwrap_or(onlyone::DEFAULT_BACKEND);
     if backend != B::PidFile {
         return Err(Failure::new(
@@ -152,9 +152,16 @@ pub fn break_lock(args: BreakLockArgs) -> Result<u8, Failure> {
         println!("once you know that holder is gone, add --force to remove the PID file");
         return Ok(1);
     }
+    force_remove(&args.name, &*lock)
+}
+
+/// `break-lock --force`: removes the PID file of `lock`.
+#[cfg(feature = "pidfile")]
+fn force_remove(name: &str, lock: &dyn Lock) -> Result<u8, Failure> {
+    use onlyone::PidFileLock;
     let path = std::path::PathBuf::from(lock.resource());
     let file = PidFileLock::in_dir(
-        onlyone::LockName::new(args.name.as_str())?,
+        onlyone::LockName::new(name)?,
         path.parent().unwrap_or(std::path::Path::new("/")),
     );
     match file.force_remove()? {
@@ -176,6 +183,15 @@ pub fn break_lock(args: BreakLockArgs) -> Result<u8, Failure> {
             Ok(1)
         }
     }
+}
+
+/// Without the PID-file backend there is no PID file to remove (`locks::build` has said so).
+#[cfg(not(feature = "pidfile"))]
+fn force_remove(_name: &str, _lock: &dyn Lock) -> Result<u8, Failure> {
+    Err(Failure::new(
+        crate::exit::UNAVAILABLE,
+        "this build of onlyone has no pidfile backend",
+    ))
 }
 
 pub fn list(args: ListArgs) -> Result<u8, Failure> {

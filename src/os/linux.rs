@@ -217,6 +217,10 @@ pub(crate) fn watch_process(pid: u32, start: Option<u64>) -> super::ProcessWatch
 /// A pidfd (pidfd_open(2)) for `pid`: it names that one process until it is closed, even after
 /// the process exited and its pid was reused. `None` when no process has the pid or there are no
 /// pidfds here (Linux before 5.3, seccomp).
+#[cfg_attr(
+    not(any(feature = "flock", feature = "pidfile", feature = "postgres")),
+    allow(dead_code)
+)]
 pub(crate) fn pin_process(pid: u32) -> Option<std::os::fd::OwnedFd> {
     use rustix::process::{Pid, PidfdFlags, pidfd_open};
     let raw = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
