@@ -2049,10 +2049,14 @@ mod suite {
         Ok(())
     }
 
-    /// Class 12: The job gets SIGPIPE's disposition as onlyone got it, as under flock(1).
+    /// Class 12: The job gets SIGPIPE's disposition as onlyone got it, as under flock(1). Only
+    /// on glibc Linux can onlyone know it (it runs without Rust's start-up there); elsewhere
+    /// (musl) Rust's start-up has set "ignore" before `main` and the documented outcome is the
+    /// default action for the job, whatever the parent gave.
     fn class12() -> Outcome {
         let cli = need_cli()?;
         need_backend(BackendKind::Flock)?;
+        let passes_through = cfg!(target_env = "gnu");
         let fx = Fixture::new();
         let mut failures = Vec::new();
         for ignored in [true, false] {
@@ -2077,7 +2081,7 @@ mod suite {
                 .and_then(|h| u64::from_str_radix(h, 16).ok())
                 .unwrap_or_else(|| panic!("no SigIgn line in {out:?}"));
             let job_ignores = mask & (1 << (13 - 1)) != 0;
-            if job_ignores != ignored {
+            if job_ignores != (ignored && passes_through) {
                 failures.push(format!(
                     "parent {} SIGPIPE, the job {} it",
                     if ignored {
