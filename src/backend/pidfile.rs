@@ -293,9 +293,19 @@ impl PidFileLock {
         if !locked {
             return Ok(Attempt::Held(guard_holder(&guard)));
         }
-        let still_stale = std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.dev() == stale_meta.dev() && m.ino() == stale_meta.ino());
-        if !still_stale {
+        // A guard deleted under its holder (a tmp cleaner) lets a second taker lock a new file of
+        // the same name: the guard counts only while its path names the inode we locked, checked
+        // last thing before the unlink (a window of microseconds remains: see the README).
+        let guard_meta = guard.metadata().map_err(|e| self.io("cannot stat", e))?;
+        let guard_named = || {
+            std::fs::symlink_metadata(&self.takeover_path)
+                .is_ok_and(|m| m.dev() == guard_meta.dev() && m.ino() == guard_meta.ino())
+        };
+        let still_stale = || {
+            std::fs::symlink_metadata(&self.path)
+                .is_ok_and(|m| m.dev() == stale_meta.dev() && m.ino() == stale_meta.ino())
+        };
+        if !still_stale() || !guard_named() {
             return Ok(Attempt::Retry);
         }
         match nix::unistd::unlink(&self.path) {
