@@ -198,7 +198,8 @@ keeps the lock: it is released when the job exits. -o/--close is this default, a
 flock(1) users. The job dies with onlyone: it runs with PR_SET_PDEATHSIG=SIGKILL, so if onlyone
 is SIGKILLed the kernel kills the job as part of onlyone's exit, microseconds after it released
 the lock (far less than a new job takes to start). Processes the job started itself are not
-killed, and a set-user-ID job (sudo) loses the death signal at exec.
+killed, a set-user-ID job (sudo) loses the death signal at exec, and a job frozen (cgroup
+freezer) or in uninterruptible sleep dies only when it leaves that state, after the lock is free.
 
 -F/--no-fork execs COMMAND in place of onlyone and hands it the lock, like flock(1) without -o:
 the job and every child it starts keep the lock (abstract, flock) until the last of them exits.
