@@ -499,10 +499,14 @@ fn once_per_window_across_skewed_hosts() {
 /// `--once-per` with a local backend is a usage error (the record lives on the server).
 #[test]
 fn once_per_needs_the_postgres_backend() {
+    // A directory of its own: the flock lock is taken before --once-per is refused.
+    let dir = tempfile::tempdir().unwrap();
     let out = onlyone(&[
         "run",
         "-b",
         "flock",
+        "--lock-dir",
+        &dir.path().to_string_lossy(),
         "--once-per",
         "1h",
         "-N",
