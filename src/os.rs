@@ -82,7 +82,7 @@ cfg_if::cfg_if! {
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
         #[cfg_attr(not(feature = "abstract-socket"), allow(unused_imports))]
-        pub(crate) use linux::{peer_pidfd, pin_process, signal_pinned};
+        pub(crate) use linux::{as_read_here, peer_pidfd, pin_process, signal_pinned};
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use linux::{LossWatch, drain_loss_watch, loss_watch};
         #[cfg(feature = "postgres")]
@@ -91,7 +91,7 @@ cfg_if::cfg_if! {
     } else {
         // Only the abstract-socket backend (Linux) asks for a peer's pidfd.
         #[allow(unused_imports)]
-        pub(crate) use unix::{peer_pidfd, pin_process, signal_pinned};
+        pub(crate) use unix::{as_read_here, peer_pidfd, pin_process, signal_pinned};
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use unix::{LossWatch, drain_loss_watch, loss_watch};
         #[cfg(feature = "postgres")]
@@ -196,6 +196,14 @@ pub fn start_time(start_ticks: u64) -> Option<SystemTime> {
     imp::start_time(start_ticks)
 }
 
+/// Whether a recorded start token `recorded` is the start token `now` read (normalised) from the
+/// OS: equal, or - for records written before start times were normalised to the initial time
+/// namespace's clock, by a process in our own time namespace - equal to the value as our
+/// namespace shows it.
+fn same_start(recorded: u64, now: u64) -> bool {
+    recorded == now || recorded == as_read_here(now)
+}
+
 /// Whether the process a lock record names is still the one that wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Liveness {
@@ -248,7 +256,7 @@ impl ProcessIdentity {
                 Liveness::Dead("the process is a zombie")
             }
             Some(s) => match self.start_ticks {
-                Some(t) if t != s.start_ticks => {
+                Some(t) if !same_start(t, s.start_ticks) => {
                     Liveness::Dead("the pid now belongs to a process started later")
                 }
                 _ => Liveness::Alive,
@@ -275,7 +283,7 @@ pub(crate) enum ProcessWatch {
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 #[cfg_attr(any(target_os = "illumos", target_os = "solaris"), allow(dead_code))]
 pub(crate) fn is_same_process(pid: u32, start: Option<u64>) -> bool {
-    stat(pid).is_some_and(|s| s.state != 'Z' && start.is_none_or(|t| t == s.start_ticks))
+    stat(pid).is_some_and(|s| s.state != 'Z' && start.is_none_or(|t| same_start(t, s.start_ticks)))
 }
 
 #[cfg(test)]

@@ -3,13 +3,22 @@
 //! ```text
 //! 4242                 <- the pid alone on the first line, as classic PID files have it
 //! onlyone 1            <- format marker and version
-//! start 1234567        <- start time, clock ticks after boot (proc(5) field 22)
+//! start 1234567        <- start time, clock ticks after boot (proc(5) field 22), as the
+//!                         writer's time namespace shows it
+//! start0 1134567       <- the same on the initial time namespace's clock; written only when
+//!                         the two differ (a writer in a time namespace with a boot-time offset)
 //! boot 3f9c...-...     <- /proc/sys/kernel/random/boot_id
 //! pidns 4026531836     <- PID namespace inode
 //! uid 1000
 //! end                  <- a record without it was cut short
 //! ```
 //! Only `pid`, the marker and `end` are required; a reader skips keys it does not know.
+//!
+//! `start0` came with the time-namespace fix: a reader compares it, when present, with start times
+//! moved to the initial namespace's clock (right across time namespaces); `start` stays the
+//! writer's own view, so that versions before the fix, which know only `start`, still judge a
+//! writer in their own time namespace right. A record without `start0` was written in the initial
+//! time namespace or by an older version; its `start` is compared both ways.
 
 use crate::os::ProcessIdentity;
 
@@ -20,7 +29,11 @@ pub const MAX_RECORD_LEN: usize = 4096;
 pub fn format(id: &ProcessIdentity) -> String {
     let mut s = format!("{}\nonlyone 1\n", id.pid);
     if let Some(t) = id.start_ticks {
-        s += &format!("start {t}\n");
+        let local = crate::os::as_read_here(t);
+        s += &format!("start {local}\n");
+        if local != t {
+            s += &format!("start0 {t}\n");
+        }
     }
     if let Some(b) = &id.boot_id {
         s += &format!("boot {b}\n");
@@ -68,6 +81,7 @@ pub fn parse(bytes: &[u8]) -> Result<ProcessIdentity, String> {
     };
     let mut complete = false;
     let mut uid = None;
+    let mut start0: Option<u64> = None;
     for line in lines {
         // A value with a control character would not survive being written back (a boot id
         // ending in `\r`): not a record onlyone wrote.
@@ -79,7 +93,15 @@ pub fn parse(bytes: &[u8]) -> Result<ProcessIdentity, String> {
         let (key, value) = line.split_once(' ').unwrap_or((line, ""));
         let bad = || format!("bad {key:?} line {line:?}");
         match key {
-            "start" => id.start_ticks = Some(value.parse().map_err(|_| bad())?),
+            "start" if start0.is_none() => id.start_ticks = Some(value.parse().map_err(|_| bad())?),
+            "start" => {
+                let _: u64 = value.parse().map_err(|_| bad())?;
+            }
+            "start0" => {
+                let t = value.parse().map_err(|_| bad())?;
+                start0 = Some(t);
+                id.start_ticks = Some(t);
+            }
             "boot" => id.boot_id = Some(value.to_owned()),
             "pidns" => id.pid_ns = Some(value.parse().map_err(|_| bad())?),
             "uid" => uid = Some(value.parse().map_err(|_| bad())?),
@@ -126,6 +148,24 @@ mod tests {
             }
         );
         assert_eq!(format(&id), text);
+    }
+
+    /// A writer in a time namespace with a boot-time offset writes its own view as `start` (what
+    /// older readers in that namespace compare) and the initial namespace's as `start0` (what
+    /// newer readers compare, in any time namespace).
+    #[test]
+    fn start0_wins_over_start() {
+        let with = "7\nonlyone 1\nstart 10000500\nstart0 500\nuid 0\nend\n";
+        assert_eq!(parse(with.as_bytes()).unwrap().start_ticks, Some(500));
+        let reversed = "7\nonlyone 1\nstart0 500\nstart 10000500\nuid 0\nend\n";
+        assert_eq!(parse(reversed.as_bytes()).unwrap().start_ticks, Some(500));
+        let without = "7\nonlyone 1\nstart 10000500\nuid 0\nend\n";
+        assert_eq!(
+            parse(without.as_bytes()).unwrap().start_ticks,
+            Some(10_000_500)
+        );
+        let bad = "7\nonlyone 1\nstart0 x\nuid 0\nend\n";
+        assert!(parse(bad.as_bytes()).unwrap_err().contains("start0"));
     }
 
     #[test]

@@ -2211,17 +2211,38 @@ mod suite {
             if !backend.is_available() {
                 continue;
             }
-            for (xdg, run_user_exists) in [(true, true), (false, true), (false, false)] {
+            // The last case runs both in a time namespace: a PID-file record written there by
+            // the old version holds the start time as that namespace shows it.
+            let cases = [
+                (true, true, false),
+                (false, true, false),
+                (false, false, false),
+                (false, false, true),
+            ];
+            for (xdg, run_user_exists, timens) in cases {
                 for old_first in [true, false] {
                     let mkdir = if run_user_exists {
                         format!(" && mkdir -p -m 700 {run_user}")
                     } else {
                         String::new()
                     };
+                    let mut flags = vec!["-m", "--propagation", "private"];
+                    if timens {
+                        flags.extend([
+                            "-T",
+                            "--boottime",
+                            "100000",
+                            "--monotonic",
+                            "100000",
+                            "-f",
+                            "--kill-child",
+                        ]);
+                    }
+                    let join: &[&str] = if timens { &["-m", "-T"] } else { &["-m"] };
                     let mut k = Keeper::start(
                         "compat keeper",
-                        &["-m", "--propagation", "private"],
-                        false,
+                        &flags,
+                        timens,
                         &format!(
                             "mount -t tmpfs -o mode=755 onlyone-run /run && mkdir -m 1777 /run/lock && \
                              mount -t tmpfs -o mode=1777 onlyone-tmp /tmp && \
@@ -2237,7 +2258,7 @@ mod suite {
                     };
                     let run_argv = |k: &mut Keeper, exe: &OsString, job: &[&str]| {
                         k.join(
-                            &["-m"],
+                            join,
                             with(
                                 vec![exe.clone()],
                                 with(
@@ -2252,10 +2273,14 @@ mod suite {
                         &first,
                         &["sh", "-c", "echo started; exec sleep 1000000"],
                     );
+                    // nsenter forks to enter a time namespace: the holder is then its child.
                     let mut holder =
-                        Actor::spawn("first", &argv, false, &[("XDG_RUNTIME_DIR", env_xdg)]);
+                        Actor::spawn("first", &argv, timens, &[("XDG_RUNTIME_DIR", env_xdg)]);
                     match holder.next_line() {
-                        Some(l) if l == "started" => {}
+                        Some(l) if l == "started" => {
+                            // Killed through its pidfd on drop, like the wrapper.
+                            holder.inner_pid();
+                        }
                         l => {
                             failures.push(format!(
                                 "{backend}: the first ({}) did not run: {l:?} {}",
@@ -2269,10 +2294,11 @@ mod suite {
                     let (st, _, err) = run("second", &argv, &[("XDG_RUNTIME_DIR", env_xdg)]);
                     if st.code() != Some(75) {
                         failures.push(format!(
-                            "{backend}, XDG_RUNTIME_DIR {}, /run/user/UID {}: {} held, {} exited {st} \
-                             ({err:?})",
+                            "{backend}, XDG_RUNTIME_DIR {}, /run/user/UID {}{}: {} held, {} exited \
+                             {st} ({err:?})",
                             if xdg { "set" } else { "unset" },
                             if run_user_exists { "exists" } else { "absent" },
+                            if timens { ", in a time namespace" } else { "" },
                             if old_first { "old" } else { "new" },
                             if old_first { "new" } else { "old" },
                         ));

@@ -44,6 +44,13 @@ fn normalize_ticks(ticks: u64) -> u64 {
     u64::try_from(shifted.max(0)).unwrap_or(0)
 }
 
+/// A start time as this process's own time namespace shows it (undoes [`normalize_ticks`]):
+/// records written by versions before the normalisation hold that value.
+pub(crate) fn as_read_here(ticks: u64) -> u64 {
+    let shifted = i128::from(ticks) + i128::from(boottime_offset().1);
+    u64::try_from(shifted.max(0)).unwrap_or(0)
+}
+
 /// The boot-time offset of our time namespace: (nanoseconds, clock ticks). (0, 0) in the initial
 /// namespace and where the file is missing (kernels before 5.6).
 fn boottime_offset() -> (i128, i64) {
