@@ -31,8 +31,8 @@ const CONNECTS_PER_HOLDER: u64 = 2000;
 /// single-instance leaks its socket on a failed try: close the leaked ones this often.
 const LEAKS_PER_SWEEP: u64 = 500;
 /// Alternating pairs per ratio, and the wall time of one block.
-const PAIRS: usize = 7;
-const BLOCK: Duration = Duration::from_millis(10);
+const PAIRS: usize = 15;
+const BLOCK: Duration = Duration::from_millis(5);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Family {
