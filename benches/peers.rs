@@ -1,10 +1,10 @@
 //! onlyone beside the crates people use for the same job, and beside the bare system calls.
 //!
 //! ```text
-//! cargo bench --bench peers                        # everything: about 4 minutes on 2 cores
+//! cargo bench --bench peers                        # everything: about 2 minutes on 2 cores, plus the build
 //! cargo bench --bench peers -- '^contended/'       # one criterion group (a regex)
 //! cargo test --bench peers                         # each operation once + the guarantee checks
-//! ONLYONE_PEERS_LOOP=fs2:contended:1000 target/release/deps/peers-HASH   # one op N times
+//! ONLYONE_PEERS_LOOP=fs2:contended:1000 target/release/deps/peers-HASH  # one op N times
 //! benches/callgrind.sh                             # instructions per operation (valgrind)
 //! benches/syscalls.sh                              # system calls per operation (strace -c)
 //! ```
@@ -16,8 +16,8 @@
 //! | id | acquire + release | failed try |
 //! | --- | --- | --- |
 //! | `raw_flock` | `open(O_CREAT)` + `flock(LOCK_EX\|LOCK_NB)` + `close` | the same, `EWOULDBLOCK` |
-//! | `std` | `File::options().create(true)` + `File::try_lock` + drop | the same, `WouldBlock` |
-//! | `fs2` | open + `FileExt::try_lock_exclusive` + `unlock` + drop | open + try → error |
+//! | `std` | `File::options().create(true)` + `File::try_lock` + drop (the close releases) | the same, `WouldBlock` |
+//! | `fs2` | open + `FileExt::try_lock_exclusive` + drop (the close releases) | open + try → error |
 //! | `fd-lock` | open + `RwLock::try_write` + guard drop (unlock) + drop | open + `try_write` → error |
 //! | `named-lock` | `NamedLock::with_path` + `try_lock` + drop both | the same, `WouldBlock` |
 //! | `onlyone_flock` | `try_acquire()` + `Guard::release()` | `try_acquire()` → `Held` |
