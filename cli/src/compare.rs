@@ -693,7 +693,7 @@ fn fs_type(path: &Path) -> String {
                 Ok(t) if t == TMPFS_MAGIC => "tmpfs".to_owned(),
                 Ok(t) if t == EXT4_SUPER_MAGIC => "ext4".to_owned(),
                 // XFS_SUPER_MAGIC is missing from nix on musl.
-                Ok(t) if t == nix::sys::statfs::FsType(0x5846_5342) => "xfs".to_owned(),
+                Ok(nix::sys::statfs::FsType(0x5846_5342)) => "xfs".to_owned(),
                 Ok(t) if t == BTRFS_SUPER_MAGIC => "btrfs".to_owned(),
                 Ok(t) if t == OVERLAYFS_SUPER_MAGIC => "overlay".to_owned(),
                 Ok(t) if t == NFS_SUPER_MAGIC => "nfs".to_owned(),
