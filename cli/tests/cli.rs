@@ -151,15 +151,12 @@ fn replace_signals() -> bool {
     cfg!(any(target_os = "linux", target_os = "android")) && !onlyone::os::PORTABLE_BUILD
 }
 
-/// Whether the job dies with a SIGKILLed wrapper in this build (`PR_SET_PDEATHSIG`, FreeBSD's
-/// `procctl`), as `cli/src/job.rs` (`tether`) decides: not on macOS, NetBSD and illumos, nor in
-/// the portable build, which takes their rule for the file backends.
+/// Whether the job dies with a SIGKILLed wrapper in this Linux build (`PR_SET_PDEATHSIG`), as
+/// `cli/src/job.rs` (`tether`) decides: not in the portable build, which takes the rule of macOS,
+/// NetBSD and illumos for the file backends.
+#[cfg(target_os = "linux")]
 fn job_dies_with_wrapper(backend: BackendKind) -> bool {
-    if cfg!(any(target_os = "linux", target_os = "android")) {
-        !onlyone::os::PORTABLE_BUILD || backend == BackendKind::AbstractSocket
-    } else {
-        cfg!(target_os = "freebsd")
-    }
+    !onlyone::os::PORTABLE_BUILD || backend == BackendKind::AbstractSocket
 }
 
 #[test]
