@@ -1032,6 +1032,9 @@ fn help_documents_lifetime_signals_and_exit_statuses() {
     assert_eq!(out.code(), 0);
     for needle in [
         "PR_SET_PDEATHSIG",
+        "procctl(PROC_PDEATHSIG_CTL)",
+        "macOS, NetBSD and illumos",
+        "at least as long as",
         "close-on-exec",
         "-F, --no-fork",
         "-o, --close",
