@@ -77,6 +77,8 @@ cfg_if::cfg_if! {
 pub(crate) use imp::{flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock};
 #[cfg(feature = "flock")]
 pub(crate) use imp::{flock_table_holder, holds_flock};
+#[cfg(feature = "pidfile")]
+pub(crate) use unix::replace_file;
 
 /// Whether this build uses the portable code paths on Linux (see the module docs).
 pub const PORTABLE_BUILD: bool = cfg!(onlyone_portable);

@@ -4,12 +4,21 @@
 //! its job; or a job run with `-F`). It is signalled through a pidfd (pidfd_open(2),
 //! pidfd_send_signal(2)) opened after checking its start time, so a pid reused by another
 //! process is never signalled, and no process is ever looked up by name.
+//!
+//! Systems without pidfds (macOS, the BSDs, illumos; Linux in the portable build, which takes
+//! their path) have no way to pin the holder between the check and the signal: there `--replace`
+//! refuses to signal a holder (exit 69) and says how to stop it by hand. A free lock is simply
+//! taken.
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use onlyone::{Acquire, Holder, HolderKind, Lock};
-use rustix::process::{PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+use rustix::process::Signal;
+
+/// Whether the holder can be pinned by a pidfd here.
+const PIDFDS: bool =
+    cfg!(any(target_os = "linux", target_os = "android")) && !onlyone::os::PORTABLE_BUILD;
 
 use crate::exit::{self, Failure};
 
@@ -84,14 +93,25 @@ impl Target {
                 ));
             }
         };
+        if !PIDFDS {
+            return Err(Failure::new(
+                exit::UNAVAILABLE,
+                format!(
+                    "cannot replace the holder of {name:?} ({holder}): this system has no pidfd \
+                     to pin a process, and onlyone does not signal a pid that may have been \
+                     reused meanwhile; stop the holder yourself (e.g. `kill -TERM {pid}` once you \
+                     have checked it), then run again"
+                ),
+            ));
+        }
         let raw = i32::try_from(pid)
             .ok()
             .and_then(rustix::process::Pid::from_raw)
             .ok_or_else(|| {
                 Failure::new(exit::SOFTWARE, format!("holder pid {pid} is out of range"))
             })?;
-        let pidfd = match pidfd_open(raw, PidfdFlags::empty()) {
-            Ok(fd) => Some(fd),
+        let pidfd = match open_pidfd(raw) {
+            Ok(fd) => fd,
             Err(rustix::io::Errno::SRCH) => return Ok(None),
             // No pidfds (kernel before 5.3, seccomp): the start time check below and kill(2).
             Err(_) => None,
@@ -123,7 +143,7 @@ impl Target {
 
     fn signal(&self, sig: Signal) -> Result<(), Failure> {
         let result = match &self.pidfd {
-            Some(fd) => pidfd_send_signal(fd, sig),
+            Some(fd) => send_by_pidfd(fd, sig),
             None if self.still_running() => rustix::process::kill_process(
                 rustix::process::Pid::from_raw(self.pid as i32).expect("checked in open"),
                 sig,
@@ -140,6 +160,31 @@ impl Target {
                 &format!("cannot signal the holder, pid {}", self.pid),
                 std::io::Error::from(e),
             )),
+        }
+    }
+}
+
+/// A pidfd for `pid` (pidfd_open(2)); `Ok(None)` where the OS has none (never reached there:
+/// [`PIDFDS`] refuses first).
+fn open_pidfd(pid: rustix::process::Pid) -> Result<Option<OwnedFd>, rustix::io::Errno> {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_os = "linux", target_os = "android"))] {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).map(Some)
+        } else {
+            let _ = pid;
+            Ok(None)
+        }
+    }
+}
+
+/// pidfd_send_signal(2).
+fn send_by_pidfd(fd: &OwnedFd, sig: Signal) -> Result<(), rustix::io::Errno> {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_os = "linux", target_os = "android"))] {
+            rustix::process::pidfd_send_signal(fd, sig)
+        } else {
+            let _ = (fd, sig);
+            Err(rustix::io::Errno::NOSYS)
         }
     }
 }

@@ -10,7 +10,9 @@
 //!   are never deleted: deleting one is what lets two processes hold "the same" lock.
 //! - **Holder identity:** the holder writes a [record] into the file; readers
 //!   check it against the live process and otherwise ask the OS's lock table (Linux `/proc/locks`,
-//!   which also names holders that are not onlyone: `flock(1)` users of the same path).
+//!   which also names holders that are not onlyone: `flock(1)` users of the same path). A holder
+//!   that handed its descriptor to a child names it in the record ([`Guard::record_job`]), so that
+//!   readers name the child once the holder is gone.
 //! - **Waiting:** a watch on the file plus a wait for the holder's exit, where the OS has them
 //!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff.
 //! - **Scope:** the inode. Works across PID and network namespaces that share the filesystem;
@@ -139,6 +141,7 @@ impl FlockLock {
                     .map_err(|e| self.io("cannot write the holder record to", e))?;
             }
             let held = FlockHeld {
+                identity: me.clone(),
                 wrote_record,
                 file: Some(file),
                 path: self.path.clone(),
@@ -257,12 +260,13 @@ fn holds_record(file: &File) -> bool {
         && lines.next().is_some_and(|l| l.starts_with(b"onlyone "))
 }
 
-/// The holder named by the record in `file`, if the record is whole and its process alive.
+/// The holder named by the record in `file`, if the record is whole and its holder (or, once the
+/// holder is gone, its job) alive.
 fn record_holder(file: &File) -> Option<Holder> {
     let mut buf = vec![0u8; record::MAX_RECORD_LEN + 1];
     let n = file.read_at(&mut buf, 0).unwrap_or(0);
-    let id = record::parse(&buf[..n]).ok()?;
-    (id.liveness() == Liveness::Alive).then(|| crate::backend::live_record_holder(&id))
+    let (liveness, id) = record::parse_record(&buf[..n]).ok()?.liveness();
+    (liveness == Liveness::Alive).then(|| crate::backend::live_record_holder(&id))
 }
 
 fn not_a_file(path: &Path) -> Error {
@@ -289,6 +293,8 @@ struct FlockHeld {
     owner: u32,
     /// Whether the file holds our record (not when it held content that is not ours).
     wrote_record: bool,
+    /// Who we are, as the record says.
+    identity: ProcessIdentity,
 }
 
 impl FlockHeld {
@@ -361,6 +367,33 @@ impl HeldLock for FlockHeld {
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         self.file.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Writes the record again with a `job` line (in place: it only grows). The lock itself does
+    /// not depend on it: a child keeps it by keeping the descriptor.
+    fn record_job(&mut self, pid: u32, start_ticks: Option<u64>) -> Result<bool, Error> {
+        let Some(file) = self.file.as_ref().filter(|_| self.wrote_record) else {
+            return Ok(false);
+        };
+        if std::process::id() != self.owner {
+            return Ok(false);
+        }
+        let record =
+            record::Record::new(self.identity.clone()).with_job(record::Job { pid, start_ticks });
+        let text = record::format_record(&record);
+        file.write_all_at(text.as_bytes(), 0)
+            .and_then(|()| file.set_len(text.len() as u64))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "cannot write job {pid} into lock file {}",
+                        self.path.display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(true)
     }
 }
 

@@ -21,25 +21,7 @@ pub(crate) fn create_linked(
     mode: u32,
     content: &[u8],
 ) -> io::Result<Option<File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let (temp, mut file) = loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!("{temp_prefix}{}.{n}", std::process::id()));
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp);
-        match opened {
-            Ok(file) => break (temp, file),
-            // Left behind by a killed process that had our pid: take the next number.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    };
+    let (temp, mut file) = temp_file(dir, temp_prefix, mode)?;
     let linked = file
         .write_all(content)
         .and_then(|()| match std::fs::hard_link(&temp, path) {
@@ -49,6 +31,52 @@ pub(crate) fn create_linked(
         });
     let _ = std::fs::remove_file(&temp);
     Ok(linked?.map(|()| file))
+}
+
+/// Writes `content` to a new file with permissions `mode` and renames it over `path`: rename(2)
+/// replaces the file atomically, so a reader opens either the old file or the new one, each
+/// whole. The temporary file is `dir/PREFIX<pid>.<n>`, as for [`create_linked`]. Returns the new
+/// file, open. The caller makes sure that `path` is its own file to replace.
+#[cfg(feature = "pidfile")]
+pub(crate) fn replace_file(
+    dir: &Path,
+    path: &Path,
+    temp_prefix: &str,
+    mode: u32,
+    content: &[u8],
+) -> io::Result<File> {
+    let (temp, mut file) = temp_file(dir, temp_prefix, mode)?;
+    let renamed = file
+        .write_all(content)
+        .and_then(|()| std::fs::rename(&temp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    renamed.map(|()| file)
+}
+
+/// A new file `dir/PREFIX<pid>.<n>` created with `O_EXCL` and permissions `mode`.
+#[cfg(feature = "pidfile")]
+fn temp_file(dir: &Path, temp_prefix: &str, mode: u32) -> io::Result<(std::path::PathBuf, File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!("{temp_prefix}{}.{n}", std::process::id()));
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp);
+        match opened {
+            Ok(file) => return Ok((temp, file)),
+            // Left behind by a killed process that had our pid: take the next number.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// No portable event tells of a lock file's release: waiters back off.
