@@ -39,12 +39,22 @@ use crate::name::{LockDir, LockName, Scope};
     feature = "abstract-socket",
     any(target_os = "linux", target_os = "android")
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )))
+)]
 pub mod abstract_socket;
 #[cfg(feature = "flock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "flock")))]
 pub mod flock;
 #[cfg(feature = "pidfile")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pidfile")))]
 pub mod pidfile;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
 cfg_if::cfg_if! {
