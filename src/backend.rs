@@ -82,9 +82,12 @@ cfg_if::cfg_if! {
 
 /// Builds a lock with the backend chosen at run time.
 ///
-/// ```no_run
+/// ```
 /// use onlyone::{Acquire, Builder, Lock};
-/// let lock = Builder::new("doc-example-builder").build()?;
+/// # let dir = tempfile::tempdir().unwrap(); // lock files of this test (flock, pidfile) go there
+/// let lock = Builder::new("doc-example-builder")
+/// #   .lock_dir(dir.path())
+///     .build()?;
 /// match lock.try_acquire()? {
 ///     Acquire::Acquired(guard) => { /* the work */ drop(guard) }
 ///     Acquire::Held(holder) => eprintln!("already running: {holder}"),
