@@ -241,6 +241,8 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
 /// component, mode 0700 for user scope, 0755 for system scope); if it exists it must be a real
 /// directory, not a symlink, and in user scope owned by us and not writable by others, so that a
 /// planted `/tmp/onlyone-UID` cannot capture our lock files.
+// Only the file backends (flock, pidfile) call it.
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
     let path = &dir.path;
     let describe = || format!("lock directory {}", path.display());
@@ -271,6 +273,8 @@ pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
     }
 }
 
+// Only the file backends (flock, pidfile) call it.
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Error> {
     let describe = format!("lock directory {}", path.display());
     if meta.file_type().is_symlink() && private {
@@ -336,6 +340,8 @@ pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Hold
 }
 
 /// Turns an `open(2)` failure on a lock file into an error that names the cause.
+// Only the file backends (flock, pidfile) call it.
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     let (kind, context) = match errno {
         Errno::ELOOP => (

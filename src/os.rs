@@ -67,14 +67,20 @@ cfg_if::cfg_if! {
 cfg_if::cfg_if! {
     if #[cfg(onlyone_portable)] {
         #[cfg(any(feature = "flock", feature = "pidfile"))]
-        pub(crate) use unix::{create_linked, watch_file, watch_process};
+        pub(crate) use unix::{watch_file, watch_process};
+        #[cfg(feature = "pidfile")]
+        pub(crate) use unix::create_linked;
     } else {
         #[cfg(any(feature = "flock", feature = "pidfile"))]
-        pub(crate) use imp::{create_linked, watch_file, watch_process};
+        pub(crate) use imp::{watch_file, watch_process};
+        #[cfg(feature = "pidfile")]
+        pub(crate) use imp::create_linked;
     }
 }
-#[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) use imp::{flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock};
+#[cfg(feature = "pidfile")]
+pub(crate) use imp::flock_exclusive;
+#[cfg(feature = "flock")]
+pub(crate) use imp::{flock_shared_probe, flock_try_exclusive, flock_unlock};
 #[cfg(feature = "flock")]
 pub(crate) use imp::{flock_table_holder, holds_flock};
 #[cfg(feature = "pidfile")]

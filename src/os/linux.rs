@@ -7,9 +7,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use super::ProcStat;
-pub(crate) use super::unix::{
-    flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock,
-};
+#[cfg(feature = "pidfile")]
+pub(crate) use super::unix::flock_exclusive;
+#[cfg(feature = "flock")]
+pub(crate) use super::unix::{flock_shared_probe, flock_try_exclusive, flock_unlock};
 
 pub(crate) fn stat(pid: u32) -> Option<ProcStat> {
     let bytes = read_proc(&format!("/proc/{pid}/stat"))?;

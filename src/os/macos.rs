@@ -9,9 +9,10 @@ use std::time::SystemTime;
 pub(crate) use super::kqueue::{watch_file, watch_process};
 #[cfg(feature = "pidfile")]
 pub(crate) use super::unix::create_linked;
-pub(crate) use super::unix::{
-    flock_exclusive, flock_shared_probe, flock_try_exclusive, flock_unlock,
-};
+#[cfg(feature = "pidfile")]
+pub(crate) use super::unix::flock_exclusive;
+#[cfg(feature = "flock")]
+pub(crate) use super::unix::{flock_shared_probe, flock_try_exclusive, flock_unlock};
 #[cfg(feature = "flock")]
 pub(crate) use super::unix::{flock_table_holder, holds_flock};
 use super::{ProcStat, sysctl};

@@ -98,6 +98,7 @@ pub(crate) fn watch_process(_pid: u32, _start: Option<u64>) -> super::ProcessWat
 cfg_if::cfg_if! {
     if #[cfg(all(any(feature = "flock", feature = "pidfile"), not(any(target_os = "illumos", target_os = "solaris"))))] {
         /// `flock(LOCK_EX | LOCK_NB)` (flock(2)): `Ok(false)` when another open file holds it.
+        #[cfg(feature = "flock")]
         pub(crate) fn flock_try_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
             match fs2::FileExt::try_lock_exclusive(file) {
                 Ok(()) => Ok(true),
@@ -107,17 +108,20 @@ cfg_if::cfg_if! {
         }
 
         /// `flock(LOCK_EX)` (flock(2)), blocking.
+        #[cfg(feature = "pidfile")]
         pub(crate) fn flock_exclusive(file: &std::fs::File) -> std::io::Result<()> {
             fs2::FileExt::lock_exclusive(file)
         }
 
         /// `flock(LOCK_UN)` (flock(2)).
+        #[cfg(feature = "flock")]
         pub(crate) fn flock_unlock(file: &std::fs::File) -> std::io::Result<()> {
             fs2::FileExt::unlock(file)
         }
 
         /// Whether a shared lock can be had at once (taken and dropped again; flock(2)): a probe
         /// that does not disturb a holder.
+        #[cfg(feature = "flock")]
         pub(crate) fn flock_shared_probe(file: &std::fs::File) -> std::io::Result<bool> {
             match fs2::FileExt::try_lock_shared(file) {
                 Ok(()) => {
@@ -129,6 +133,7 @@ cfg_if::cfg_if! {
             }
         }
 
+        #[cfg(feature = "flock")]
         fn is_contended(e: &std::io::Error) -> bool {
             e.kind() == std::io::ErrorKind::WouldBlock
                 || e.raw_os_error() == Some(nix::errno::Errno::EWOULDBLOCK as i32)
