@@ -14,6 +14,8 @@
 //! - `verify`: print `ok` or `lost REASON`;
 //! - `spawn`: start `sleep 3600` (which must not inherit the lock), print `spawned PID`;
 //! - `inherit`: the same, handing the lock descriptor to the child on purpose;
+//! - `job`: the same as `inherit`, and the child named in the lock's record as its job
+//!   (`Guard::record_job`: the PID file then stays held while the child lives);
 //! - `witness FILE`: while holding, append `start PID` and `end PID` lines around a pause
 //!   (used by race tests); prints `witnessed`.
 //! - `race FILE HOLDS SEED HOLD_US [nolock]`: acquire and release HOLDS times (0: until killed),
@@ -84,15 +86,20 @@ fn main() {
                 Some(Err(e)) => say(&mut out, &format!("lost {e}")),
                 None => say(&mut out, "lost not holding"),
             },
-            "spawn" | "inherit" => {
+            "spawn" | "inherit" | "job" => {
                 let mut cmd = Command::new("sleep");
                 cmd.arg("3600").stdin(Stdio::null()).stdout(Stdio::null());
-                if order == "inherit" {
+                if order != "spawn" {
                     if let Some(fd) = guard.as_ref().and_then(Guard::as_fd) {
                         hand_over(fd);
                     }
                 }
                 let child = cmd.spawn().unwrap_or_else(|e| fail(e));
+                if order == "job" {
+                    if let Some(g) = guard.as_mut() {
+                        g.record_job(child.id()).unwrap_or_else(|e| fail(e));
+                    }
+                }
                 say(&mut out, &format!("spawned {}", child.id()));
                 children.push(child);
             }

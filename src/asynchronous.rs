@@ -11,12 +11,16 @@
 //! descriptors and leaves nothing behind: the lock was not taken, or its guard is dropped with the
 //! future's output.
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), onlyone::Error> {
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), onlyone::Error> {
 //! use std::time::Duration;
 //! use onlyone::{Acquire, Builder};
 //!
-//! let lock = Builder::new("nightly-report").build()?;
+//! # let dir = tempfile::tempdir().unwrap(); // lock files of this test (flock, pidfile) go there
+//! let lock = Builder::new("nightly-report")
+//! #   .lock_dir(dir.path())
+//!     .build()?;
 //! match onlyone::asynchronous::acquire(&*lock, Some(Duration::from_secs(30))).await? {
 //!     Acquire::Acquired(guard) => { /* the work */ drop(guard) }
 //!     Acquire::Held(holder) => eprintln!("still running after 30 s: {holder}"),

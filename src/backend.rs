@@ -39,12 +39,22 @@ use crate::name::{LockDir, LockName, Scope};
     feature = "abstract-socket",
     any(target_os = "linux", target_os = "android")
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )))
+)]
 pub mod abstract_socket;
 #[cfg(feature = "flock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "flock")))]
 pub mod flock;
 #[cfg(feature = "pidfile")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pidfile")))]
 pub mod pidfile;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
 cfg_if::cfg_if! {
@@ -72,9 +82,12 @@ cfg_if::cfg_if! {
 
 /// Builds a lock with the backend chosen at run time.
 ///
-/// ```no_run
+/// ```
 /// use onlyone::{Acquire, Builder, Lock};
-/// let lock = Builder::new("doc-example-builder").build()?;
+/// # let dir = tempfile::tempdir().unwrap(); // lock files of this test (flock, pidfile) go there
+/// let lock = Builder::new("doc-example-builder")
+/// #   .lock_dir(dir.path())
+///     .build()?;
 /// match lock.try_acquire()? {
 ///     Acquire::Acquired(guard) => { /* the work */ drop(guard) }
 ///     Acquire::Held(holder) => eprintln!("already running: {holder}"),
@@ -238,6 +251,7 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
 ///   symlink, is refused with an error that names the path and the owner: that user could delete
 ///   or swap the lock files (two holders). Users other than root get an error that says how to
 ///   create it when it is missing.
+// Only the file backends (flock, pidfile) call it.
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
     if dir.create && scope == Scope::System {
@@ -386,6 +400,7 @@ fn prepare_system_dir(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+// Only the file backends (flock, pidfile) call it.
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Error> {
     let describe = format!("lock directory {}", path.display());
@@ -535,6 +550,7 @@ fn legacy_result<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
 }
 
 /// Turns an `open(2)` failure on a lock file into an error that names the cause.
+// Only the file backends (flock, pidfile) call it.
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     let (kind, context) = match errno {

@@ -1,4 +1,8 @@
-#![doc = include_str!("../README.md")]
+// README.md, with its relative image drawn inline and its relative links made plain text, so the
+// crate documentation renders on docs.rs (build.rs).
+#![doc = include_str!(concat!(env!("OUT_DIR"), "/crate-doc.md"))]
+// docs.rs builds with `--cfg docsrs` on nightly: badges naming the feature each item needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // The exceptions: registering an owned descriptor with tokio (src/asynchronous.rs), and the OS
 // files that call FFI where no safe wrapper exists (src/os/{macos,freebsd,netbsd,illumos}.rs).
 #![deny(unsafe_code)]
@@ -6,6 +10,7 @@
 #![warn(clippy::all)]
 
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod asynchronous;
 pub mod backend;
 mod error;
@@ -28,10 +33,20 @@ pub use name::{LockName, Scope};
     feature = "abstract-socket",
     any(target_os = "linux", target_os = "android")
 ))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )))
+)]
 pub use backend::abstract_socket::AbstractSocketLock;
 #[cfg(feature = "flock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "flock")))]
 pub use backend::flock::FlockLock;
 #[cfg(feature = "pidfile")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pidfile")))]
 pub use backend::pidfile::PidFileLock;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use backend::postgres::{PostgresLock, SslMode};

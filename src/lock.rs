@@ -568,6 +568,16 @@ pub trait HeldLock: fmt::Debug + Send + Sync {
     fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+
+    /// Names `pid` (start token `start_ticks`), a child this process started, in the lock's
+    /// holder record as its job (see [`crate::record`]): readers then count the lock as held while
+    /// either process lives. `Ok(false)` when the backend keeps no record that decides whether the
+    /// lock is held (the default): there the lock lives in a descriptor the child can inherit, or
+    /// in a server session.
+    fn record_job(&mut self, pid: u32, start_ticks: Option<u64>) -> Result<bool, Error> {
+        let _ = (pid, start_ticks);
+        Ok(false)
+    }
 }
 
 /// Proof that this process holds a lock. Dropping it releases the lock; it never panics.
@@ -634,6 +644,23 @@ impl Guard {
     /// can be had (`verify` still tells).
     pub fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
         self.held.loss_fd()
+    }
+
+    /// Names `pid`, a child of this process, as the lock's job: the lock then counts as held
+    /// while this process *or* the child lives, so that a child that outlives this process (it
+    /// was SIGKILLed, and the OS has no parent-death signal to take the child along) never runs
+    /// without the lock. Returns whether the backend recorded it.
+    ///
+    /// The PID-file backend rewrites its file (a new file renamed over it, so readers never see
+    /// it partial) with a `job` line; that line decides liveness, since a PID file has no
+    /// descriptor a child could inherit. The flock backend writes the line into its record so
+    /// that holder lookups name the child once this process is gone; its lock itself lives as
+    /// long as some process keeps the locked descriptor open, so hand the child that descriptor
+    /// ([`Guard::as_fd`]) as well. Other backends record nothing (`Ok(false)`). Call it before
+    /// the child runs anything that needs the lock.
+    pub fn record_job(&mut self, pid: u32) -> Result<bool, Error> {
+        let start_ticks = process::stat(pid).map(|s| s.start_ticks);
+        self.held.record_job(pid, start_ticks)
     }
 }
 

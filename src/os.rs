@@ -77,21 +77,30 @@ cfg_if::cfg_if! {
         pub(crate) use imp::create_linked;
     }
 }
-// Pinning a process (a pidfd) and signalling only the pinned process: Linux's alone. The
-// caller's own identity through `/proc/self` (Linux) or its pid (elsewhere).
+// Pinning a process (a pidfd) and signalling only the pinned process: Linux's alone (not in the
+// portable build, which takes the path of systems without pidfds).
+cfg_if::cfg_if! {
+    if #[cfg(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable)))] {
+        #[cfg_attr(not(feature = "abstract-socket"), allow(unused_imports))]
+        pub(crate) use linux::{peer_pidfd, pin_process, signal_pinned};
+    } else {
+        // Only the abstract-socket backend (Linux) asks for a peer's pidfd.
+        #[allow(unused_imports)]
+        pub(crate) use unix::{peer_pidfd, pin_process, signal_pinned};
+    }
+}
+// The caller's own identity through `/proc/self` (Linux) or its pid (elsewhere); time-namespace
+// start times; the loss watch; the socket check of a PostgreSQL holder.
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
-        #[cfg_attr(not(feature = "abstract-socket"), allow(unused_imports))]
-        pub(crate) use linux::{as_read_here, peer_pidfd, pin_process, signal_pinned};
+        pub(crate) use linux::as_read_here;
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use linux::{LossWatch, drain_loss_watch, loss_watch};
         #[cfg(feature = "postgres")]
         pub(crate) use linux::owns_tcp_endpoint;
         use linux as self_ids;
     } else {
-        // Only the abstract-socket backend (Linux) asks for a peer's pidfd.
-        #[allow(unused_imports)]
-        pub(crate) use unix::{as_read_here, peer_pidfd, pin_process, signal_pinned};
+        pub(crate) use unix::as_read_here;
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use unix::{LossWatch, drain_loss_watch, loss_watch};
         #[cfg(feature = "postgres")]
@@ -100,10 +109,13 @@ cfg_if::cfg_if! {
     }
 }
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-#[cfg_attr(not(feature = "flock"), allow(unused_imports))] // the PID file uses only the try
-pub(crate) use imp::{flock_shared_probe, flock_try_exclusive, flock_unlock};
+pub(crate) use imp::flock_try_exclusive;
+#[cfg(feature = "flock")]
+pub(crate) use imp::{flock_shared_probe, flock_unlock};
 #[cfg(feature = "flock")]
 pub(crate) use imp::{flock_table_holder, holds_flock};
+#[cfg(feature = "pidfile")]
+pub(crate) use unix::replace_file;
 
 /// Whether this build uses the portable code paths on Linux (see the module docs).
 pub const PORTABLE_BUILD: bool = cfg!(onlyone_portable);

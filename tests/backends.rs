@@ -460,3 +460,39 @@ fn default_backend_follows_the_features() {
         }
     }
 }
+
+/// `Guard::record_job` on the file backends: the record names the job (a `job` line), the guard
+/// still verifies and releases its (rewritten) file, and no temporary file is left behind.
+#[test]
+fn record_job_names_the_child_and_keeps_the_guard_whole() {
+    for backend in [BackendKind::Flock, BackendKind::PidFile]
+        .into_iter()
+        .filter(|b| b.is_available())
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique_name(&format!("record-job-{backend}"));
+        let lk = lock(backend, &name, dir.path());
+        let mut guard = lk.try_acquire().unwrap().guard().expect("free at first");
+        let mut child = std::process::Command::new("sleep")
+            .arg("3600")
+            .spawn()
+            .expect("spawn sleep");
+        let job = child.id();
+        let recorded = guard.record_job(job);
+        let text = fs::read_to_string(guard.resource()).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(recorded.unwrap(), "{backend}");
+        let record = onlyone::record::parse_record(text.as_bytes()).unwrap();
+        assert_eq!(record.holder.pid, std::process::id(), "{backend}: {text}");
+        assert_eq!(record.job.map(|j| j.pid), Some(job), "{backend}: {text}");
+        guard.verify().unwrap_or_else(|e| panic!("{backend}: {e}"));
+        let files: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files.len(), 1, "{backend}: {files:?}");
+        guard.release().unwrap();
+        assert!(lk.try_acquire().unwrap().is_acquired(), "{backend}");
+    }
+}

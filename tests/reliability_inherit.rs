@@ -26,6 +26,8 @@ enum Scenario {
     ExecKilled,
     /// spawn with the descriptor handed over on purpose, holder SIGKILLed.
     ExecHandedKilled,
+    /// the same, and the child named in the record as the lock's job; holder SIGKILLed.
+    ExecJobKilled,
     /// fork without exec, the child keeps its copy of the guard; the parent releases.
     ForkParentReleases,
     /// fork without exec, the child keeps its copy; the parent is SIGKILLed.
@@ -37,9 +39,10 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Scenario::ExecKilled,
         Scenario::ExecHandedKilled,
+        Scenario::ExecJobKilled,
         Scenario::ForkParentReleases,
         Scenario::ForkParentKilled,
         Scenario::ForkChildDrops,
@@ -51,6 +54,9 @@ impl Scenario {
             Scenario::ExecKilled => "child started (fork+exec), not handed over; holder killed",
             Scenario::ExecHandedKilled => {
                 "child started with the descriptor handed over on purpose; holder killed"
+            }
+            Scenario::ExecJobKilled => {
+                "... and named as the lock's job (`Guard::record_job`); holder killed"
             }
             Scenario::ForkParentReleases => {
                 "fork without exec, child keeps its copy; parent calls release()"
@@ -71,6 +77,8 @@ impl Scenario {
             // A PID file names one process: it cannot be handed over.
             (Scenario::ExecHandedKilled, PidFile) => false,
             (Scenario::ExecHandedKilled, _) => true,
+            // The record names the child: held while it lives, for the PID file too.
+            (Scenario::ExecJobKilled, _) => true,
             // The forked copy of the socket keeps the name bound; flock's LOCK_UN acts on the
             // open file description the child shares; the PID file is removed by its owner.
             (Scenario::ForkParentReleases, AbstractSocket) => true,
@@ -115,11 +123,11 @@ fn run(backend: BackendKind, scenario: Scenario) -> Cell {
             .unwrap_or_else(|| panic!("bad answer {answer:?}"))
     };
     match scenario {
-        Scenario::ExecKilled | Scenario::ExecHandedKilled => {
-            let order = if matches!(scenario, Scenario::ExecKilled) {
-                "spawn"
-            } else {
-                "inherit"
+        Scenario::ExecKilled | Scenario::ExecHandedKilled | Scenario::ExecJobKilled => {
+            let order = match scenario {
+                Scenario::ExecKilled => "spawn",
+                Scenario::ExecHandedKilled => "inherit",
+                _ => "job",
             };
             children.push(KillOnDrop(spawned(holder.ask(order))));
             holder.kill_to_zombie();
@@ -160,6 +168,20 @@ fn run(backend: BackendKind, scenario: Scenario) -> Cell {
         named.is_some(),
         "{backend} {scenario:?}: holder() says {named:?}"
     );
+    if matches!(scenario, Scenario::ExecJobKilled) {
+        // The job ends too: nobody is left, and the lock is free (the PID file is stale).
+        for child in &children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.0 as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            common::wait_gone(child.0);
+        }
+        assert!(
+            free(backend, &name, dir.path()),
+            "{backend}: still held after the job died"
+        );
+    }
     drop(children);
     Cell { held, named }
 }

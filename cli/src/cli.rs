@@ -128,7 +128,15 @@ pub struct RunArgs {
     #[arg(short = 'E', long = "conflict-exit-code", value_name = "N", default_value_t = exit::TEMPFAIL)]
     pub conflict_exit_code: u8,
 
-    /// The job and its children never inherit the lock (the default; accepted for flock(1) users)
+    /// The lock is released when the job exits, whatever its children hold (the default; accepted
+    /// for flock(1) users)
+    ///
+    /// On Linux and FreeBSD the job does not inherit the lock's descriptor (close-on-exec), so a
+    /// daemon it leaves behind never keeps the lock. On macOS, NetBSD and illumos, where nothing
+    /// kills the job when onlyone is killed, the job inherits the flock descriptor (and the PID
+    /// file names it), so that the lock lives at least as long as the job: while onlyone lives it
+    /// still releases the lock when the job exits, but once onlyone was SIGKILLed, children the
+    /// job started keep an inherited flock lock until the last of them exits.
     #[arg(short = 'o', long = "close", conflicts_with = "no_fork")]
     pub close: bool,
 
@@ -195,11 +203,19 @@ Run COMMAND while holding a lock; if another process holds it, exit 75 and name 
 Lock lifetime: onlyone itself holds the lock and starts COMMAND as its child (the job). The job
 does not inherit the lock's descriptor (close-on-exec), so a daemon the job leaves behind never
 keeps the lock: it is released when the job exits. -o/--close is this default, accepted for
-flock(1) users. The job dies with onlyone: it runs with PR_SET_PDEATHSIG=SIGKILL, so if onlyone
-is SIGKILLed the kernel kills the job as part of onlyone's exit, microseconds after it released
-the lock (far less than a new job takes to start). Processes the job started itself are not
-killed, a set-user-ID job (sudo) loses the death signal at exec, and a job frozen (cgroup
-freezer) or in uninterruptible sleep dies only when it leaves that state, after the lock is free.
+flock(1) users. The job dies with onlyone: it runs with PR_SET_PDEATHSIG=SIGKILL (Linux) or
+procctl(PROC_PDEATHSIG_CTL) (FreeBSD), so if onlyone is SIGKILLed the kernel kills the job as
+part of onlyone's exit, microseconds after it released the lock (far less than a new job takes
+to start). Processes the job started itself are not killed, a set-user-ID job (sudo) loses the
+death signal at exec, and a job frozen (cgroup freezer) or in uninterruptible sleep dies only
+when it leaves that state, after the lock is free.
+
+macOS, NetBSD and illumos have no such death signal, so there the lock lives at least as long as
+the job instead: the job inherits the flock descriptor, and the PID file names the job beside
+onlyone (the job starts only once it is named). A SIGKILLed onlyone then leaves the lock held
+until the job exits, and, for flock, until the last child the job started with the descriptor
+exits (while onlyone lives, it releases the lock when the job exits, whatever children hold). A
+PostgreSQL lock lives in onlyone's server session and ends with onlyone there.
 
 -F/--no-fork execs COMMAND in place of onlyone and hands it the lock, like flock(1) without -o:
 the job and every child it starts keep the lock (abstract, flock) until the last of them exits.
@@ -209,7 +225,12 @@ long as the job itself; children do not keep it. Signals then go to the job dire
 Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to onlyone are forwarded to
 the job, and onlyone exits after the job does, with its status. A signal the terminal sends
 (Ctrl-C, Ctrl-\\, hangup) already reaches the whole foreground process group, the job included,
-so onlyone does not send it a second time (unless the job left onlyone's process group).
+so onlyone does not send it a second time (unless the job left onlyone's process group). Linux
+and FreeBSD mark such signals (SI_KERNEL); on macOS, NetBSD and illumos, SIGINT and SIGQUIT count
+as the terminal's while onlyone's standard input is a terminal with onlyone in the foreground.
+
+--replace signals the holder through a pidfd, which pins the process: Linux only. Elsewhere it
+refuses (exit 69) when the lock is held, and names the holder to stop by hand.
 
 Default lock name: cmd.<base>.<hash>, where <base> is COMMAND's last path component made safe
 (bytes other than A-Z a-z 0-9 . _ + - @ become _, 40 bytes at most) and <hash> the FNV-1a

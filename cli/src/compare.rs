@@ -12,6 +12,10 @@
 //! - SIGKILL to acquired: from `kill(holder, SIGKILL)` until `acquire_timeout` in this process
 //!   returns the lock (the holder is reaped afterwards, so the pidfile backend sees a zombie);
 //! - the behaviour cells below, each from child processes, except those marked as documented.
+//!
+//! The strategies that do not exist on this platform or in this build are listed as absent, each
+//! with the reason (abstract Unix sockets exist only on Linux; a backend left out at build time;
+//! PostgreSQL needs a server).
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -175,6 +179,8 @@ struct BackendResult {
 #[derive(Debug)]
 struct Report {
     iterations: u32,
+    /// The strategies not measured here, and why.
+    absent: Vec<(BackendKind, String)>,
     /// The `--dir` given, for the chart's caption.
     dir_arg: Option<PathBuf>,
     lock_dir: PathBuf,
@@ -231,12 +237,43 @@ fn measure_all(iterations: u32, dir: &Path) -> Fallible<Report> {
     }
     Ok(Report {
         iterations,
+        absent: absent(),
         dir_arg: None,
         lock_dir: dir.to_owned(),
         filesystem: fs_type(dir),
         machine: Machine::current(),
         results,
     })
+}
+
+/// The strategies `compare` does not measure on this platform and build, with the reason.
+fn absent() -> Vec<(BackendKind, String)> {
+    BackendKind::ALL
+        .into_iter()
+        .filter(|b| *b == BackendKind::Postgres || !b.is_available())
+        .map(|b| (b, why_absent(b)))
+        .collect()
+}
+
+/// Why `backend` is not measured here.
+fn why_absent(backend: BackendKind) -> String {
+    let linux = cfg!(any(target_os = "linux", target_os = "android"));
+    match backend {
+        BackendKind::AbstractSocket if !linux => {
+            "abstract Unix sockets exist only on Linux".to_owned()
+        }
+        BackendKind::Postgres if backend.is_available() => {
+            "needs a PostgreSQL server; compare measures the local backends only".to_owned()
+        }
+        BackendKind::Postgres => {
+            "not in this build (cargo feature `postgres`), and it needs a PostgreSQL server"
+                .to_owned()
+        }
+        BackendKind::AbstractSocket => {
+            "not in this build (cargo feature `abstract-socket`)".to_owned()
+        }
+        other => format!("not in this build (cargo feature `{other}`)"),
+    }
 }
 
 fn lock_name(backend: BackendKind, what: &str) -> String {
@@ -467,7 +504,7 @@ fn pid_reuse_safe(backend: BackendKind, dir: &Path) -> Fallible<Cell> {
     let other = HoldChild::spawn(backend, &lock_name(backend, "bystander"), dir, false)?;
     let pid = other.pid();
     let start = onlyone::process::stat(pid)
-        .ok_or_else(|| format!("cannot read /proc/{pid}/stat"))?
+        .ok_or_else(|| format!("cannot read the start time of pid {pid}"))?
         .start_ticks;
     let me = ProcessIdentity::current();
     let recorded = ProcessIdentity {
@@ -642,22 +679,36 @@ impl Drop for ScratchDir {
     }
 }
 
+/// The name of the filesystem `path` is on: from statfs(2)'s magic number on Linux (glibc and
+/// musl name different sets of constants: only the common ones are named), from its
+/// `f_fstypename` on macOS and FreeBSD; unknown on NetBSD and illumos, where nix has no statfs.
 fn fs_type(path: &Path) -> String {
-    use nix::sys::statfs::{
-        BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, FsType, NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC,
-        TMPFS_MAGIC, statfs,
-    };
-    // statfs(2)'s number for XFS ("XFSB"): nix names it for glibc only, not for musl.
-    const XFS_SUPER_MAGIC: FsType = FsType(0x5846_5342);
-    match statfs(path).map(|s| s.filesystem_type()) {
-        Ok(t) if t == TMPFS_MAGIC => "tmpfs".to_owned(),
-        Ok(t) if t == EXT4_SUPER_MAGIC => "ext4".to_owned(),
-        Ok(t) if t == XFS_SUPER_MAGIC => "xfs".to_owned(),
-        Ok(t) if t == BTRFS_SUPER_MAGIC => "btrfs".to_owned(),
-        Ok(t) if t == OVERLAYFS_SUPER_MAGIC => "overlay".to_owned(),
-        Ok(t) if t == NFS_SUPER_MAGIC => "nfs".to_owned(),
-        Ok(t) => format!("filesystem type {:#x}", t.0),
-        Err(e) => format!("unknown filesystem ({e})"),
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_os = "linux", target_os = "android"))] {
+            use nix::sys::statfs::{
+                BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, NFS_SUPER_MAGIC, OVERLAYFS_SUPER_MAGIC,
+                TMPFS_MAGIC, statfs,
+            };
+            match statfs(path).map(|s| s.filesystem_type()) {
+                Ok(t) if t == TMPFS_MAGIC => "tmpfs".to_owned(),
+                Ok(t) if t == EXT4_SUPER_MAGIC => "ext4".to_owned(),
+                // XFS_SUPER_MAGIC is missing from nix on musl.
+                Ok(nix::sys::statfs::FsType(0x5846_5342)) => "xfs".to_owned(),
+                Ok(t) if t == BTRFS_SUPER_MAGIC => "btrfs".to_owned(),
+                Ok(t) if t == OVERLAYFS_SUPER_MAGIC => "overlay".to_owned(),
+                Ok(t) if t == NFS_SUPER_MAGIC => "nfs".to_owned(),
+                Ok(t) => format!("filesystem type {:#x}", t.0),
+                Err(e) => format!("unknown filesystem ({e})"),
+            }
+        } else if #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))] {
+            match nix::sys::statfs::statfs(path) {
+                Ok(s) => s.filesystem_type_name().to_owned(),
+                Err(e) => format!("unknown filesystem ({e})"),
+            }
+        } else {
+            let _ = path;
+            "unknown filesystem (not read on this system)".to_owned()
+        }
     }
 }
 
@@ -700,6 +751,9 @@ impl Report {
                 r.sigkill_to_acquire.median_us,
                 r.sigkill_to_acquire.p99_us
             );
+        }
+        for (backend, why) in &self.absent {
+            let _ = writeln!(s, "{:<10} absent: {why}", backend.as_str());
         }
         let _ = write!(s, "\n{:<36}", "behaviour");
         for r in &self.results {
@@ -777,6 +831,18 @@ impl Report {
                 );
             }
             s.push_str("}}");
+        }
+        s.push_str("],\"absent\":[");
+        for (i, (backend, why)) in self.absent.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            let _ = write!(
+                s,
+                "{{\"backend\":{},\"reason\":{}}}",
+                crate::json::string(backend.as_str()),
+                crate::json::string(why)
+            );
         }
         s.push_str("]}");
         s
@@ -963,6 +1029,25 @@ mod tests {
         assert_eq!(l.p99_us, 99.0);
         let one = Latency::of(vec![Duration::from_micros(7)]);
         assert_eq!((one.median_us, one.p99_us), (7.0, 7.0));
+    }
+
+    #[test]
+    fn absent_strategies_say_why() {
+        let absent = absent();
+        for (backend, why) in &absent {
+            assert!(!backend.is_available() || *backend == BackendKind::Postgres);
+            assert!(!why.is_empty(), "{backend}");
+        }
+        assert!(absent.iter().any(|(b, _)| *b == BackendKind::Postgres));
+        if cfg!(any(target_os = "linux", target_os = "android")) {
+            assert!(why_absent(BackendKind::AbstractSocket).contains("cargo feature"));
+        } else {
+            assert_eq!(
+                why_absent(BackendKind::AbstractSocket),
+                "abstract Unix sockets exist only on Linux"
+            );
+        }
+        assert!(why_absent(BackendKind::Postgres).contains("PostgreSQL server"));
     }
 
     #[test]

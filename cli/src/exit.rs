@@ -69,7 +69,8 @@ pub const STATUSES: [(&str, &str); 15] = [
     (
         "69",
         "the backend is not available in this build or on this system; or --replace cannot \
-         prove which process holds the lock (it signals none)",
+         prove which process holds the lock (no pidfds on this system, another PID namespace or \
+         host, ...): it signals none",
     ),
     ("70", "internal error"),
     ("71", "a system call failed (fork, signalfd, ...)"),
@@ -173,13 +174,14 @@ pub fn for_spawn_error(e: &io::Error) -> u8 {
         io::ErrorKind::NotFound => NOT_FOUND,
         _ => match e.raw_os_error() {
             // Errors of execve(2) itself: the file is there but cannot be run.
-            Some(n) if EXEC_ERRORS.contains(&n) => CANNOT_EXECUTE,
+            Some(n) if EXEC_ERRORS.contains(&n) || OS_EXEC_ERRORS.contains(&n) => CANNOT_EXECUTE,
             _ => OSERR,
         },
     }
 }
 
-const EXEC_ERRORS: [i32; 9] = [
+/// execve(2) errors every Unix has (POSIX).
+const EXEC_ERRORS: [i32; 8] = [
     nix::libc::EACCES,
     nix::libc::EPERM,
     nix::libc::ENOEXEC,
@@ -188,5 +190,17 @@ const EXEC_ERRORS: [i32; 9] = [
     nix::libc::ELOOP,
     nix::libc::ETXTBSY,
     nix::libc::E2BIG,
-    nix::libc::ELIBBAD,
 ];
+
+cfg_if::cfg_if! {
+    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        /// Linux: a bad ELF interpreter or shared library.
+        const OS_EXEC_ERRORS: &[i32] = &[nix::libc::ELIBBAD];
+    } else if #[cfg(any(target_os = "macos", target_os = "ios"))] {
+        /// macOS: not an executable, the wrong CPU type, a bad Mach-O file.
+        const OS_EXEC_ERRORS: &[i32] =
+            &[nix::libc::EBADEXEC, nix::libc::EBADARCH, nix::libc::EBADMACHO];
+    } else {
+        const OS_EXEC_ERRORS: &[i32] = &[];
+    }
+}

@@ -1,43 +1,54 @@
-//! Starting the job as a child that dies with onlyone, and the places that need `unsafe`.
+//! Starting the job, binding its life to onlyone's, and receiving the signals onlyone forwards to
+//! it. One file per family, chosen by the `cfg_if!` below:
 //!
-//! The job is started the way posix_spawn(3) starts a program: `clone(CLONE_VM | CLONE_VFORK)`,
-//! so the child borrows onlyone's memory until it calls execve(2) instead of copying its page
-//! tables as fork(2) does (a fork costs more than the rest of onlyone's start-up; see
-//! BENCHMARKS.md). Between clone and execve the child only makes system calls:
-//! - `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks that its parent is still onlyone (onlyone may
-//!   have died before the request: then it exits at once, and no job runs without the lock);
-//! - restores the signal mask onlyone had before it blocked the signals it forwards, and leaves
-//!   SIGPIPE's disposition as onlyone's parent gave it, as flock(1) does - where that is known
-//!   (see [`SIGPIPE_FROM_PARENT`]);
-//! - execve(2) on each candidate path, as execvp(3) searches `PATH`; a file without `#!` that the
-//!   kernel does not know how to run (`ENOEXEC`) is run by `/bin/sh`, as execvp(3) and shells do.
+//! | | start | the job when onlyone dies | signals |
+//! | --- | --- | --- | --- |
+//! | Linux, Android (`job/linux.rs`) | `clone(CLONE_VM \| CLONE_VFORK)` | killed: `PR_SET_PDEATHSIG` | signalfd(2) |
+//! | every other Unix (`job/posix.rs`) | fork(2) | FreeBSD: killed (`procctl(PROC_PDEATHSIG_CTL)`); macOS, NetBSD, illumos: keeps the lock | a self-pipe |
 //!
-//! The death signal is sent when the *thread* that created the child exits: onlyone starts the job
-//! from its only thread. execve(2) keeps it, except for set-user-ID/set-group-ID programs and
-//! programs with file capabilities.
+//! Linux in the portable build (`onlyone::os::PORTABLE_BUILD`, `ONLYONE_PORTABLE=1`) takes the
+//! portable path too, with the rules of macOS — except for the abstract socket (see [`tether`]) —
+//! so that the CLI's tests exercise it.
+//!
+//! Both paths run the same code between the start and execve(2) ([`Job::exec`]): only system
+//! calls, no allocation; they restore the signal mask onlyone had before it blocked the signals it
+//! forwards, leave SIGPIPE's disposition as onlyone's parent gave it where that is known
+//! ([`SIGPIPE_FROM_PARENT`]; else the default action), and search `PATH` as execvp(3) does.
 
-use std::ffi::{CString, OsStr, OsString, c_char, c_int, c_void};
+use std::ffi::{CString, OsStr, OsString, c_char, c_int};
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::libc;
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
+use onlyone::{BackendKind, Guard};
 
 /// Whether onlyone's own SIGPIPE disposition is the one its parent gave it, so that the job can
 /// simply inherit it (ignored stays ignored, as under flock(1)).
 ///
 /// - glibc Linux: yes. onlyone has no Rust `fn main` there (see `main.rs`): Rust's start-up, which
 ///   sets SIGPIPE to "ignore", never runs, and nothing else in onlyone changes it.
-/// - Every other target (musl, ...): no. Rust's start-up has set SIGPIPE to "ignore" before any
-///   code of onlyone runs, and what the parent gave is not kept anywhere (std offers no way to
-///   keep it on stable Rust). The job then gets the default action, which most programs expect.
+/// - Every other target (musl, macOS, the BSDs, illumos): no. Rust's start-up has set SIGPIPE to
+///   "ignore" before any code of onlyone runs, and what the parent gave is not kept anywhere (std
+///   offers no way to keep it on stable Rust). The job then gets the default action, which most
+///   programs expect.
 const SIGPIPE_FROM_PARENT: bool = cfg!(all(target_os = "linux", target_env = "gnu"));
 
-/// Stack for the child between clone and execve: a few system calls deep.
-const CHILD_STACK: usize = 64 * 1024;
+cfg_if::cfg_if! {
+    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        mod linux;
+        mod posix;
+    } else {
+        mod posix;
+    }
+}
+
+/// Whether Linux takes the portable path (the portable build); every other Unix always does.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const PORTABLE: bool = onlyone::os::PORTABLE_BUILD;
 
 /// The shell that runs a file the kernel cannot execute by itself.
 const SH: &std::ffi::CStr = c"/bin/sh";
@@ -52,8 +63,49 @@ const NEXT_ON: [c_int; 6] = [
     libc::ETIMEDOUT,
 ];
 
-/// A job ready to start: every string and pointer array built before the clone, so that the
-/// child allocates nothing.
+/// How the job's life is bound to onlyone's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Each OS but Linux has one of the two.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub enum Tether {
+    /// The kernel kills the job when onlyone dies: Linux `PR_SET_PDEATHSIG`, FreeBSD
+    /// `procctl(PROC_PDEATHSIG_CTL)`. The job checks, once it asked, that onlyone is still its
+    /// parent, so that no job runs after its onlyone died.
+    DeathSignal,
+    /// Nothing kills the job when onlyone dies (macOS, NetBSD, illumos), so the job holds the lock
+    /// with onlyone: it inherits the lock's descriptor (flock), and the PID file names it as the
+    /// lock's job. The lock then lives at least as long as the job, never shorter; once onlyone
+    /// is gone, also as long as the job's own children keep the inherited flock descriptor. The
+    /// job runs only after onlyone has recorded it.
+    KeepsLock,
+}
+
+/// How the job started for `backend` is bound to onlyone on this system.
+///
+/// In the portable build on Linux every file backend gets macOS's rule, so that it is tested
+/// here; the abstract socket, which exists only on Linux, keeps the death signal: a listening
+/// socket handed to the job would stay bound in every daemon the job leaves behind, also after
+/// a normal end, and Linux can kill the job instead.
+pub fn tether(backend: BackendKind) -> Tether {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_os = "linux", target_os = "android"))] {
+            if onlyone::os::PORTABLE_BUILD && backend != BackendKind::AbstractSocket {
+                Tether::KeepsLock
+            } else {
+                Tether::DeathSignal
+            }
+        } else if #[cfg(target_os = "freebsd")] {
+            let _ = backend;
+            Tether::DeathSignal
+        } else {
+            let _ = backend;
+            Tether::KeepsLock
+        }
+    }
+}
+
+/// A job ready to start: every string and pointer array built before the child exists, so that
+/// the child allocates nothing.
 pub struct Job {
     /// Paths to try, in order (one if COMMAND contains a `/`, else one per `PATH` entry).
     candidates: Vec<CString>,
@@ -112,110 +164,80 @@ impl Job {
         })
     }
 
-    /// Starts the job as a child of `parent` (this process) that gets SIGKILL when `parent` dies,
-    /// with signal mask `mask`. Returns once the child has called execve(2) successfully, or the
-    /// error of the last execve(2) (ENOENT when no candidate exists, EACCES when one was found
-    /// but was not executable), as execvp(3) reports it.
-    #[allow(unsafe_code)]
-    pub fn spawn(&self, parent: Pid, mask: SigSet) -> io::Result<Pid> {
-        let error = AtomicI32::new(0);
-        let mut stack = vec![0u8; CHILD_STACK];
-        let parent_raw = parent.as_raw();
-        let mask_ptr: *const libc::sigset_t = mask.as_ref();
-        // For ENOEXEC: `/bin/sh PATH ARGS...`, the PATH slot filled in by the child.
-        let mut sh_argv: Vec<*const c_char> = Vec::with_capacity(self.argv_ptrs.len() + 1);
+    /// Starts the job as a child of `parent` (this process), bound to it as `tether` says, with
+    /// signal mask `mask`. With [`Tether::KeepsLock`] the job inherits the lock's descriptor and
+    /// is named in the lock's record (`guard`) before it runs. Returns once the child has called
+    /// execve(2) successfully, or the error of the last execve(2) (ENOENT when no candidate
+    /// exists, EACCES when one was found but was not executable), as execvp(3) reports it.
+    pub fn spawn(
+        &self,
+        parent: Pid,
+        mask: &SigSet,
+        tether: Tether,
+        guard: &mut Guard,
+    ) -> io::Result<Pid> {
+        cfg_if::cfg_if! {
+            if #[cfg(any(target_os = "linux", target_os = "android"))] {
+                if !PORTABLE {
+                    debug_assert_eq!(tether, Tether::DeathSignal);
+                    return linux::spawn(self, parent, mask);
+                }
+            }
+        }
+        posix::spawn(self, parent, mask, tether, guard)
+    }
+
+    /// `/bin/sh PATH ARGS...` for a file without `#!` (`ENOEXEC`), the PATH slot (index 1) left
+    /// for the child to fill in.
+    fn sh_argv(&self) -> Vec<*const c_char> {
+        let mut sh_argv = Vec::with_capacity(self.argv_ptrs.len() + 1);
         sh_argv.push(SH.as_ptr());
         sh_argv.push(std::ptr::null());
         sh_argv.extend_from_slice(&self.argv_ptrs[1..]);
-        let mut child = || -> c_int {
-            // SAFETY: this closure runs in the child created by clone(CLONE_VM | CLONE_VFORK)
-            // below, on its own stack, while onlyone's only thread is suspended until the child
-            // calls execve or exits. It calls only async-signal-safe system call wrappers
-            // (prctl, getppid, signal, sigprocmask, execve, _exit), allocates nothing (every
-            // string and pointer array was built by `Job::new` or above, `mask` is copied before
-            // the clone), takes no lock, and writes to shared memory only the atomic `error` and
-            // the reserved slot of `sh_argv`, which the parent reads or drops after it resumes. errno is written through the parent's
-            // thread-local storage, which the suspended parent does not read until it resumes.
+        sh_argv
+    }
+
+    /// In the child: execve(2) on each candidate path, as execvp(3) searches `PATH`; a file the
+    /// kernel does not know how to run (`ENOEXEC`) is run by `/bin/sh`, as execvp(3) and shells
+    /// do. Returns only on failure, with the errno to report: EACCES if any candidate gave it,
+    /// else the last error.
+    ///
+    /// # Safety
+    /// Called only in a child between its creation and execve(2) or `_exit`: it makes only
+    /// execve(2) calls and writes only `sh_argv[1]` (built by [`Job::sh_argv`]), allocating
+    /// nothing and taking no lock, so that it is safe after fork(2) in a process with threads
+    /// and on a borrowed stack after `clone(CLONE_VM)`.
+    #[allow(unsafe_code)]
+    unsafe fn exec(&self, sh_argv: &mut [*const c_char]) -> c_int {
+        let mut result = libc::ENOENT;
+        let mut saw_eacces = false;
+        for path in &self.candidates {
+            // SAFETY: every pointer array is NULL-terminated and points into CStrings owned by
+            // `self`, alive for the call; execve(2) returns only on failure.
             unsafe {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    error.store(Errno::last_raw(), Ordering::Relaxed);
-                    libc::_exit(127);
-                }
-                if libc::getppid() != parent_raw {
-                    // onlyone died before the request took effect: nobody holds the lock for us.
-                    libc::_exit(127);
-                }
-                if !SIGPIPE_FROM_PARENT {
-                    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-                }
-                libc::sigprocmask(libc::SIG_SETMASK, mask_ptr, std::ptr::null_mut());
-                // As execvp(3): look further along PATH after these errors; report EACCES if
-                // any candidate gave it, else the last error.
-                let mut result = libc::ENOENT;
-                let mut saw_eacces = false;
-                for path in &self.candidates {
-                    libc::execve(
-                        path.as_ptr(),
-                        self.argv_ptrs.as_ptr(),
-                        self.envp_ptrs.as_ptr(),
-                    );
-                    result = Errno::last_raw();
-                    if result == libc::ENOEXEC {
-                        sh_argv[1] = path.as_ptr();
-                        libc::execve(SH.as_ptr(), sh_argv.as_ptr(), self.envp_ptrs.as_ptr());
-                        break;
-                    }
-                    match result {
-                        libc::EACCES => saw_eacces = true,
-                        e if NEXT_ON.contains(&e) => {}
-                        _ => break,
-                    }
-                }
-                if saw_eacces && NEXT_ON.contains(&result) {
-                    result = libc::EACCES;
-                }
-                error.store(result.max(1), Ordering::Relaxed);
-                libc::_exit(127)
+                libc::execve(
+                    path.as_ptr(),
+                    self.argv_ptrs.as_ptr(),
+                    self.envp_ptrs.as_ptr(),
+                )
+            };
+            result = Errno::last_raw();
+            if result == libc::ENOEXEC {
+                sh_argv[1] = path.as_ptr();
+                // SAFETY: as above; `sh_argv` is NULL-terminated (it ends with argv's NULL).
+                unsafe { libc::execve(SH.as_ptr(), sh_argv.as_ptr(), self.envp_ptrs.as_ptr()) };
+                break;
             }
-        };
-        extern "C" fn trampoline<F: FnMut() -> c_int>(data: *mut c_void) -> c_int {
-            // SAFETY: `data` is the `&mut F` passed to clone below, alive until the parent resumes.
-            let f = unsafe { &mut *(data as *mut F) };
-            f()
-        }
-        fn trampoline_of<F: FnMut() -> c_int>(_: &F) -> extern "C" fn(*mut c_void) -> c_int {
-            trampoline::<F>
-        }
-        let entry = trampoline_of(&child);
-        // The stack grows down on every Linux architecture Rust supports: pass its top, 16-byte
-        // aligned as the ABIs require.
-        let top = stack.as_mut_ptr_range().end;
-        let top = top.wrapping_sub(top as usize % 16) as *mut c_void;
-        // SAFETY: clone(2) with CLONE_VM | CLONE_VFORK is how glibc's posix_spawn starts a child:
-        // the child runs `child` (see its SAFETY note) on `stack`, which outlives it because this
-        // thread is suspended until the child has called execve or _exit. SIGCHLD is reported to
-        // onlyone when the job exits, as for any child.
-        let pid = unsafe {
-            libc::clone(
-                entry,
-                top,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-                (&mut child as *mut _) as *mut c_void,
-            )
-        };
-        drop(stack);
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let pid = Pid::from_raw(pid);
-        match error.load(Ordering::Relaxed) {
-            0 => Ok(pid),
-            e => {
-                // The child has exited: reap it.
-                let _ = nix::sys::wait::waitpid(pid, None);
-                Err(io::Error::from_raw_os_error(e))
+            match result {
+                libc::EACCES => saw_eacces = true,
+                e if NEXT_ON.contains(&e) => {}
+                _ => break,
             }
         }
+        if saw_eacces && NEXT_ON.contains(&result) {
+            result = libc::EACCES;
+        }
+        result.max(1)
     }
 }
 
@@ -244,4 +266,65 @@ pub fn default_sigchld() -> Result<(), Errno> {
     // SAFETY: SIG_DFL installs no handler, so no code of ours can run in a signal context; the
     // previous action is dropped without being used.
     unsafe { sigaction(Signal::SIGCHLD, &action) }.map(drop)
+}
+
+/// Who sent a signal, as far as the OS says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The kernel (the terminal, a hangup): Linux and FreeBSD mark these `SI_KERNEL`.
+    Kernel,
+    /// A process, with kill(2) or sigqueue(3).
+    Process,
+    /// The OS has no code that tells the two apart (macOS, NetBSD, illumos; Linux in the
+    /// portable build, to test that rule).
+    Unknown,
+}
+
+/// One signal onlyone received.
+#[derive(Clone, Copy, Debug)]
+pub struct Received {
+    pub signal: Signal,
+    pub origin: Origin,
+}
+
+/// Where onlyone reads the signals it blocked (see `run.rs`): a signalfd on Linux, a self-pipe
+/// elsewhere.
+pub enum Signals {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Fd(linux::SignalReader),
+    Pipe(posix::SignalPipe),
+}
+
+impl Signals {
+    /// Starts receiving the signals of `mask`, which are blocked in this process. Called once the
+    /// job runs: a signal that arrived before waits, blocked, and is read then.
+    pub fn open(mask: &SigSet) -> Result<Signals, Errno> {
+        cfg_if::cfg_if! {
+            if #[cfg(any(target_os = "linux", target_os = "android"))] {
+                if !PORTABLE {
+                    return linux::SignalReader::open(mask).map(Signals::Fd);
+                }
+            }
+        }
+        posix::SignalPipe::open(mask).map(Signals::Pipe)
+    }
+
+    /// The next signal, if one is waiting (never blocks).
+    pub fn read(&mut self) -> Result<Option<Received>, Errno> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Signals::Fd(r) => r.read(),
+            Signals::Pipe(p) => p.read(),
+        }
+    }
+}
+
+impl AsFd for Signals {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Signals::Fd(r) => r.as_fd(),
+            Signals::Pipe(p) => p.as_fd(),
+        }
+    }
 }

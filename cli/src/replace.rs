@@ -8,10 +8,18 @@
 //! the holder runs in another PID namespace or on another machine, it cannot be seen, the system
 //! has no pidfds — onlyone refuses with exit status 69 and says why. No process is ever looked up
 //! by name.
+//!
+//! Systems without pidfds (macOS, the BSDs, illumos; Linux in the portable build, which takes
+//! their path) can never pin the holder: there `--replace` refuses to signal a holder and says
+//! how to stop it by hand. A free lock is simply taken.
 
 use std::time::Duration;
 
 use onlyone::{Acquire, Holder, HolderKind, HolderProcess, Lock};
+
+/// Whether a holder can be pinned by a pidfd here.
+const PIDFDS: bool =
+    cfg!(any(target_os = "linux", target_os = "android")) && !onlyone::os::PORTABLE_BUILD;
 
 use crate::exit::{self, Failure};
 
@@ -84,6 +92,11 @@ fn proven(name: &str, holder: &Holder) -> Result<HolderProcess, Failure> {
              holds the lock on this machine"
         ),
         (_, None, _) => "it cannot be identified from here".to_owned(),
+        (_, Some(pid), _) if !PIDFDS => format!(
+            "this system has no pidfd to pin a process, and onlyone does not signal a pid that \
+             may have been reused meanwhile; stop the holder yourself (e.g. `kill -TERM {pid}` \
+             once you have checked it), then run again"
+        ),
         (_, Some(pid), _) => format!(
             "onlyone cannot prove that pid {pid} holds it (the process that took the lock may have \
              exited, leaving it to a child, and its pid may belong to another process now; or \

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use onlyone::{Acquire, Guard, Holder, HolderKind, Lock};
 
 use crate::cli::{RunArgs, Wait};
 use crate::exit::{self, Failure};
-use crate::job::Job;
+use crate::job::{Job, Origin, Received, Signals};
 
 /// What `--kill-after` is when not given.
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
@@ -190,13 +189,13 @@ fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure 
 /// Runs the job as a child, forwards signals to it, waits for it, releases the lock.
 fn supervise(
     job: &Job,
-    guard: Guard,
+    mut guard: Guard,
     program: &OsString,
     kill_after: Duration,
     verbose: bool,
 ) -> Result<u8, Failure> {
-    // Blocked from here on, read from a signalfd: a signal that arrives before the job exists
-    // waits in the queue and is forwarded once it does.
+    // Blocked from here on, then read from a signalfd (Linux) or a self-pipe: a signal that
+    // arrives before the job exists waits in the queue and is forwarded once it does.
     let mut mask = SigSet::empty();
     for s in FORWARDED {
         mask.add(s);
@@ -206,15 +205,22 @@ fn supervise(
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old))
         .map_err(|e| Failure::os("cannot block signals", e))?;
     crate::job::default_sigchld().map_err(|e| Failure::os("cannot reset SIGCHLD", e))?;
+    let tether = crate::job::tether(guard.backend());
     // The loss watch (where the backend has one) exists before the job can touch the lock.
     let _ = guard.loss_fd();
     let pid = job
-        .spawn(nix::unistd::getpid(), old)
+        .spawn(nix::unistd::getpid(), &old, tether, &mut guard)
         .map_err(|e| spawn_failure(program, e))?;
 
     // The job runs: whatever happens now, onlyone waits for it before it lets the lock go.
     let mut lost = None;
-    let status = wait_forwarding(pid, &mask, &guard, kill_after, &mut lost, verbose);
+    let status = match Signals::open(&mask) {
+        Ok(signals) => wait_forwarding(pid, signals, &guard, kill_after, &mut lost, verbose),
+        Err(e) => {
+            eprintln!("onlyone: warning: cannot forward signals to the job ({e})");
+            wait_blocking(pid)
+        }
+    };
     if lost.is_none() {
         // No loss event came (or none can come: no watch to be had, no such event on this OS):
         // the lock is checked once more before it is let go.
@@ -292,12 +298,12 @@ fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
     }
 }
 
-/// Waits for the job, forwarding the signals in `mask` (except SIGCHLD) to it. If the guard says
-/// the lock is lost (its loss descriptor becomes readable), stops the job — SIGTERM, then SIGKILL
-/// after `kill_after` — and records why in `lost`.
+/// Waits for the job, forwarding the signals `signals` receives (except SIGCHLD) to it. If the
+/// guard says the lock is lost (its loss descriptor becomes readable), stops the job — SIGTERM,
+/// then SIGKILL after `kill_after` — and records why in `lost`.
 fn wait_forwarding(
     pid: Pid,
-    mask: &SigSet,
+    mut signals: Signals,
     guard: &Guard,
     kill_after: Duration,
     lost: &mut Option<String>,
@@ -305,17 +311,10 @@ fn wait_forwarding(
 ) -> Result<WaitStatus, Errno> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::os::fd::AsFd;
-    let sfd = match SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
-        Ok(sfd) => sfd,
-        Err(e) => {
-            eprintln!("onlyone: warning: cannot forward signals to the job (signalfd: {e})");
-            return wait_blocking(pid);
-        }
-    };
     let loss_fd = guard.loss_fd();
     let mut kill_at: Option<std::time::Instant> = None;
     loop {
-        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         if lost.is_none() {
             if let Some(fd) = loss_fd {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
@@ -365,17 +364,15 @@ fn wait_forwarding(
             let _ = kill(pid, Signal::SIGKILL);
             kill_at = None;
         }
-        let info = match sfd.read_signal() {
-            Ok(Some(info)) => info,
+        let received = match signals.read() {
+            Ok(Some(received)) => received,
             Ok(None) | Err(Errno::EINTR) => continue,
             Err(e) => {
                 eprintln!("onlyone: warning: cannot forward signals to the job (read: {e})");
                 return wait_blocking(pid);
             }
         };
-        let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
-            continue;
-        };
+        let signal = received.signal;
         if signal == Signal::SIGCHLD {
             // Also sent when the job stops or continues; only an exit ends the wait.
             if let Some(status) = try_wait(pid)? {
@@ -383,7 +380,7 @@ fn wait_forwarding(
             }
             continue;
         }
-        if from_terminal(info.ssi_code, pid) {
+        if from_terminal(&received, pid) {
             if verbose {
                 eprintln!(
                     "onlyone: {signal} came from the terminal, which sent it to the job too: not forwarded"
@@ -404,9 +401,24 @@ fn wait_forwarding(
 
 /// Whether a signal came from the terminal (the kernel sends those to the whole foreground
 /// process group, so the job got it too) and the job is still in onlyone's process group.
-fn from_terminal(code: i32, job: Pid) -> bool {
-    code == nix::libc::SI_KERNEL
-        && nix::unistd::getpgid(Some(job)).is_ok_and(|g| g == nix::unistd::getpgrp())
+///
+/// Linux and FreeBSD mark a signal the kernel generated (`SI_KERNEL`). Where no `si_code` says
+/// so (macOS, NetBSD, illumos; Linux in the portable build), SIGINT and SIGQUIT — what a
+/// terminal's keys send — count as the terminal's while onlyone's standard input is a terminal
+/// whose foreground process group is onlyone's: a Ctrl-C then reaches the job once, and a
+/// `kill -INT` sent to onlyone alone from elsewhere is not passed on. Every other signal is
+/// forwarded.
+fn from_terminal(received: &Received, job: Pid) -> bool {
+    use nix::unistd::{getpgid, getpgrp, tcgetpgrp};
+    let terminal_may_have_sent = match received.origin {
+        Origin::Kernel => true,
+        Origin::Process => false,
+        Origin::Unknown => {
+            matches!(received.signal, Signal::SIGINT | Signal::SIGQUIT)
+                && tcgetpgrp(std::io::stdin()).is_ok_and(|g| g == getpgrp())
+        }
+    };
+    terminal_may_have_sent && getpgid(Some(job)).is_ok_and(|g| g == getpgrp())
 }
 
 /// Whether `fd` (if any) is readable right now.

@@ -428,9 +428,9 @@ fn record_holder(path: &Path) -> Option<Holder> {
         .take(onlyone::record::MAX_RECORD_LEN as u64 + 1)
         .read_to_end(&mut buf)
         .ok()?;
-    let id = onlyone::record::parse(&buf).ok()?;
-    match id.liveness() {
-        onlyone::process::Liveness::Dead(_) => None,
-        _ => Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks)),
+    // The holder, or the job it named once the holder is gone.
+    match onlyone::record::parse_record(&buf).ok()?.liveness() {
+        (onlyone::process::Liveness::Dead(_), _) => None,
+        (_, id) => Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks)),
     }
 }

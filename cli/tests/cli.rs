@@ -3,20 +3,25 @@
 //!
 //! No sleeps: the tests wait on pipes (a job says `ready`; end of file means every process that
 //! held the pipe has exited), on pidfds, and on `/proc/PID/syscall` for a waiter to be waiting.
-//! Every process is killed and reaped when its guard drops, also when a test fails.
+//! Every process is killed and reaped when its guard drops, also when a test fails; a job whose
+//! wrapper was SIGKILLed where nothing kills it along (the portable build) ends by itself: the
+//! looping jobs below stop once their parent, the wrapper, is gone.
+//!
+//! The tests compile on every Unix; those that read `/proc` or need Linux's tools or abstract
+//! sockets are Linux-only (`#[cfg]`, each saying why). `ONLYONE_PORTABLE=1` runs them through the
+//! portable job start of the other systems (see `job_lifetime.rs` for what differs there).
 
 // The workspace's child-process harness, shared with the library's tests.
 #[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::ffi::OsStr;
-use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
-use common::{KillOnDrop, Proc, alive, backends, unique_name, wait_until_sleeping_in_poll};
+use common::{KillOnDrop, Proc, alive, backends, unique_name};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use onlyone::BackendKind;
@@ -140,17 +145,18 @@ impl Lk {
     }
 }
 
-/// Waits for a process that is not our child to exit, on a pidfd.
-fn wait_exit(pid: u32) {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let raw = rustix::process::Pid::from_raw(pid as i32).expect("pid");
-    let fd = match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::SRCH) => return,
-        Err(e) => panic!("pidfd_open({pid}): {e}"),
-    };
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    poll(&mut fds, PollTimeout::NONE).expect("poll pidfd");
+/// Whether `--replace` signals holders in this build: only where pidfds pin them (Linux; not the
+/// portable build, which takes the path of the systems without them).
+fn replace_signals() -> bool {
+    cfg!(any(target_os = "linux", target_os = "android")) && !onlyone::os::PORTABLE_BUILD
+}
+
+/// Whether the job dies with a SIGKILLed wrapper in this Linux build (`PR_SET_PDEATHSIG`), as
+/// `cli/src/job.rs` (`tether`) decides: not in the portable build, which takes the rule of macOS,
+/// NetBSD and illumos for the file backends.
+#[cfg(target_os = "linux")]
+fn job_dies_with_wrapper(backend: BackendKind) -> bool {
+    !onlyone::os::PORTABLE_BUILD || backend == BackendKind::AbstractSocket
 }
 
 #[test]
@@ -269,7 +275,7 @@ fn trapping_job(file: &Path, sig: &str) -> Vec<String> {
     vec![
         "sh".into(),
         "-c".into(),
-        r#"trap 'echo "got-$2" > "$1"; exit 3' "$2"; echo ready; while :; do sleep 0.1; done"#
+        r#"trap 'echo "got-$2" > "$1"; exit 3' "$2"; echo ready; while kill -0 $PPID 2>/dev/null; do sleep 0.1; done"#
             .into(),
         "sh".into(),
         file.display().to_string(),
@@ -307,6 +313,8 @@ fn signals_reach_the_job_and_onlyone_exits_with_its_status() {
 
 /// Ctrl-C on a terminal reaches the whole foreground process group: onlyone does not send the
 /// job a second SIGINT. Runs onlyone on a pseudo-terminal made by script(1) (util-linux).
+/// Linux-only: script(1)'s options are util-linux's.
+#[cfg(target_os = "linux")]
 #[test]
 fn terminal_signals_are_not_sent_twice() {
     let lk = Lk::new(onlyone::DEFAULT_BACKEND, "tty");
@@ -317,7 +325,7 @@ fn terminal_signals_are_not_sent_twice() {
     std::fs::write(
         &job,
         format!(
-            "trap 'echo got-int > {}; exit 3' INT\necho ready\nwhile :; do sleep 0.1; done\n",
+            "trap 'echo got-int > {}; exit 3' INT\necho ready\nwhile kill -0 $PPID 2>/dev/null; do sleep 0.1; done\n",
             got.display()
         ),
     )
@@ -349,10 +357,21 @@ fn terminal_signals_are_not_sent_twice() {
 }
 
 /// SIGKILL of onlyone kills its job (PR_SET_PDEATHSIG); the lock is free once both are gone, and a
-/// waiter that was already waiting never runs its job while the first job lives.
+/// waiter that was already waiting never runs its job while the first job lives. Linux-only: it
+/// reads the first job's state from `/proc`. Backends whose job outlives the wrapper in this
+/// build (the portable build's file backends) are tested by `job_lifetime.rs` instead.
+#[cfg(target_os = "linux")]
 #[test]
 fn sigkilled_wrapper_takes_its_job_along() {
+    use common::wait_until_sleeping_in_poll;
     for backend in backends() {
+        if !job_dies_with_wrapper(backend) {
+            eprintln!(
+                "SKIPPED for {backend}: in this build its job outlives a SIGKILLed wrapper and \
+                 keeps the lock (job_lifetime.rs tests that)"
+            );
+            continue;
+        }
         let lk = Lk::new(backend, "sigkill");
         let mut holder = Proc::spawn(lk.run(&[], &["sh", "-c", "echo ready $$; read x; exit 0"]));
         let line = holder.line();
@@ -401,6 +420,7 @@ fn sigkilled_wrapper_takes_its_job_along() {
 
 /// Whether the `/proc/PID/stat` and `status` lines a second job printed show the first job gone,
 /// a zombie, exiting (PF_EXITING), or with SIGKILL pending.
+#[cfg(target_os = "linux")]
 fn first_job_was_dead(seen: &str) -> bool {
     let mut lines = seen.lines();
     let Some(stat) = lines.next().filter(|l| *l != "END") else {
@@ -420,6 +440,7 @@ fn first_job_was_dead(seen: &str) -> bool {
 
 /// Whether `pid` is gone, a zombie, or exiting (PF_EXITING in `/proc/PID/stat`): a process whose
 /// descriptors were closed by its exit may not be a zombie yet.
+#[cfg(target_os = "linux")]
 fn dead_or_dying(pid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return true;
@@ -489,9 +510,27 @@ fn no_fork_execs_in_place_with_the_lock() {
             "{backend}: with -F a daemon keeps the lock (abstract, flock) or not (pidfile)"
         );
         kill(Pid::from_raw(daemon as i32), Signal::SIGKILL).unwrap();
-        wait_exit(daemon);
+        common::wait_gone(daemon);
         assert!(!lk.held(), "{backend}: released when the daemon died");
     }
+}
+
+/// Where `--replace` cannot pin the holder (no pidfds: every system but Linux, and the portable
+/// build), it refuses with 69 and signals nobody: the holder runs on, holding the lock.
+fn assert_replace_refused(lk: &Lk, old: &Proc, opts: &[&str]) {
+    let out = output(&mut lk.run(opts, &["sh", "-c", "echo second"]));
+    let backend = lk.backend;
+    assert_eq!(out.code(), 69, "{backend}: {}", out.stderr);
+    assert_eq!(out.stdout, "", "{backend}: the job must not run");
+    assert!(
+        out.stderr.contains("cannot replace the holder")
+            && out.stderr.contains("no pidfd")
+            && out.stderr.contains(&format!("kill -TERM {}", old.pid())),
+        "{backend}: {}",
+        out.stderr
+    );
+    assert!(alive(old.pid()), "{backend}: the holder was signalled");
+    assert!(lk.held(), "{backend}: the holder lost the lock");
 }
 
 #[test]
@@ -501,6 +540,19 @@ fn replace_stops_the_holder_with_term() {
         let file = lk.dir().join("got-term");
         let mut old = Proc::spawn(lk.run(&[], &trapping_job(&file, "TERM")));
         assert_eq!(old.line(), "ready");
+        if !replace_signals() {
+            assert_replace_refused(&lk, &old, &["--replace", "-v"]);
+            old.signal(Signal::SIGTERM);
+            assert_eq!(old.wait().code(), Some(3), "{backend}");
+            let out = output(&mut lk.run(&["--replace"], &["true"]));
+            assert_eq!(
+                out.code(),
+                0,
+                "{backend}: a free lock is taken: {}",
+                out.stderr
+            );
+            continue;
+        }
         let out = output(&mut lk.run(&["--replace", "-v"], &["sh", "-c", "echo second"]));
         assert_eq!(out.code(), 0, "{backend}: {}", out.stderr);
         assert_eq!(out.stdout, "second\n", "{backend}");
@@ -531,10 +583,19 @@ fn replace_kills_a_holder_that_ignores_term() {
             &[
                 "sh",
                 "-c",
-                "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+                "trap '' TERM; echo ready; while kill -0 $PPID 2>/dev/null; do sleep 0.1; done",
             ],
         ));
         assert_eq!(old.line(), "ready");
+        if !replace_signals() {
+            assert_replace_refused(&lk, &old, &["--replace", "--kill-after", "0.2"]);
+            // The job ignores TERM: SIGKILL the wrapper; where the job outlives it, it stops
+            // once it sees its parent gone (end of file on the pipe: both are gone).
+            old.kill();
+            assert_eq!(old.wait().signal(), Some(9), "{backend}");
+            assert_eq!(old.rest(), "");
+            continue;
+        }
         let out = output(&mut lk.run(
             &["--replace", "--kill-after", "0.2"],
             &["sh", "-c", "echo second"],
@@ -634,7 +695,9 @@ fn find<'a>(list: &'a Value, lk: &Lk) -> Option<&'a Value> {
 }
 
 /// A name held by another user (system scope) or bound without listening (squatted) is reported
-/// as such, not as "already running".
+/// as such, not as "already running". Linux-only: both are set up with abstract sockets (and
+/// setpriv(1) of util-linux).
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 fn foreign_and_squatted_holders_are_reported_as_such() {
     if !BackendKind::AbstractSocket.is_available() {
@@ -787,7 +850,9 @@ fn the_job_gets_the_lock_in_its_environment() {
 }
 
 /// The job starts with no signal blocked (onlyone blocks the ones it forwards) and SIGPIPE not
-/// ignored (as onlyone got it), and its parent is onlyone.
+/// ignored (as onlyone got it), and its parent is onlyone. Linux-only: it reads
+/// `/proc/self/status`.
+#[cfg(target_os = "linux")]
 #[test]
 fn the_job_starts_with_a_clean_signal_state() {
     for backend in backends() {
@@ -820,8 +885,11 @@ fn the_job_starts_with_a_clean_signal_state() {
     }
 }
 
+/// Linux-only: a waiter is seen waiting in `/proc/PID/syscall`.
+#[cfg(target_os = "linux")]
 #[test]
 fn wait_for_the_lock() {
+    use common::wait_until_sleeping_in_poll;
     for backend in backends() {
         let lk = Lk::new(backend, "wait");
         let holder = lk.hold(&[]);
@@ -964,6 +1032,9 @@ fn help_documents_lifetime_signals_and_exit_statuses() {
     assert_eq!(out.code(), 0);
     for needle in [
         "PR_SET_PDEATHSIG",
+        "procctl(PROC_PDEATHSIG_CTL)",
+        "macOS, NetBSD and illumos",
+        "at least as long as",
         "close-on-exec",
         "-F, --no-fork",
         "-o, --close",
@@ -1119,7 +1190,8 @@ fn status_and_list_refuse_a_missing_lock_dir() {
 
 /// A `--lock-dir` on a kernel file system (/proc, /sys), where no file can be created even by
 /// root, gets an error naming that cause (not "No such file or directory" from open(2)), from
-/// `run`, `status` and `list` alike.
+/// `run`, `status` and `list` alike. Linux-only: those file systems, and the check, are Linux's.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_lock_dir_where_no_file_can_live_is_named_as_such() {
     let mut tried = 0;

@@ -42,6 +42,32 @@ fn compare_lists_every_local_backend_with_measured_values() {
         .collect();
     assert_eq!(listed, expected);
 
+    // Every other strategy is listed as absent, with the reason (PostgreSQL always: it needs a
+    // server; abstract sockets off Linux).
+    let absent = report["absent"]
+        .as_array()
+        .expect("a list of absent strategies");
+    let absent_names: Vec<&str> = absent
+        .iter()
+        .map(|a| a["backend"].as_str().expect("backend name"))
+        .collect();
+    let not_measured: Vec<&str> = BackendKind::ALL
+        .into_iter()
+        .map(BackendKind::as_str)
+        .filter(|b| !expected.contains(b))
+        .collect();
+    assert_eq!(absent_names, not_measured);
+    for a in absent {
+        let reason = a["reason"].as_str().unwrap_or("");
+        assert!(!reason.is_empty(), "{a}");
+        if a["backend"] == "abstract" && !cfg!(target_os = "linux") {
+            assert_eq!(reason, "abstract Unix sockets exist only on Linux");
+        }
+        if a["backend"] == "postgres" {
+            assert!(reason.contains("PostgreSQL server"), "{reason}");
+        }
+    }
+
     for b in backends {
         let name = b["backend"].as_str().expect("backend name");
         for key in [

@@ -18,6 +18,9 @@
 //!   is reported as in another PID namespace (from the record) or unidentified. A locker that has
 //!   exited (a child it handed the descriptor to holds the lock) is not named. `holder()` pins a
 //!   named process whose `/proc/PID/fdinfo` shows the lock as [`Holder::process`](crate::Holder::process).
+//!   which also names holders that are not onlyone: `flock(1)` users of the same path). A holder
+//!   that handed its descriptor to a child names it in the record ([`Guard::record_job`]), so that
+//!   readers name the child once the holder is gone.
 //! - **Waiting:** a watch on the file plus a wait for the holder's exit, where the OS has them
 //!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff. An
 //!   onlyone holder touches the file when it unlocks; a holder that is not onlyone (`flock -u`)
@@ -179,6 +182,7 @@ impl FlockLock {
                     .map_err(|e| self.io("cannot write the holder record to", e))?;
             }
             let held = FlockHeld {
+                identity: me.clone(),
                 wrote_record,
                 file: Some(file),
                 path: self.path.clone(),
@@ -217,7 +221,7 @@ impl FlockLock {
             .ok()
             .map(File::from)
             .and_then(|f| read_record(&f))
-            .is_some_and(|id| id.liveness() == Liveness::Alive)
+            .is_some_and(|r| r.liveness().0 == Liveness::Alive)
     }
 
     fn io(&self, what: &str, e: io::Error) -> Error {
@@ -370,21 +374,22 @@ fn process_gone(pid: u32) -> bool {
 }
 
 /// The record in `file`, if it holds a whole one.
-fn read_record(file: &File) -> Option<os::ProcessIdentity> {
+fn read_record(file: &File) -> Option<record::Record> {
     let mut buf = vec![0u8; record::MAX_RECORD_LEN + 1];
     let n = file.read_at(&mut buf, 0).unwrap_or(0);
-    record::parse(&buf[..n]).ok()
+    record::parse_record(&buf[..n]).ok()
 }
 
-/// The holder a record names, if its process is alive.
-fn alive_holder(id: &os::ProcessIdentity) -> Option<Holder> {
-    (id.liveness() == Liveness::Alive).then(|| crate::backend::live_record_holder(id))
+/// The holder a record names, if its holder (or, once the holder is gone, its job) is alive.
+fn alive_holder(rec: &record::Record) -> Option<Holder> {
+    let (liveness, id) = rec.liveness();
+    (liveness == Liveness::Alive).then(|| crate::backend::live_record_holder(&id))
 }
 
 /// A holder the lock table does not show: in another PID namespace when its record says so.
-fn invisible_holder(id: Option<&os::ProcessIdentity>) -> Holder {
-    match id.map(|id| (id, id.liveness())) {
-        Some((id, Liveness::Unknown(_))) => crate::backend::unknown_record_holder(id),
+fn invisible_holder(rec: Option<&record::Record>) -> Holder {
+    match rec.map(record::Record::liveness) {
+        Some((Liveness::Unknown(_), id)) => crate::backend::unknown_record_holder(&id),
         _ => Holder::unidentified(),
     }
 }
@@ -415,6 +420,8 @@ struct FlockHeld {
     wrote_record: bool,
     /// The loss watch, made when first asked for (`loss_fd`).
     loss: std::sync::OnceLock<Option<os::LossWatch>>,
+    /// Who we are, as the record says.
+    identity: ProcessIdentity,
 }
 
 impl FlockHeld {
@@ -497,6 +504,33 @@ impl HeldLock for FlockHeld {
             .get_or_init(|| self.file.as_ref().and_then(os::loss_watch))
             .as_ref()
             .map(|w| w.as_fd())
+    }
+
+    /// Writes the record again with a `job` line (in place: it only grows). The lock itself does
+    /// not depend on it: a child keeps it by keeping the descriptor.
+    fn record_job(&mut self, pid: u32, start_ticks: Option<u64>) -> Result<bool, Error> {
+        let Some(file) = self.file.as_ref().filter(|_| self.wrote_record) else {
+            return Ok(false);
+        };
+        if std::process::id() != self.owner {
+            return Ok(false);
+        }
+        let record =
+            record::Record::new(self.identity.clone()).with_job(record::Job { pid, start_ticks });
+        let text = record::format_record(&record);
+        file.write_all_at(text.as_bytes(), 0)
+            .and_then(|()| file.set_len(text.len() as u64))
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Io,
+                    format!(
+                        "cannot write job {pid} into lock file {}",
+                        self.path.display()
+                    ),
+                    e,
+                )
+            })?;
+        Ok(true)
     }
 }
 

@@ -15,7 +15,9 @@
 //!   until someone who can see its holder (root on the host) removes it. Start times are compared
 //!   on the initial time namespace's clock, so holders in other time namespaces are judged right;
 //!   the holder describes itself through `/proc/self`, right in a PID namespace without its own
-//!   `/proc`.
+//!   `/proc`. A record that names a job ([`Guard::record_job`]) is held while the holder or the
+//!   job lives; the file is then rewritten with the `job` line, as a new file renamed over the
+//!   old one.
 //! - **Stale takeover:** a contender that finds a dead holder tries `flock(2)` on
 //!   `<name>.pid-takeover` (never deleted; the kernel frees it if the taker dies; never waited
 //!   on: held by another taker or by any process that keeps it, the answer is "held", so a try
@@ -53,7 +55,7 @@ use crate::error::{Error, ErrorKind, sys};
 use crate::lock::{Acquire, Guard, HeldLock, Holder, Lock};
 use crate::name::{LockDir, LockName, Scope};
 use crate::os::{Liveness, ProcessIdentity};
-use crate::record;
+use crate::record::{self, Record};
 
 /// A lock held by a PID file. See the [module docs](self).
 #[derive(Debug)]
@@ -162,7 +164,7 @@ impl PidFileLock {
                 e,
             )
         })?;
-        Ok(Some(id))
+        Ok(Some(id.holder))
     }
 
     fn ensure_dir(&self) -> Result<(), Error> {
@@ -191,7 +193,7 @@ impl PidFileLock {
     }
 
     /// Reads and judges an existing PID file.
-    fn read_record(&self, file: &File) -> Result<ProcessIdentity, Error> {
+    fn read_record(&self, file: &File) -> Result<Record, Error> {
         let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
         if !meta.file_type().is_file() {
             return Err(Error::msg(
@@ -210,7 +212,7 @@ impl PidFileLock {
                 "the file is {len} bytes long, more than a record can be"
             ))
         } else {
-            record::parse(&buf)
+            record::parse_record(&buf)
         };
         parsed.map_err(|why| {
             Error::msg(
@@ -235,10 +237,14 @@ impl PidFileLock {
         let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
         let held = PidFileHeld {
             path: self.path.clone(),
+            dir: self.dir.path.clone(),
+            temp_prefix: self.temp_prefix(),
+            mode: self.mode(),
             file,
             dev: meta.dev(),
             ino: meta.ino(),
             record: text,
+            identity: me.clone(),
             owner: me.pid,
             released: false,
             loss: std::sync::OnceLock::new(),
@@ -250,8 +256,13 @@ impl PidFileLock {
         )))
     }
 
+    /// Temporary files are `.<name>.pid.<pid>.<n>` beside the PID file.
+    fn temp_prefix(&self) -> String {
+        format!(".{}.", self.name.file_name("pid"))
+    }
+
     fn create_linked(&self, content: &[u8]) -> Result<Option<File>, Error> {
-        let prefix = format!(".{}.", self.name.file_name("pid"));
+        let prefix = self.temp_prefix();
         crate::os::create_linked(&self.dir.path, &self.path, &prefix, self.mode(), content).map_err(
             |e| match e.raw_os_error() {
                 Some(errno) => open_error(&self.path, Errno::from_raw(errno)),
@@ -268,11 +279,13 @@ impl PidFileLock {
                 None => Attempt::Retry,
             });
         };
-        let id = self.read_record(&existing)?;
-        match id.liveness() {
-            Liveness::Alive => Ok(Attempt::Held(crate::backend::live_record_holder(&id))),
-            Liveness::Unknown(_) => Ok(Attempt::Held(crate::backend::unknown_record_holder(&id))),
-            Liveness::Dead(_) => self.take_over(&existing),
+        let record = self.read_record(&existing)?;
+        match record.liveness() {
+            (Liveness::Alive, id) => Ok(Attempt::Held(crate::backend::live_record_holder(&id))),
+            (Liveness::Unknown(_), id) => {
+                Ok(Attempt::Held(crate::backend::unknown_record_holder(&id)))
+            }
+            (Liveness::Dead(_), _) => self.take_over(&existing),
         }
     }
 
@@ -387,11 +400,12 @@ impl PidFileLock {
         let Some(file) = self.open_existing()? else {
             return Ok(None);
         };
-        let id = self.read_record(&file)?;
-        Ok(match id.liveness() {
-            Liveness::Alive => {
+        let record = self.read_record(&file)?;
+        Ok(match record.liveness() {
+            (Liveness::Alive, id) => {
                 // Pinned, then checked against the record (start time) and the file (still this
-                // record): then the pinned process is the holder (`Holder::process`).
+                // record): then the pinned process is the holder (`Holder::process`). For a job
+                // named in the record (its holder gone), the job is the one pinned and checked.
                 let mut holder = crate::backend::live_record_holder(&id);
                 let pinned = crate::HolderProcess::pin(id.pid);
                 let proven = id.start_ticks.is_some()
@@ -401,14 +415,14 @@ impl PidFileLock {
                         .ok()
                         .flatten()
                         .and_then(|f| self.read_record(&f).ok())
-                        .is_some_and(|now| now == id);
+                        .is_some_and(|now| now == record);
                 if proven {
                     holder.process = pinned;
                 }
                 Some(holder)
             }
-            Liveness::Unknown(_) => Some(crate::backend::unknown_record_holder(&id)),
-            Liveness::Dead(_) => None,
+            (Liveness::Unknown(_), id) => Some(crate::backend::unknown_record_holder(&id)),
+            (Liveness::Dead(_), _) => None,
         })
     }
 }
@@ -455,11 +469,16 @@ impl Lock for PidFileLock {
 #[derive(Debug)]
 struct PidFileHeld {
     path: PathBuf,
+    /// The directory and the temporary names and mode, to rewrite the file with a job.
+    dir: PathBuf,
+    temp_prefix: String,
+    mode: u32,
     /// Held open so that the inode number cannot be reused while we compare against it.
     file: File,
     dev: u64,
     ino: u64,
     record: String,
+    identity: ProcessIdentity,
     owner: u32,
     released: bool,
     /// The loss watch, made when first asked for (`loss_fd`).
@@ -550,6 +569,53 @@ impl HeldLock for PidFileHeld {
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         // The open file is not the lock: handing it to a child would hand over nothing.
         None
+    }
+
+    /// Rewrites the PID file with a `job` line: a new file renamed over ours, so that readers
+    /// see the old record or the new one, never a partial one, and the path is never empty (a
+    /// contender's link(2) keeps failing). Only a file that is still ours is replaced.
+    fn record_job(&mut self, pid: u32, start_ticks: Option<u64>) -> Result<bool, Error> {
+        if std::process::id() != self.owner {
+            return Err(Error::msg(
+                ErrorKind::InvalidInput,
+                format!("PID file {}", self.path.display()),
+                "belongs to the process that created it; a forked copy of its guard cannot name a job",
+            ));
+        }
+        self.still_ours()?;
+        let record = Record::new(self.identity.clone()).with_job(record::Job { pid, start_ticks });
+        let text = record::format_record(&record);
+        let file = crate::os::replace_file(
+            &self.dir,
+            &self.path,
+            &self.temp_prefix,
+            self.mode,
+            text.as_bytes(),
+        )
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "cannot write job {pid} into PID file {}",
+                    self.path.display()
+                ),
+                e,
+            )
+        })?;
+        let meta = file.metadata().map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot stat PID file {}", self.path.display()),
+                e,
+            )
+        })?;
+        self.file = file;
+        // The loss watch follows the new file (made again when next asked for).
+        self.loss = std::sync::OnceLock::new();
+        self.dev = meta.dev();
+        self.ino = meta.ino();
+        self.record = text;
+        Ok(true)
     }
 }
 

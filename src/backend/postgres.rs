@@ -107,6 +107,7 @@ pub fn env_names_a_server() -> bool {
 
 /// A PostgreSQL session-level advisory lock. See the [module docs](self).
 ///
+// no_run: it needs a PostgreSQL server at that URL (tests/postgres.rs starts one of its own).
 /// ```no_run
 /// use onlyone::{Acquire, Lock, LockName, PostgresLock};
 /// let lock = PostgresLock::new(LockName::new("nightly-report")?, "postgres://jobs@db.internal/jobs")?;

@@ -10,7 +10,9 @@ pub(crate) use super::kqueue::{watch_file, watch_process};
 #[cfg(feature = "pidfile")]
 pub(crate) use super::unix::create_linked;
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) use super::unix::{flock_shared_probe, flock_try_exclusive, flock_unlock};
+pub(crate) use super::unix::flock_try_exclusive;
+#[cfg(feature = "flock")]
+pub(crate) use super::unix::{flock_shared_probe, flock_unlock};
 #[cfg(feature = "flock")]
 pub(crate) use super::unix::{flock_table_holder, holds_flock};
 use super::{ProcStat, sysctl};

@@ -75,6 +75,7 @@ mod flock_calls {
     use rustix::fs::{FlockOperation, flock};
 
     /// `flock(LOCK_EX | LOCK_NB)`: `Ok(false)` when another open file holds it.
+    #[cfg(any(feature = "flock", feature = "pidfile"))]
     pub(crate) fn flock_try_exclusive(file: &File) -> io::Result<bool> {
         match flock(file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(true),
@@ -84,13 +85,13 @@ mod flock_calls {
     }
 
     /// `flock(LOCK_UN)`.
-    #[cfg_attr(not(feature = "flock"), allow(dead_code))]
+    #[cfg(feature = "flock")]
     pub(crate) fn flock_unlock(file: &File) -> io::Result<()> {
         Ok(flock(file, FlockOperation::Unlock)?)
     }
 
     /// Whether a shared lock can be had at once (taken and dropped again).
-    #[cfg_attr(not(feature = "flock"), allow(dead_code))]
+    #[cfg(feature = "flock")]
     pub(crate) fn flock_shared_probe(file: &File) -> io::Result<bool> {
         match flock(file, FlockOperation::NonBlockingLockShared) {
             Ok(()) => {
@@ -103,4 +104,6 @@ mod flock_calls {
     }
 }
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) use flock_calls::{flock_shared_probe, flock_try_exclusive, flock_unlock};
+pub(crate) use flock_calls::flock_try_exclusive;
+#[cfg(feature = "flock")]
+pub(crate) use flock_calls::{flock_shared_probe, flock_unlock};

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use super::ProcStat;
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) use super::unix::{flock_shared_probe, flock_try_exclusive, flock_unlock};
+pub(crate) use super::unix::flock_try_exclusive;
+#[cfg(feature = "flock")]
+pub(crate) use super::unix::{flock_shared_probe, flock_unlock};
 
 /// `/proc/PID/stat`, its start time moved to the clock of the initial time namespace. `None`
 /// when `/proc` is not our PID namespace's (a pid of ours names another process there).

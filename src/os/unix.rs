@@ -21,25 +21,7 @@ pub(crate) fn create_linked(
     mode: u32,
     content: &[u8],
 ) -> io::Result<Option<File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let (temp, mut file) = loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let temp = dir.join(format!("{temp_prefix}{}.{n}", std::process::id()));
-        let opened = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&temp);
-        match opened {
-            Ok(file) => break (temp, file),
-            // Left behind by a killed process that had our pid: take the next number.
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    };
+    let (temp, mut file) = temp_file(dir, temp_prefix, mode)?;
     let linked = file
         .write_all(content)
         .and_then(|()| match std::fs::hard_link(&temp, path) {
@@ -49,6 +31,52 @@ pub(crate) fn create_linked(
         });
     let _ = std::fs::remove_file(&temp);
     Ok(linked?.map(|()| file))
+}
+
+/// Writes `content` to a new file with permissions `mode` and renames it over `path`: rename(2)
+/// replaces the file atomically, so a reader opens either the old file or the new one, each
+/// whole. The temporary file is `dir/PREFIX<pid>.<n>`, as for [`create_linked`]. Returns the new
+/// file, open. The caller makes sure that `path` is its own file to replace.
+#[cfg(feature = "pidfile")]
+pub(crate) fn replace_file(
+    dir: &Path,
+    path: &Path,
+    temp_prefix: &str,
+    mode: u32,
+    content: &[u8],
+) -> io::Result<File> {
+    let (temp, mut file) = temp_file(dir, temp_prefix, mode)?;
+    let renamed = file
+        .write_all(content)
+        .and_then(|()| std::fs::rename(&temp, path));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    renamed.map(|()| file)
+}
+
+/// A new file `dir/PREFIX<pid>.<n>` created with `O_EXCL` and permissions `mode`.
+#[cfg(feature = "pidfile")]
+fn temp_file(dir: &Path, temp_prefix: &str, mode: u32) -> io::Result<(std::path::PathBuf, File)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let temp = dir.join(format!("{temp_prefix}{}.{n}", std::process::id()));
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temp);
+        match opened {
+            Ok(file) => return Ok((temp, file)),
+            // Left behind by a killed process that had our pid: take the next number.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// No portable event tells of a lock file's release: waiters back off.
@@ -70,6 +98,7 @@ pub(crate) fn watch_process(_pid: u32, _start: Option<u64>) -> super::ProcessWat
 cfg_if::cfg_if! {
     if #[cfg(all(any(feature = "flock", feature = "pidfile"), not(any(target_os = "illumos", target_os = "solaris"))))] {
         /// `flock(LOCK_EX | LOCK_NB)` (flock(2)): `Ok(false)` when another open file holds it.
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) fn flock_try_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
             match fs2::FileExt::try_lock_exclusive(file) {
                 Ok(()) => Ok(true),
@@ -79,14 +108,14 @@ cfg_if::cfg_if! {
         }
 
         /// `flock(LOCK_UN)` (flock(2)).
-        #[cfg_attr(not(feature = "flock"), allow(dead_code))]
+        #[cfg(feature = "flock")]
         pub(crate) fn flock_unlock(file: &std::fs::File) -> std::io::Result<()> {
             fs2::FileExt::unlock(file)
         }
 
         /// Whether a shared lock can be had at once (taken and dropped again; flock(2)): a probe
         /// that does not disturb a holder.
-        #[cfg_attr(not(feature = "flock"), allow(dead_code))]
+        #[cfg(feature = "flock")]
         pub(crate) fn flock_shared_probe(file: &std::fs::File) -> std::io::Result<bool> {
             match fs2::FileExt::try_lock_shared(file) {
                 Ok(()) => {
@@ -98,6 +127,7 @@ cfg_if::cfg_if! {
             }
         }
 
+        #[cfg(feature = "flock")]
         fn is_contended(e: &std::io::Error) -> bool {
             e.kind() == std::io::ErrorKind::WouldBlock
                 || e.raw_os_error() == Some(nix::errno::Errno::EWOULDBLOCK as i32)

@@ -264,6 +264,34 @@ pub fn alive(pid: u32) -> bool {
     onlyone::process::stat(pid).is_some_and(|s| s.state != 'Z' && s.state != 'X')
 }
 
+/// Waits until process `pid`, which need not be our child, has exited: on a pidfd where the
+/// kernel has them (Linux), else by looking until it is gone or a zombie.
+pub fn wait_gone(pid: u32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let raw = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+        match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => {
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                poll(&mut fds, PollTimeout::NONE).expect("poll pidfd");
+                return;
+            }
+            Err(rustix::io::Errno::SRCH) => return,
+            Err(_) => {}
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while alive(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {pid} did not exit"
+        );
+        std::thread::yield_now();
+    }
+}
+
 /// Waits until process `pid` sleeps in poll(2)/ppoll(2) — i.e. a waiter has tried, found the lock
 /// held, and is waiting for the release event. Reads `/proc/PID/syscall` (the state of the
 /// process, not a timer); panics if it does not get there within a minute.
