@@ -127,7 +127,7 @@ cfg_if::cfg_if! {
             }
         }
 
-        #[cfg(feature = "flock")]
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
         fn is_contended(e: &std::io::Error) -> bool {
             e.kind() == std::io::ErrorKind::WouldBlock
                 || e.raw_os_error() == Some(nix::errno::Errno::EWOULDBLOCK as i32)
