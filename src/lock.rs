@@ -517,10 +517,31 @@ impl fmt::Display for Holder {
 
 /// Formats `t` as `YYYY-MM-DD HH:MM:SS UTC` (civil-from-days, no time zone database needed).
 pub fn format_utc(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let (date, secs, _) = civil(t);
+    format!(
+        "{date} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Formats `t` as RFC 3339 in UTC with milliseconds, `YYYY-MM-DDTHH:MM:SS.mmmZ`, for
+/// machine-readable output.
+pub fn format_utc_rfc3339(t: SystemTime) -> String {
+    let (date, secs, millis) = civil(t);
+    format!(
+        "{date}T{:02}:{:02}:{:02}.{millis:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// `t` as the date `YYYY-MM-DD`, the seconds into that day and the milliseconds into that second.
+fn civil(t: SystemTime) -> (String, u64, u32) {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Days since 1970-01-01 to a proleptic Gregorian date, with eras of 400 years.
     let z = days + 719_468;
@@ -532,11 +553,10 @@ pub fn format_utc(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        rem,
+        since.subsec_millis(),
     )
 }
 

@@ -349,7 +349,7 @@ mod suite {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let newest = ["src", "cli/src"]
             .iter()
-            .map(|d| newest_mtime(&root.join(d)))
+            .map(|d| common::newest_mtime(&root.join(d)))
             .max()
             .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
         if newest > built {
@@ -359,23 +359,6 @@ mod suite {
             ));
         }
         Ok(path)
-    }
-
-    fn newest_mtime(dir: &Path) -> std::time::SystemTime {
-        let mut newest = std::time::SystemTime::UNIX_EPOCH;
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = entry.path();
-            let t = if p.is_dir() {
-                newest_mtime(&p)
-            } else {
-                entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .unwrap_or(newest)
-            };
-            newest = newest.max(t);
-        }
-        newest
     }
 
     // ------------------------------------------------------------------------------------------------

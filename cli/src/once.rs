@@ -144,28 +144,11 @@ fn describe(r: &onlyone::backend::postgres::runs::RunRecord) -> String {
     )
 }
 
-/// Epoch seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, the proleptic Gregorian calendar).
+/// Epoch seconds (as the server gives them) as `YYYY-MM-DDTHH:MM:SS.mmmZ`, UTC.
 #[cfg(any(feature = "postgres", test))]
 fn utc(epoch: f64) -> String {
-    let millis = (epoch * 1000.0).round() as i64;
-    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let millis = (epoch * 1000.0).round().max(0.0) as u64;
+    onlyone::format_utc_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis))
 }
 
 #[cfg(test)]

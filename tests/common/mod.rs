@@ -41,7 +41,8 @@ pub fn holder_exe() -> PathBuf {
     path
 }
 
-fn newest_mtime(dir: &Path) -> std::time::SystemTime {
+/// The newest modification time of any file below `dir`.
+pub fn newest_mtime(dir: &Path) -> std::time::SystemTime {
     let mut newest = std::time::SystemTime::UNIX_EPOCH;
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = entry.path();
