@@ -35,7 +35,9 @@ use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
-use crate::backend::{Pacing, Sleep};
+use std::os::fd::BorrowedFd;
+
+use crate::backend::{Line, Pacing, Sleep};
 use crate::error::{Error, ErrorKind};
 use crate::lock::{Acquire, Attempt, Lock, WakeSource};
 
@@ -50,11 +52,41 @@ pub async fn acquire<L: Lock + ?Sized>(
 ) -> Result<Acquire, Error> {
     let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
     let mut pacing = Pacing::default();
+    let mut line = Line::default();
+    let register_error = |e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot register the wait for {}", lock.resource()),
+            e,
+        )
+    };
     loop {
         let (holder, wake) = match lock.attempt()? {
-            Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+            Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
             Attempt::Held(h, w) => (h, w),
         };
+        if let Some(pred) = line.predecessor(lock, deadline) {
+            // Someone is ahead in the line of waiters: sleep until it leaves it.
+            drop(wake);
+            let fd = register_borrowed(pred).map_err(register_error)?;
+            let ready = fd.readable();
+            let woke = match deadline {
+                Some(t) => tokio::time::timeout_at(Instant::from_std(t), ready)
+                    .await
+                    .is_ok(),
+                None => {
+                    let _ = ready.await;
+                    true
+                }
+            };
+            drop(fd);
+            if !woke {
+                return Ok(Acquire::Held(holder));
+            }
+            line.predecessor_left();
+            pacing = Pacing::default();
+            continue;
+        }
         let Some(sleep) = pacing.next(&wake, deadline, std::time::Instant::now()) else {
             return Ok(Acquire::Held(holder));
         };
@@ -66,13 +98,7 @@ pub async fn acquire<L: Lock + ?Sized>(
             .into_iter()
             .map(register)
             .collect::<std::io::Result<Vec<AsyncFd<WakeSource>>>>()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Io,
-                    format!("cannot register the wait for {}", lock.resource()),
-                    e,
-                )
-            })?;
+            .map_err(register_error)?;
         let any_ready = poll_fn(|cx| {
             // Every descriptor must be polled so that each registers this task for wake-up.
             let mut ready = false;
@@ -100,5 +126,13 @@ fn register(fd: WakeSource) -> std::io::Result<AsyncFd<WakeSource>> {
     // SAFETY: the `AsyncFd` owns the `WakeSource`, which owns its descriptor and keeps it open and
     // referring to the same open file description until it is dropped, after the `AsyncFd`
     // deregistered it; `as_raw_fd` always returns that descriptor.
+    unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
+}
+
+/// Registers a borrowed descriptor with the runtime's reactor, for as long as the borrow.
+#[allow(unsafe_code)]
+fn register_borrowed(fd: BorrowedFd<'_>) -> std::io::Result<AsyncFd<BorrowedFd<'_>>> {
+    // SAFETY: the borrow keeps the descriptor open, referring to the same open file description,
+    // for the whole life of the `AsyncFd`, which deregisters it when dropped.
     unsafe { AsyncFd::register(fd) }.map_err(std::io::Error::from)
 }

@@ -573,16 +573,36 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     crate::error::sys(kind, context, errno)
 }
 
-/// The wait loop behind every backend's [`Lock::acquire_timeout`]: try, sleep on the
-/// [`WakeUp`](crate::WakeUp) the try returned, try again — other waiters race for the lock too.
+/// The wait loop behind every backend's [`Lock::acquire_timeout`]: try; when the lock is held,
+/// join the line of waiters (Linux, Android: see the crate's `queue` module) and sleep on the
+/// predecessor in it, or, at its head, on the [`WakeUp`](crate::WakeUp) the try returned; try
+/// again. Newcomers that do not wait race for the lock too.
 pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut pacing = Pacing::default();
+    let mut line = Line::default();
+    let wait_error = |e| {
+        crate::error::sys(
+            ErrorKind::Io,
+            format!("cannot wait for {}", lock.resource()),
+            e,
+        )
+    };
     loop {
         let (holder, wake) = match lock.attempt()? {
-            Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+            Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
             Attempt::Held(h, w) => (h, w),
         };
+        if let Some(pred) = line.predecessor(lock, deadline) {
+            // Someone is ahead in the line: sleep until it leaves it, not on the holder.
+            drop(wake);
+            if !wait_for_event(&[pred], Deadline(deadline)).map_err(wait_error)? {
+                return Ok(Acquire::Held(holder));
+            }
+            line.predecessor_left();
+            pacing = Pacing::default();
+            continue;
+        }
         let Some(sleep) = pacing.next(&wake, deadline, Instant::now()) else {
             return Ok(Acquire::Held(holder));
         };
@@ -590,13 +610,45 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
             continue;
         };
         let fds: Vec<BorrowedFd<'_>> = wake.sources().iter().map(|f| f.as_fd()).collect();
-        wait_for_event(&fds, Deadline(until)).map_err(|e| {
-            crate::error::sys(
-                ErrorKind::Io,
-                format!("cannot wait for {}", lock.resource()),
-                e,
-            )
-        })?;
+        wait_for_event(&fds, Deadline(until)).map_err(wait_error)?;
+    }
+}
+
+/// A waiter's place in the line of waiters, joined after its first failed try.
+#[derive(Debug, Default)]
+pub(crate) struct Line {
+    joined: bool,
+    place: Option<crate::queue::Place>,
+}
+
+impl Line {
+    /// Joins the line on the first call (unless the deadline has passed: a single try does not
+    /// queue), and says whom to sleep on: the predecessor, or `None` at the head (sleep on the
+    /// holder).
+    pub(crate) fn predecessor<L: Lock + ?Sized>(
+        &mut self,
+        lock: &L,
+        deadline: Option<Instant>,
+    ) -> Option<BorrowedFd<'_>> {
+        if !self.joined {
+            self.joined = true;
+            if deadline.is_none_or(|d| Instant::now() < d) {
+                self.place = crate::queue::Place::join(&lock.resource());
+            }
+        }
+        self.place.as_ref()?.predecessor()
+    }
+
+    /// The predecessor's connection hung up: it left the line.
+    pub(crate) fn predecessor_left(&mut self) {
+        if let Some(place) = self.place.as_mut() {
+            place.predecessor_left();
+        }
+    }
+
+    /// The guard, keeping our slot until the lock is released.
+    pub(crate) fn keep(self, guard: crate::Guard) -> crate::Guard {
+        crate::queue::keep(guard, self.place)
     }
 }
 

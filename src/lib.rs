@@ -19,6 +19,7 @@ pub mod name;
 /// The former name of [`os`], kept so that code written against 0.1 still compiles.
 pub use os as process;
 pub mod os;
+mod queue;
 pub mod record;
 
 pub use backend::{Builder, DEFAULT_BACKEND};

@@ -699,6 +699,56 @@ impl Guard {
             resource: self.resource,
         }
     }
+
+    /// Keeps a waiter's slot in the line of waiters (see the crate's `queue` module) until the
+    /// lock is released, and closes it right after: the release then wakes the one waiter behind.
+    pub(crate) fn with_wait_slot(self, slot: std::os::fd::OwnedFd) -> Guard {
+        Guard {
+            held: Box::new(WithWaitSlot {
+                main: self.held,
+                _slot: slot,
+            }),
+            backend: self.backend,
+            resource: self.resource,
+        }
+    }
+}
+
+/// A held lock and the slot its taker had in the line of waiters (fields drop in order: the lock
+/// first, then the slot, whose hang-up wakes the next waiter).
+#[derive(Debug)]
+struct WithWaitSlot {
+    main: Box<dyn HeldLock>,
+    _slot: std::os::fd::OwnedFd,
+}
+
+impl HeldLock for WithWaitSlot {
+    fn verify(&self) -> Result<(), Error> {
+        self.main.verify()
+    }
+
+    fn release(self: Box<Self>) -> Result<(), Error> {
+        let WithWaitSlot { main, _slot } = *self;
+        let result = main.release();
+        drop(_slot);
+        result
+    }
+
+    fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.main.as_fd()
+    }
+
+    fn fencing_token(&self) -> Option<u64> {
+        self.main.fencing_token()
+    }
+
+    fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.main.loss_fd()
+    }
+
+    fn record_job(&mut self, pid: u32, start_ticks: Option<u64>) -> Result<bool, Error> {
+        self.main.record_job(pid, start_ticks)
+    }
 }
 
 /// A lock and its compatibility lock in the old default directory (fields drop in order: the lock
