@@ -89,9 +89,10 @@ impl AbstractSocketLock {
         })
     }
 
-    /// Binds and listens; `None` when the name is taken.
+    /// Binds and listens; `None` when the name is taken. Non-blocking, for the draining thread's
+    /// `accept4`.
     fn bind_listener(&self) -> Result<Option<OwnedFd>, Error> {
-        let fd = self.new_socket(SockFlag::empty())?;
+        let fd = self.new_socket(SockFlag::SOCK_NONBLOCK)?;
         match bind(fd.as_raw_fd(), &self.addr) {
             Ok(()) => {}
             Err(Errno::EADDRINUSE) => return Ok(None),
@@ -196,8 +197,13 @@ impl AbstractSocketLock {
     }
 
     fn guard(&self, fd: OwnedFd) -> Guard {
+        let drain = drain::register(fd.as_fd());
         Guard::new(
-            Box::new(AbstractSocketHeld { fd }),
+            Box::new(AbstractSocketHeld {
+                fd: Some(fd),
+                drain,
+                owner: std::process::id(),
+            }),
             BackendKind::AbstractSocket,
             self.resource(),
         )
@@ -260,7 +266,24 @@ impl Lock for AbstractSocketLock {
 /// The bound, listening socket. Closing it frees the name.
 #[derive(Debug)]
 struct AbstractSocketHeld {
-    fd: OwnedFd,
+    fd: Option<OwnedFd>,
+    /// Its registration with the draining thread, in the process that took the lock.
+    drain: Option<drain::Token>,
+    /// The process that took the lock: a `fork`ed child's copy of the guard only closes.
+    owner: u32,
+}
+
+impl AbstractSocketHeld {
+    fn close(&mut self) -> Result<(), Error> {
+        let Some(fd) = self.fd.take() else {
+            return Ok(());
+        };
+        let result = match self.drain.take() {
+            Some(token) if std::process::id() == self.owner => drain::unregister(token, fd),
+            _ => nix::unistd::close(fd),
+        };
+        result.map_err(|e| sys(ErrorKind::Io, "cannot close the lock socket", e))
+    }
 }
 
 impl HeldLock for AbstractSocketHeld {
@@ -269,13 +292,250 @@ impl HeldLock for AbstractSocketHeld {
         Ok(())
     }
 
-    fn release(self: Box<Self>) -> Result<(), Error> {
-        nix::unistd::close(self.fd)
-            .map_err(|e| sys(ErrorKind::Io, "cannot close the lock socket", e))
+    fn release(mut self: Box<Self>) -> Result<(), Error> {
+        self.close()
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.fd.as_fd())
+        self.fd.as_ref().map(|fd| fd.as_fd())
+    }
+}
+
+impl Drop for AbstractSocketHeld {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+/// Passes the connections to the lock `guard` holds (an abstract socket lock taken by this
+/// process) whose peer *sends* before it is released to `handler`, on the draining thread: the
+/// second-instance handoff's messages come that way (its client writes a magic such as
+/// `b"ONLYONE-HANDOFF"` first; the handler reads and checks it). Connections that send nothing
+/// (contenders reading `SO_PEERCRED`, waiters of any onlyone version sleeping on the hang-up)
+/// are kept until the lock is released or their peer leaves, and never reach the handler.
+/// Without a handler a connection that sends is closed. The handler must not block for long:
+/// one thread drains every lock of the process. `false` when `guard` is not such a lock or no
+/// draining thread could be started.
+#[allow(dead_code)] // Wired by the second-instance handoff.
+pub(crate) fn set_connection_handler(
+    guard: &Guard,
+    handler: Box<dyn Fn(std::os::unix::net::UnixStream) + Send + Sync>,
+) -> bool {
+    guard.backend() == BackendKind::AbstractSocket
+        && guard
+            .as_fd()
+            .is_some_and(|fd| drain::set_handler(fd.as_raw_fd(), handler))
+}
+
+/// The thread that drains the holders' listeners: see the module docs ("Draining").
+mod drain {
+    use std::collections::HashMap;
+    use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixStream;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use nix::errno::Errno;
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+    use nix::sys::socket::{MsgFlags, SockFlag, accept4, recv};
+
+    /// A listener's registration.
+    #[derive(Debug)]
+    pub(super) struct Token(u64);
+
+    type Handler = Arc<dyn Fn(UnixStream) + Send + Sync>;
+
+    struct Listener {
+        fd: RawFd,
+        handler: Option<Handler>,
+    }
+
+    #[derive(Default)]
+    struct State {
+        next: u64,
+        listeners: HashMap<u64, Listener>,
+        /// Accepted connections: their listener's token and the connection.
+        conns: HashMap<u64, (u64, OwnedFd)>,
+    }
+
+    struct Drain {
+        epoll: Epoll,
+        state: Mutex<State>,
+        /// The process the thread runs in: a `fork`ed child has no such thread, and shares the
+        /// epoll instance with its parent, so it registers nothing.
+        pid: u32,
+    }
+
+    /// The process's draining thread, started by the first lock it takes; `None` when it could
+    /// not be started (then listeners are not drained, as in onlyone before 0.2).
+    fn drain() -> Option<&'static Drain> {
+        static DRAIN: OnceLock<Option<&'static Drain>> = OnceLock::new();
+        let drain = *DRAIN.get_or_init(|| {
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).ok()?;
+            let drain: &'static Drain = Box::leak(Box::new(Drain {
+                epoll,
+                state: Mutex::new(State::default()),
+                pid: std::process::id(),
+            }));
+            std::thread::Builder::new()
+                .name("onlyone-drain".into())
+                .spawn(move || drain.run())
+                .ok()?;
+            Some(drain)
+        });
+        drain.filter(|d| d.pid == std::process::id())
+    }
+
+    /// Starts draining `fd`, a listener this process just bound; `None` when there is no
+    /// draining thread.
+    pub(super) fn register(fd: BorrowedFd<'_>) -> Option<Token> {
+        let drain = drain()?;
+        let mut state = drain.state.lock().ok()?;
+        state.next += 1;
+        let token = state.next;
+        drain
+            .epoll
+            .add(fd, EpollEvent::new(EpollFlags::EPOLLIN, token))
+            .ok()?;
+        state.listeners.insert(
+            token,
+            Listener {
+                fd: fd.as_raw_fd(),
+                handler: None,
+            },
+        );
+        Some(Token(token))
+    }
+
+    /// Stops draining the listener and closes it (freeing the name), then every connection it
+    /// accepted (waking the waiters sleeping on their hang-up).
+    pub(super) fn unregister(token: Token, fd: OwnedFd) -> Result<(), Errno> {
+        let Some(drain) = drain() else {
+            return nix::unistd::close(fd);
+        };
+        let mut state = drain.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Removed explicitly: a copy of the descriptor in a child would keep it registered.
+        let _ = drain.epoll.delete(fd.as_fd());
+        state.listeners.remove(&token.0);
+        let result = nix::unistd::close(fd);
+        let accepted: Vec<u64> = state
+            .conns
+            .iter()
+            .filter(|(_, (l, _))| *l == token.0)
+            .map(|(c, _)| *c)
+            .collect();
+        let closed: Vec<(u64, OwnedFd)> = accepted
+            .into_iter()
+            .filter_map(|c| state.conns.remove(&c))
+            .collect();
+        drop(state);
+        drop(closed);
+        result
+    }
+
+    /// See [`super::set_connection_handler`].
+    pub(super) fn set_handler(fd: RawFd, handler: Box<dyn Fn(UnixStream) + Send + Sync>) -> bool {
+        let Some(drain) = drain() else { return false };
+        let mut state = drain.state.lock().unwrap_or_else(|e| e.into_inner());
+        match state.listeners.values_mut().find(|l| l.fd == fd) {
+            Some(l) => {
+                l.handler = Some(Arc::from(handler));
+                true
+            }
+            None => false,
+        }
+    }
+
+    impl Drain {
+        fn run(&self) {
+            let mut events = vec![EpollEvent::empty(); 64];
+            loop {
+                let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
+                    Ok(n) => n,
+                    Err(Errno::EINTR) => continue,
+                    Err(_) => return,
+                };
+                let mut handed = Vec::new();
+                let mut starved = false;
+                {
+                    let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    for ev in &events[..n] {
+                        let token = ev.data();
+                        if let Some(fd) = state.listeners.get(&token).map(|l| l.fd) {
+                            starved |= self.accept_all(&mut state, token, fd);
+                        } else if let Some(conn) = self.settle(&mut state, token) {
+                            handed.push(conn);
+                        }
+                    }
+                }
+                for (handler, stream) in handed {
+                    handler(stream);
+                }
+                if starved {
+                    // Out of descriptors: the listener stays readable, so pause rather than spin.
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }
+        }
+
+        /// Accepts every pending connection of the listener `fd` (registered as `token`) and
+        /// watches each for data or hang-up. Whether accepting ran out of descriptors.
+        fn accept_all(&self, state: &mut State, token: u64, fd: RawFd) -> bool {
+            let listener = unsafe_borrow(fd);
+            loop {
+                match accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
+                    Ok(conn) => {
+                        state.next += 1;
+                        let id = state.next;
+                        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+                        if self
+                            .epoll
+                            .add(conn.as_fd(), EpollEvent::new(flags, id))
+                            .is_ok()
+                        {
+                            state.conns.insert(id, (token, conn));
+                        }
+                    }
+                    Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
+                    Err(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM) => {
+                        return true;
+                    }
+                    Err(_) => return false,
+                }
+            }
+        }
+
+        /// A connection became readable: its peer left (closed here), or sent data (handed to
+        /// the listener's handler, else closed).
+        fn settle(&self, state: &mut State, id: u64) -> Option<(Handler, UnixStream)> {
+            let (_, conn) = state.conns.get(&id)?;
+            let mut byte = [0u8; 1];
+            let sent = match recv(
+                conn.as_raw_fd(),
+                &mut byte,
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+            ) {
+                Ok(0) => false,
+                Ok(_) => true,
+                Err(Errno::EAGAIN | Errno::EINTR) => return None,
+                Err(_) => false,
+            };
+            let (listener, conn) = state.conns.remove(&id)?;
+            let _ = self.epoll.delete(conn.as_fd());
+            let handler = state.listeners.get(&listener)?.handler.clone();
+            match handler {
+                Some(h) if sent => Some((h, UnixStream::from(conn))),
+                _ => None,
+            }
+        }
+    }
+
+    /// The listener's descriptor, borrowed while the registry's lock is held.
+    #[allow(unsafe_code)]
+    fn unsafe_borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
+        // SAFETY: only called with a registered listener's descriptor while the registry's mutex
+        // is held; `unregister` closes it under that mutex, after removing it, so it stays open
+        // for as long as the borrow is used (within one `accept_all`).
+        unsafe { BorrowedFd::borrow_raw(fd) }
     }
 }
 
