@@ -247,11 +247,22 @@ impl FlockLock {
         Ok(match self.try_lock()? {
             Ok(g) => Attempt::Acquired(g),
             Err(h) => {
-                let wake = file_wake_up(watch, &h);
                 // An onlyone holder touches the file when it unlocks (inotify wakes us); another
                 // program (`flock -u`, a daemon calling flock(LOCK_UN)) may unlock and live on,
-                // giving no event at all: then also retry with a backoff.
-                let wake = if wake.is_now() || self.holds_onlyone_record() {
+                // giving no inotify event at all; and a user whose inotify instances are all in
+                // use gets no watch. Then the kernel's own wait tells of the release (see
+                // `release_watch`), and where that cannot be had either, a backoff.
+                let evented = watch.is_some() && self.holds_onlyone_record();
+                let (watch, certain) = if evented {
+                    (watch, true)
+                } else {
+                    match release_watch(&self.path) {
+                        Some(w) => (Some(w), true),
+                        None => (watch, false),
+                    }
+                };
+                let wake = file_wake_up(watch, &h);
+                let wake = if wake.is_now() || certain {
                     wake
                 } else {
                     WakeUp::backoff(wake.into_sources())
@@ -352,6 +363,60 @@ impl Lock for FlockLock {
     fn resource(&self) -> String {
         self.path.display().to_string()
     }
+}
+
+/// A wait for the release of the lock on `path`'s file that needs no inotify: a thread blocked
+/// in `flock(LOCK_SH)` (flock(2)) on a descriptor of its own, which the kernel wakes when the
+/// exclusive holder lets go (unlock, close, death). It lets go of its shared lock at once and
+/// closes the write end of a pipe, whose read end is the wake-up source. One thread per locked
+/// file and process, shared by the waits of that process, and only for the head of the line of
+/// waiters (see the crate's `queue` module): the others sleep on their predecessor. A thread is
+/// the only way: flock(2) has no timeout and no pollable form, and a wait must keep its
+/// deadline; a wait that gives up leaves the thread blocked until the release, when it ends.
+/// `None` in the portable build and on other systems (no line of waiters there, every waiter
+/// would start one), or when the file or thread cannot be had.
+#[cfg(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable)))]
+fn release_watch(path: &Path) -> Option<crate::WakeSource> {
+    use std::collections::HashMap;
+    use std::os::fd::OwnedFd;
+    use std::sync::{Arc, Mutex};
+    type Watches = Mutex<HashMap<(u64, u64), Arc<OwnedFd>>>;
+    static WATCHES: std::sync::OnceLock<Watches> = std::sync::OnceLock::new();
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    let file = File::from(open(path, flags, Mode::empty()).ok()?);
+    let meta = file.metadata().ok()?;
+    let key = (meta.dev(), meta.ino());
+    let watches = WATCHES.get_or_init(Watches::default);
+    let mut map = watches.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(read) = map.get(&key) {
+        return read.try_clone().ok().map(crate::WakeSource::new);
+    }
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ok()?;
+    let read = Arc::new(read);
+    std::thread::Builder::new()
+        .name("onlyone-flock-wait".into())
+        .spawn(move || {
+            // flock(2) with LOCK_SH: granted once the exclusive holder lets go.
+            while rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+                == Err(rustix::io::Errno::INTR)
+            {}
+            drop(file);
+            let watches = WATCHES.get_or_init(Watches::default);
+            watches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            drop(write);
+        })
+        .ok()?;
+    map.insert(key, Arc::clone(&read));
+    read.try_clone().ok().map(crate::WakeSource::new)
+}
+
+/// Elsewhere: no thread per waiter (no line of waiters there); see the Linux version.
+#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable))))]
+fn release_watch(_path: &Path) -> Option<crate::WakeSource> {
+    None
 }
 
 /// Whether `file` holds a holder record, possibly cut short by a holder killed while writing it:
