@@ -347,7 +347,17 @@ mod drain {
     struct Listener {
         fd: RawFd,
         handler: Option<Handler>,
+        /// Connections accepted and kept (their peers stay: waiters, handoff clients).
+        kept: usize,
+        /// Whether accepting is paused at [`MAX_KEPT`].
+        paused: bool,
     }
+
+    /// The most connections one listener keeps open: past that, the thread stops accepting
+    /// until one closes, and further connections wait in the backlog as with a holder that
+    /// never accepts. So peers that connect and stay (any local process may) cannot use up the
+    /// holder's descriptors.
+    const MAX_KEPT: usize = 512;
 
     #[derive(Default)]
     struct State {
@@ -401,6 +411,8 @@ mod drain {
             Listener {
                 fd: fd.as_raw_fd(),
                 handler: None,
+                kept: 0,
+                paused: false,
             },
         );
         Some(Token(token))
@@ -447,7 +459,7 @@ mod drain {
 
     impl Drain {
         fn run(&self) {
-            let mut events = vec![EpollEvent::empty(); 64];
+            let mut events = vec![EpollEvent::empty(); 256];
             loop {
                 let n = match self.epoll.wait(&mut events, EpollTimeout::NONE) {
                     Ok(n) => n,
@@ -484,6 +496,11 @@ mod drain {
             loop {
                 match accept4(listener, SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC) {
                     Ok(conn) => {
+                        // Most contenders have read `SO_PEERCRED` and left by now: closed at
+                        // once, without a round through epoll.
+                        if peer_left(&conn) {
+                            continue;
+                        }
                         state.next += 1;
                         let id = state.next;
                         let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
@@ -493,6 +510,16 @@ mod drain {
                             .is_ok()
                         {
                             state.conns.insert(id, (token, conn));
+                            let Some(l) = state.listeners.get_mut(&token) else {
+                                return false;
+                            };
+                            l.kept += 1;
+                            if l.kept >= MAX_KEPT {
+                                l.paused = true;
+                                let mut none = EpollEvent::new(EpollFlags::empty(), token);
+                                let _ = self.epoll.modify(listener, &mut none);
+                                return false;
+                            }
                         }
                     }
                     Err(Errno::EINTR | Errno::ECONNABORTED) => continue,
@@ -508,20 +535,21 @@ mod drain {
         /// the listener's handler, else closed).
         fn settle(&self, state: &mut State, id: u64) -> Option<(Handler, UnixStream)> {
             let (_, conn) = state.conns.get(&id)?;
-            let mut byte = [0u8; 1];
-            let sent = match recv(
-                conn.as_raw_fd(),
-                &mut byte,
-                MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
-            ) {
-                Ok(0) => false,
-                Ok(_) => true,
-                Err(Errno::EAGAIN | Errno::EINTR) => return None,
-                Err(_) => false,
+            let sent = match peek(conn) {
+                Peek::Left => false,
+                Peek::Sent => true,
+                Peek::Quiet => return None,
             };
+            // Closing it (its only descriptor) also takes it out of the epoll set.
             let (listener, conn) = state.conns.remove(&id)?;
-            let _ = self.epoll.delete(conn.as_fd());
-            let handler = state.listeners.get(&listener)?.handler.clone();
+            let l = state.listeners.get_mut(&listener)?;
+            l.kept -= 1;
+            if l.paused {
+                l.paused = false;
+                let mut again = EpollEvent::new(EpollFlags::EPOLLIN, listener);
+                let _ = self.epoll.modify(unsafe_borrow(l.fd), &mut again);
+            }
+            let handler = l.handler.clone();
             match handler {
                 Some(h) if sent => Some((h, UnixStream::from(conn))),
                 _ => None,
@@ -529,12 +557,41 @@ mod drain {
         }
     }
 
+    /// What an accepted connection's peer did.
+    enum Peek {
+        /// Closed its end (or the connection failed).
+        Left,
+        /// Sent bytes: not a plain contender.
+        Sent,
+        /// Nothing yet: a waiter sleeping on the hang-up, or a contender still reading.
+        Quiet,
+    }
+
+    fn peek(conn: &OwnedFd) -> Peek {
+        let mut byte = [0u8; 1];
+        match recv(
+            conn.as_raw_fd(),
+            &mut byte,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(0) => Peek::Left,
+            Ok(_) => Peek::Sent,
+            Err(Errno::EAGAIN | Errno::EINTR) => Peek::Quiet,
+            Err(_) => Peek::Left,
+        }
+    }
+
+    /// Whether a connection just accepted is already closed by its peer, with nothing sent.
+    fn peer_left(conn: &OwnedFd) -> bool {
+        matches!(peek(conn), Peek::Left)
+    }
+
     /// The listener's descriptor, borrowed while the registry's lock is held.
     #[allow(unsafe_code)]
     fn unsafe_borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
         // SAFETY: only called with a registered listener's descriptor while the registry's mutex
         // is held; `unregister` closes it under that mutex, after removing it, so it stays open
-        // for as long as the borrow is used (within one `accept_all`).
+        // for as long as the borrow is used (within one `accept_all` or `settle`).
         unsafe { BorrowedFd::borrow_raw(fd) }
     }
 }
