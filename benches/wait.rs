@@ -1,6 +1,13 @@
 //! Release-to-acquire latency of a waiting process, per backend, and the waiter's CPU time over a
 //! 2 s wait. Run with `cargo bench --bench wait` (`-- --trials N` to change the 200 trials).
 //!
+//! Then hand-overs through N waiter processes (N = 1, 8, 64, 256; `-- --waiters 8,64` to choose,
+//! `--handover` for this table alone), each holding the lock 1 ms in its turn, beside the
+//! kernel's own blocking `flock(LOCK_EX)` in the same run: time per hand-over, wake-ups per
+//! hand-over (the waiters' voluntary context switches until their turn, ÷ N, counting the one
+//! wake-up that gives each its turn), and the waiters' CPU time while the lock is merely held
+//! (1 s) and until their turn.
+//!
 //! Every trial uses two fresh processes (this binary, re-executed): a holder and a waiter asleep in
 //! `acquire_timeout(None)`. The holder releases (guard dropped, process lives on) or is SIGKILLed;
 //! the gap is measured on `CLOCK_MONOTONIC` from just before the release (or the `kill`) to just
@@ -41,6 +48,23 @@ fn main() {
         .position(|a| a == "--trials")
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(200);
+    let waiters: Vec<usize> = args
+        .iter()
+        .position(|a| a == "--waiters")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.split(',')
+                .map(|n| n.parse().expect("--waiters N,N"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![1, 8, 64, 256]);
+    if !args.iter().any(|a| a == "--handover") {
+        latency(trials);
+    }
+    handover(&waiters);
+}
+
+fn latency(trials: usize) {
     println!("release-to-acquire latency, {trials} trials per cell (µs)");
     println!(
         "| backend | holder releases: median | p99 | holder SIGKILLed: median | p99 | waiter CPU over a 2 s wait |"
@@ -59,6 +83,219 @@ fn main() {
             pct(&killed, 99),
             cpu.as_secs_f64() * 1e3
         );
+    }
+}
+
+/// How long each waiter holds the lock in its turn.
+const TURN: Duration = Duration::from_millis(1);
+/// How long the lock is merely held while the waiters' CPU is measured.
+const HELD: Duration = Duration::from_secs(1);
+
+fn handover(sizes: &[usize]) {
+    println!();
+    println!(
+        "hand-over through N waiters, each holding {} ms in its turn; CPU while held over {} s",
+        TURN.as_millis(),
+        HELD.as_secs()
+    );
+    println!(
+        "| backend | N | per hand-over (ms) | ÷ kernel flock | wake-ups per hand-over | waiters' CPU while held (ms per s, all) | waiter CPU until its turn (µs, mean) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for &n in sizes {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = repeated("kernel", dir.path(), n);
+        kernel.print("kernel flock(LOCK_EX)", n, kernel.per_handover_ms);
+        for backend in BackendKind::available_local() {
+            let cell = repeated(backend.as_str(), dir.path(), n);
+            cell.print(backend.as_str(), n, kernel.per_handover_ms);
+        }
+    }
+}
+
+/// A cell run until it made at least 64 hand-overs (the CPU while held is measured in the first
+/// run only); the median run's time per hand-over, the mean of the rest.
+fn repeated(backend: &str, dir: &std::path::Path, n: usize) -> Turns {
+    let runs = 64usize.div_ceil(n);
+    let mut all: Vec<Turns> = (0..runs).map(|i| turns(backend, dir, n, i == 0)).collect();
+    let held = all[0].held_cpu_ms_per_s;
+    let wakeups = all.iter().map(|t| t.wakeups).sum::<f64>() / runs as f64;
+    let turn_cpu_us = all.iter().map(|t| t.turn_cpu_us).sum::<f64>() / runs as f64;
+    all.sort_by(|a, b| a.per_handover_ms.total_cmp(&b.per_handover_ms));
+    Turns {
+        per_handover_ms: all[runs / 2].per_handover_ms,
+        wakeups,
+        held_cpu_ms_per_s: held,
+        turn_cpu_us,
+    }
+}
+
+struct Turns {
+    per_handover_ms: f64,
+    wakeups: f64,
+    held_cpu_ms_per_s: f64,
+    turn_cpu_us: f64,
+}
+
+impl Turns {
+    fn print(&self, what: &str, n: usize, kernel_ms: f64) {
+        println!(
+            "| {what} | {n} | {:.2} | {:.2}× | {:.2} | {:.2} | {:.0} |",
+            self.per_handover_ms,
+            self.per_handover_ms / kernel_ms,
+            self.wakeups,
+            self.held_cpu_ms_per_s,
+            self.turn_cpu_us
+        );
+    }
+}
+
+/// `/proc/PID/task/PID/status`'s voluntary context switches of the main thread.
+fn voluntary_switches(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("voluntary_ctxt_switches")
+}
+
+/// CPU time of every thread of `pid`, in ns (`/proc/PID/task/*/schedstat`, first field).
+fn cpu_ns(pid: u32) -> u128 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|t| {
+                let text = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+                text.split(' ').next()?.parse::<u128>().ok()
+            })
+            .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Whether `pid` sleeps in poll/ppoll (the library's waits) or flock (the kernel's).
+fn sleeping_in_wait(pid: u32) -> bool {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+    let nr = text.split(' ').next().unwrap_or("");
+    if cfg!(target_arch = "x86_64") {
+        matches!(nr, "7" | "271" | "73")
+    } else {
+        matches!(nr, "73" | "32")
+    }
+}
+
+/// One cell: the parent holds the lock, N waiters queue, the lock is held for [`HELD`], then
+/// released; each waiter holds it for [`TURN`] and lets go.
+fn turns(backend: &str, dir: &std::path::Path, n: usize, held_spell: bool) -> Turns {
+    let name = format!("turns-{}-{backend}-{n}", std::process::id());
+    let kernel_path = dir.join(format!("{name}.kernel"));
+    let kernel = backend == "kernel";
+    let lock = (!kernel).then(|| {
+        Builder::new(&name)
+            .backend(backend.parse().expect("backend"))
+            .lock_dir(dir)
+            .build()
+            .expect("lock")
+    });
+    let kernel_file = kernel.then(|| {
+        let f = std::fs::File::create(&kernel_path).expect("kernel lock file");
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).expect("flock");
+        f
+    });
+    let guard = lock
+        .as_ref()
+        .map(|l| l.try_acquire().expect("acquire").guard().expect("free"));
+    let mut waiters: Vec<Proc> = (0..n)
+        .map(|_| Proc::spawn(&format!("turn {backend} {name} {}", dir.display())))
+        .collect();
+    for w in &waiters {
+        while !sleeping_in_wait(w.child.id()) {
+            std::thread::yield_now();
+        }
+    }
+    let pids: Vec<u32> = waiters.iter().map(|w| w.child.id()).collect();
+    let cpu0: Vec<u128> = pids.iter().map(|&p| cpu_ns(p)).collect();
+    if held_spell {
+        std::thread::sleep(HELD);
+    }
+    let cpu1: Vec<u128> = pids.iter().map(|&p| cpu_ns(p)).collect();
+    let vcs1: Vec<u64> = pids.iter().map(|&p| voluntary_switches(p)).collect();
+    let released = now_ns(ClockId::CLOCK_MONOTONIC);
+    drop(guard);
+    drop(kernel_file);
+    let mut last = released;
+    let mut wakeups = 0u64;
+    let mut turn_cpu = 0u128;
+    for (i, w) in waiters.iter_mut().enumerate() {
+        let line = w.line();
+        let f: Vec<u128> = line
+            .strip_prefix("done ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .split(' ')
+            .map(|v| v.parse().expect("number"))
+            .collect();
+        last = last.max(f[0]);
+        wakeups += (f[1] as u64).saturating_sub(vcs1[i]) + 1;
+        turn_cpu += f[2].saturating_sub(cpu1[i]);
+    }
+    let held: u128 = cpu1.iter().zip(&cpu0).map(|(b, a)| b - a).sum();
+    let _ = std::fs::remove_file(&kernel_path);
+    Turns {
+        per_handover_ms: (last - released + TURN.as_nanos()) as f64 / 1e6 / n as f64,
+        wakeups: wakeups as f64 / n as f64,
+        held_cpu_ms_per_s: if held_spell {
+            held as f64 / 1e6 / HELD.as_secs_f64()
+        } else {
+            0.0
+        },
+        turn_cpu_us: turn_cpu as f64 / 1e3 / n as f64,
+    }
+}
+
+/// The waiter's turn: waits (the library's wait, or the kernel's blocking flock), notes when it
+/// got the lock, its voluntary context switches and CPU time then, holds it for [`TURN`]
+/// (spinning: a sleep would count as a context switch) and lets go.
+fn turn(backend: &str, name: &str, dir: &str) {
+    let mut out = std::io::stdout();
+    let (t, vcs, cpu) = if backend == "kernel" {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .open(std::path::Path::new(dir).join(format!("{name}.kernel")))
+            .expect("open");
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).expect("flock");
+        let got = stamp();
+        spin(got.0);
+        drop(f);
+        got
+    } else {
+        let lock = Builder::new(name)
+            .backend(backend.parse().expect("backend"))
+            .lock_dir(dir)
+            .build()
+            .expect("lock");
+        let guard = lock
+            .acquire_timeout(None)
+            .expect("wait")
+            .guard()
+            .expect("acquired");
+        let got = stamp();
+        spin(got.0);
+        drop(guard);
+        got
+    };
+    writeln!(out, "done {t} {vcs} {cpu}").unwrap();
+}
+
+/// Now, this thread's voluntary context switches, and the process's CPU time.
+fn stamp() -> (u128, u64, u128) {
+    let t = now_ns(ClockId::CLOCK_MONOTONIC);
+    let me = std::process::id();
+    (t, voluntary_switches(me), now_ns(process_cpu_clock()))
+}
+
+fn spin(from: u128) {
+    while now_ns(ClockId::CLOCK_MONOTONIC) < from + TURN.as_nanos() {
+        std::hint::spin_loop();
     }
 }
 
@@ -154,9 +391,14 @@ fn wait_until_sleeping_in_poll(pid: u32) {
     }
 }
 
-/// The child roles: `hold B NAME DIR`, `wait B NAME DIR`, `wait2s B NAME DIR`.
+/// The child roles: `hold B NAME DIR`, `wait B NAME DIR`, `wait2s B NAME DIR`, `turn B NAME DIR`
+/// (B may be `kernel`).
 fn child(role: &str) {
     let words: Vec<&str> = role.splitn(4, ' ').collect();
+    if words[0] == "turn" {
+        turn(words[1], words[2], words[3]);
+        return;
+    }
     let backend: BackendKind = words[1].parse().expect("backend");
     let lock = Builder::new(words[2])
         .backend(backend)
