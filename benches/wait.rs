@@ -113,10 +113,10 @@ fn handover(sizes: &[usize]) {
     }
 }
 
-/// A cell run until it made at least 64 hand-overs (the CPU while held is measured in the first
+/// A cell run at least 3 times and until it made 64 hand-overs (the CPU while held is measured in the first
 /// run only); the median run's time per hand-over, the mean of the rest.
 fn repeated(backend: &str, dir: &std::path::Path, n: usize) -> Turns {
-    let runs = 64usize.div_ceil(n);
+    let runs = 64usize.div_ceil(n).max(3);
     let mut all: Vec<Turns> = (0..runs).map(|i| turns(backend, dir, n, i == 0)).collect();
     let held = all[0].held_cpu_ms_per_s;
     let wakeups = all.iter().map(|t| t.wakeups).sum::<f64>() / runs as f64;

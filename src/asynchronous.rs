@@ -51,8 +51,6 @@ pub async fn acquire<L: Lock + ?Sized>(
     timeout: Option<Duration>,
 ) -> Result<Acquire, Error> {
     let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-    let mut pacing = Pacing::default();
-    let mut line = Line::default();
     let register_error = |e| {
         Error::new(
             ErrorKind::Io,
@@ -60,14 +58,17 @@ pub async fn acquire<L: Lock + ?Sized>(
             e,
         )
     };
+    let mut line = match lock.try_acquire()? {
+        Acquire::Acquired(g) => return Ok(Acquire::Acquired(g)),
+        Acquire::Held(h) if deadline.is_some_and(|d| std::time::Instant::now() >= d) => {
+            return Ok(Acquire::Held(h));
+        }
+        Acquire::Held(_) => Line::join(lock),
+    };
+    let mut pacing = Pacing::default();
     loop {
-        let (holder, wake) = match lock.attempt()? {
-            Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
-            Attempt::Held(h, w) => (h, w),
-        };
-        if let Some(pred) = line.predecessor(lock, deadline) {
+        if let Some(pred) = line.predecessor() {
             // Someone is ahead in the line of waiters: sleep until it leaves it.
-            drop(wake);
             let fd = register_borrowed(pred).map_err(register_error)?;
             let ready = fd.readable();
             let woke = match deadline {
@@ -81,12 +82,16 @@ pub async fn acquire<L: Lock + ?Sized>(
             };
             drop(fd);
             if !woke {
-                return Ok(Acquire::Held(holder));
+                return line.last_try(lock);
             }
             line.predecessor_left();
             pacing = Pacing::default();
             continue;
         }
+        let (holder, wake) = match lock.attempt()? {
+            Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
+            Attempt::Held(h, w) => (h, w),
+        };
         let Some(sleep) = pacing.next(&wake, deadline, std::time::Instant::now()) else {
             return Ok(Acquire::Held(holder));
         };

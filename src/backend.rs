@@ -573,14 +573,14 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     crate::error::sys(kind, context, errno)
 }
 
-/// The wait loop behind every backend's [`Lock::acquire_timeout`]: try; when the lock is held,
-/// join the line of waiters (Linux, Android: see the crate's `queue` module) and sleep on the
-/// predecessor in it, or, at its head, on the [`WakeUp`](crate::WakeUp) the try returned; try
-/// again. Newcomers that do not wait race for the lock too.
+/// The wait loop behind every backend's [`Lock::acquire_timeout`]: one try; when the lock is
+/// held, join the line of waiters (Linux, Android: see the crate's `queue` module) and sleep on
+/// the predecessor in it until there is none; then, at the head of the line, try and sleep on the
+/// [`WakeUp`](crate::WakeUp) the try returned, and try again. Only the head sets up a wake-up
+/// (an inotify watch, a connection to the holder, a flock thread). Newcomers that do not wait
+/// race for the lock too.
 pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut pacing = Pacing::default();
-    let mut line = Line::default();
     let wait_error = |e| {
         crate::error::sys(
             ErrorKind::Io,
@@ -588,21 +588,28 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
             e,
         )
     };
+    let mut line = match lock.try_acquire()? {
+        Acquire::Acquired(g) => return Ok(Acquire::Acquired(g)),
+        Acquire::Held(h) if deadline.is_some_and(|d| Instant::now() >= d) => {
+            return Ok(Acquire::Held(h));
+        }
+        Acquire::Held(_) => Line::join(lock),
+    };
+    let mut pacing = Pacing::default();
     loop {
-        let (holder, wake) = match lock.attempt()? {
-            Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
-            Attempt::Held(h, w) => (h, w),
-        };
-        if let Some(pred) = line.predecessor(lock, deadline) {
+        if let Some(pred) = line.predecessor() {
             // Someone is ahead in the line: sleep until it leaves it, not on the holder.
-            drop(wake);
             if !wait_for_event(&[pred], Deadline(deadline)).map_err(wait_error)? {
-                return Ok(Acquire::Held(holder));
+                return line.last_try(lock);
             }
             line.predecessor_left();
             pacing = Pacing::default();
             continue;
         }
+        let (holder, wake) = match lock.attempt()? {
+            Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
+            Attempt::Held(h, w) => (h, w),
+        };
         let Some(sleep) = pacing.next(&wake, deadline, Instant::now()) else {
             return Ok(Acquire::Held(holder));
         };
@@ -614,28 +621,23 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
     }
 }
 
-/// A waiter's place in the line of waiters, joined after its first failed try.
-#[derive(Debug, Default)]
+/// A waiter's place in the line of waiters, joined after its first failed try (none where the
+/// build has no line, or no place could be had: the waiter is then a head).
+#[derive(Debug)]
 pub(crate) struct Line {
-    joined: bool,
     place: Option<crate::queue::Place>,
 }
 
 impl Line {
-    /// Joins the line on the first call (unless the deadline has passed: a single try does not
-    /// queue), and says whom to sleep on: the predecessor, or `None` at the head (sleep on the
-    /// holder).
-    pub(crate) fn predecessor<L: Lock + ?Sized>(
-        &mut self,
-        lock: &L,
-        deadline: Option<Instant>,
-    ) -> Option<BorrowedFd<'_>> {
-        if !self.joined {
-            self.joined = true;
-            if deadline.is_none_or(|d| Instant::now() < d) {
-                self.place = crate::queue::Place::join(&lock.resource());
-            }
+    /// Joins the line of `lock`'s waiters.
+    pub(crate) fn join<L: Lock + ?Sized>(lock: &L) -> Line {
+        Line {
+            place: crate::queue::Place::join(&lock.resource()),
         }
+    }
+
+    /// The connection to the waiter ahead, to sleep on; `None` at the head of the line.
+    pub(crate) fn predecessor(&self) -> Option<BorrowedFd<'_>> {
         self.place.as_ref()?.predecessor()
     }
 
@@ -646,9 +648,17 @@ impl Line {
         }
     }
 
-    /// The guard, keeping our slot until the lock is released.
+    /// The guard, keeping our place until the lock is released.
     pub(crate) fn keep(self, guard: crate::Guard) -> crate::Guard {
         crate::queue::keep(guard, self.place)
+    }
+
+    /// The deadline passed while waiting behind someone: one last try, for the answer.
+    pub(crate) fn last_try<L: Lock + ?Sized>(self, lock: &L) -> Result<Acquire, Error> {
+        Ok(match lock.try_acquire()? {
+            Acquire::Acquired(g) => Acquire::Acquired(self.keep(g)),
+            held => held,
+        })
     }
 }
 

@@ -253,19 +253,18 @@ impl FlockLock {
                 // use gets no watch. Then the kernel's own wait tells of the release (see
                 // `release_watch`), and where that cannot be had either, a backoff.
                 let evented = watch.is_some() && self.holds_onlyone_record();
-                let (watch, certain) = if evented {
-                    (watch, true)
-                } else {
-                    match release_watch(&self.path) {
-                        Some(w) => (Some(w), true),
-                        None => (watch, false),
-                    }
-                };
                 let wake = file_wake_up(watch, &h);
-                let wake = if wake.is_now() || certain {
+                let wake = if wake.is_now() || (evented && !wake.needs_backoff()) {
                     wake
                 } else {
-                    WakeUp::backoff(wake.into_sources())
+                    match release_watch(&self.path) {
+                        Some(w) => {
+                            let mut sources = wake.into_sources();
+                            sources.push(w);
+                            WakeUp::on_event(sources)
+                        }
+                        None => WakeUp::backoff(wake.into_sources()),
+                    }
                 };
                 Attempt::Held(h, wake)
             }
