@@ -120,9 +120,10 @@ fn main() {
                 say(&mut out, &format!("raced {held} {tries}"));
             }
             "fork" => {
-                // SAFETY: this program never starts a thread, so the child of fork(2) is a copy of
-                // a single-threaded process and may run any code (no lock can be left held by a
-                // thread that does not exist in the child).
+                // SAFETY: this program starts no thread of its own; the library's (an abstract
+                // lock's draining thread, a flock wait's thread) hold no lock the child takes: the
+                // child only formats, writes and drops the guard, which in a forked copy only
+                // closes its descriptor, and glibc's fork(2) keeps malloc usable in the child.
                 match unsafe { nix::unistd::fork() } {
                     Ok(nix::unistd::ForkResult::Child) => {
                         let what = if arg == "drop" {

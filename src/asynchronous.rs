@@ -1,10 +1,13 @@
 //! Waiting for a lock on a tokio runtime (feature `tokio`).
 //!
-//! The wait registers the backend's wake-up descriptors with the runtime's reactor — the
-//! connection to the holder's socket, the inotify watch on the lock file, the holder's pidfd — so
-//! no worker thread ever blocks: each try is a handful of non-blocking system calls, and between
+//! The wait queues like the blocking one (on Linux and Android, behind the waiter ahead of it in
+//! the line of waiters, see [`Lock::acquire_timeout`]) and registers what it sleeps on with the
+//! runtime's reactor — the connection to the waiter ahead, or at the head the connection to the
+//! holder's socket, the inotify watch on the lock file, the holder's pidfd — so no worker thread
+//! ever blocks: each try is a handful of non-blocking system calls, and between
 //! tries the task sleeps until the kernel reports the release. No blocking pool is used by the
-//! local backends. (A backend without wake-up descriptors, such as one that only implements
+//! local backends (a flock head whose user has no inotify instance left waits through a thread of
+//! the library's own, blocked in `flock(2)`). (A backend without wake-up descriptors, such as one that only implements
 //! `try_acquire`, is retried with a backoff of 1 ms doubling to 50 ms.)
 //!
 //! Dropping the future (a `tokio::time::timeout`, a `select!` that went the other way) closes its

@@ -25,8 +25,13 @@ pub trait Lock: fmt::Debug + Send + Sync {
     /// Takes the lock, waiting up to `timeout` for its holder to let go (`None`: no limit;
     /// zero: one try, like [`Lock::try_acquire`]).
     ///
-    /// Waiting sleeps on the release event itself (socket hangup, blocking `flock(2)`, a pidfd),
-    /// then races the other waiters; it never polls on a timer. On timeout the result is
+    /// Waiting sleeps on the release event itself (socket hangup, inotify, a pidfd, a blocking
+    /// `flock(2)`), then races newcomers for the lock. On Linux and Android waiters queue: each
+    /// sleeps on the one ahead of it and only the head on the holder, so a release wakes one
+    /// waiter (see the README's "Waiting for a lock"). A wait falls back to a timer (1 ms doubling
+    /// to 50 ms) only when no release event is certain: a name bound without listening, a full
+    /// backlog, a holder no pidfd can name, a PID file while the user's inotify instances are
+    /// all in use, and the portable build's file backends. On timeout the result is
     /// [`Acquire::Held`] with the current holder.
     fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error>;
 
@@ -125,7 +130,9 @@ pub enum Attempt {
 
 /// What a waiter sleeps on before its next try: descriptors that become readable when the holder
 /// lets go (a hung-up connection to the holder's socket, an inotify watch on the lock file, a
-/// pidfd of the holder), and whether it must also retry on a timer because no event is certain.
+/// pidfd of the holder, the pipe of a thread blocked in `flock(2)`), and whether it must also
+/// retry on a timer because no event is certain. The crate's waits ask for it at the head of the
+/// line of waiters only; the others sleep on the waiter ahead of them.
 #[derive(Debug)]
 pub struct WakeUp {
     sources: Vec<WakeSource>,

@@ -12,12 +12,26 @@
 //!   (Linux 6.5+), a pidfd of that very listener: if it has exited (a child kept the socket) its
 //!   pid may be another process's now, so nothing is read on its strength and the holder is
 //!   unidentified; if it runs, it is pinned as [`Holder::process`](crate::Holder::process).
-//!   The holder listens with the largest backlog and never accepts; once the backlog is full of
-//!   contenders that came and went, lookups fall back to `/proc/net/unix` and the processes'
-//!   descriptors in `/proc/PID/fd` (visible for your own processes, or all as root).
-//! - **Waiting:** a waiter stays connected to the holder's socket; the kernel hangs the connection
-//!   up when the socket closes, and the waiter races to bind. A name bound without `listen` gives no
-//!   such event: then, and only then, the waiter retries with a backoff of 1 to 50 ms.
+//!   Lookups connect to the holder's listener; the holder drains it (below), so they never meet a
+//!   full backlog. Should they (a holder of an older onlyone, which never accepts, after about
+//!   4,100 contenders; a listener keeping 512 connections), lookups fall back to `/proc/net/unix`
+//!   and the processes' descriptors in `/proc/PID/fd` (visible for your own processes, or all as
+//!   root).
+//! - **Draining:** a listener's queue is emptied only by `accept(2)`, and every contender that
+//!   connects to read the holder's identity stays in it after it left until someone accepts it. The
+//!   program holding the lock does not call onlyone while it works, so a thread does it: one per
+//!   process, started by the process's first abstract lock, asleep in `epoll_wait(2)` while
+//!   nobody connects (a thread is the only way: nothing else runs in the holder's process when a
+//!   contender connects). It accepts each connection; one whose peer already left is closed at
+//!   once, one that stays (a waiter, of this or an older onlyone, sleeping on its hang-up) is kept
+//!   until its peer leaves or the lock is released, when it is closed after the listener. At most
+//!   512 are kept per lock; past that it stops accepting until one closes. A connection whose peer
+//!   sends bytes goes to the handler registered for the lock (the second-instance handoff), else
+//!   it is closed. A `fork`ed child has no such thread: a lock it takes is not drained.
+//! - **Waiting:** waiters queue (see [`Lock::acquire_timeout`]): the head of the line stays
+//!   connected to the holder's socket; the holder closes that connection when it lets go (the
+//!   kernel does when it dies), and the waiter races to bind. A name bound without `listen`
+//!   gives no such event: then, and only then, the head retries with a backoff of 1 to 50 ms.
 //! - **Scope:** the network namespace. Processes in another one (`unshare -n`, containers, systemd
 //!   `PrivateNetwork=`) do not see the name, and anyone may bind any free name: a name held by
 //!   another uid, or bound without listening, is reported as such.

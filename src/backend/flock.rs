@@ -21,10 +21,13 @@
 //!   which also names holders that are not onlyone: `flock(1)` users of the same path). A holder
 //!   that handed its descriptor to a child names it in the record ([`Guard::record_job`]), so that
 //!   readers name the child once the holder is gone.
-//! - **Waiting:** a watch on the file plus a wait for the holder's exit, where the OS has them
-//!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff. An
-//!   onlyone holder touches the file when it unlocks; a holder that is not onlyone (`flock -u`)
-//!   gives no such event, so waiters then also retry with the backoff.
+//! - **Waiting:** waiters queue (Linux, Android; see [`Lock::acquire_timeout`]); the head of the
+//!   line watches the file and waits for the holder's exit, where the OS has them (inotify and
+//!   pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff. An onlyone holder
+//!   touches the file when it unlocks (`futimens`: the waiters of older onlyone versions still
+//!   sleep on inotify); a holder that is not onlyone (`flock -u`) gives no such event, and a user
+//!   whose inotify instances are all in use gets no watch: on Linux the head then waits through
+//!   a thread blocked in `flock(LOCK_SH)`, elsewhere it also retries with the backoff.
 //! - **Loss:** deleting or replacing the file breaks exclusion for the next opener; the guard's
 //!   `verify()` notices, and on Linux its `loss_fd()` (an inotify watch on the held inode, made on
 //!   request) becomes readable when it may have happened.

@@ -27,8 +27,12 @@
 //!   half-way leaves either the stale file (judged stale again) or no file (free).
 //! - **Release:** the guard unlinks the file if it is still its own. A holder killed by SIGKILL
 //!   leaves its file; the next acquire finds it stale.
-//! - **Waiting:** a watch on the file (its unlink) plus a wait for the holder's exit, where the OS
-//!   has them (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff.
+//! - **Waiting:** waiters queue (Linux, Android; see [`Lock::acquire_timeout`]); the head of the
+//!   line watches the file (its unlink) and waits for the holder's exit, where the OS has them
+//!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff. With the
+//!   user's inotify instances all in use, the head learns of a release only by the holder's exit
+//!   or the backoff (a PID file's release is an unlink, which only inotify reports); the waiters
+//!   behind it still sleep on their predecessor.
 //! - **Scope:** the directory, and the PID namespace for judging a holder: across PID namespaces
 //!   exclusion holds but a dead holder's file stays. A PID file cannot be handed to a child: it
 //!   names one process. `Lock::holder` pins a live recorded holder (a pidfd, checked against the
