@@ -95,6 +95,10 @@ pub async fn acquire<L: Lock + ?Sized>(
             Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
             Attempt::Held(h, w) => (h, w),
         };
+        if line.rescan() {
+            // The waiter ahead left without the lock coming our way: queue behind the next one.
+            continue;
+        }
         let Some(sleep) = pacing.next(&wake, deadline, std::time::Instant::now()) else {
             return Ok(Acquire::Held(holder));
         };

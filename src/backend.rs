@@ -575,8 +575,8 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
 
 /// The wait loop behind every backend's [`Lock::acquire_timeout`]: one try; when the lock is
 /// held, join the line of waiters (Linux, Android: see the crate's `queue` module) and sleep on
-/// the predecessor in it until there is none; then, at the head of the line, try and sleep on the
-/// [`WakeUp`](crate::WakeUp) the try returned, and try again. Only the head sets up a wake-up
+/// the predecessor in it; when it leaves, try, and if that fails queue behind the next one, or,
+/// at the head of the line, sleep on the [`WakeUp`](crate::WakeUp) the try returned. Only the head sets up a wake-up
 /// (an inotify watch, a connection to the holder, a flock thread). Newcomers that do not wait
 /// race for the lock too.
 pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
@@ -610,6 +610,10 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
             Attempt::Acquired(g) => return Ok(Acquire::Acquired(line.keep(g))),
             Attempt::Held(h, w) => (h, w),
         };
+        if line.rescan() {
+            // The waiter ahead left without the lock coming our way: queue behind the next one.
+            continue;
+        }
         let Some(sleep) = pacing.next(&wake, deadline, Instant::now()) else {
             return Ok(Acquire::Held(holder));
         };
@@ -646,6 +650,12 @@ impl Line {
         if let Some(place) = self.place.as_mut() {
             place.predecessor_left();
         }
+    }
+
+    /// After a failed try at the head: whether someone is ahead in the line after all (the
+    /// predecessor that left was not the last one).
+    pub(crate) fn rescan(&mut self) -> bool {
+        self.place.as_mut().is_some_and(crate::queue::Place::rescan)
     }
 
     /// The guard, keeping our place until the lock is released.

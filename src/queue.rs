@@ -50,6 +50,8 @@ mod imp {
         listener: OwnedFd,
         /// The slot number of the predecessor and the connection to it.
         pred: Option<(u32, OwnedFd)>,
+        /// Set when the predecessor left: look below this slot after the next failed try.
+        rescan_below: Option<u32>,
         uid: u32,
     }
 
@@ -72,6 +74,7 @@ mod imp {
                     slot,
                     listener: fd,
                     pred: None,
+                    rescan_below: None,
                     uid,
                 };
                 place.find_predecessor(slot);
@@ -105,11 +108,23 @@ mod imp {
             self.pred.as_ref().map(|(_, fd)| fd.as_fd())
         }
 
-        /// The predecessor's connection became readable: it left the line. Looks for the next one
-        /// below it.
+        /// The predecessor's connection became readable: it left the line, most often by letting
+        /// go of the lock it held. The waiter tries the lock before it looks for the next one
+        /// below ([`Place::rescan`]): the slots below are mostly empty by then, and looking
+        /// through them costs a `connect` each.
         pub(crate) fn predecessor_left(&mut self) {
-            let below = self.pred.take().map_or(0, |(slot, _)| slot);
-            self.find_predecessor(below);
+            if let Some((slot, _)) = self.pred.take() {
+                self.rescan_below = Some(slot);
+            }
+        }
+
+        /// After a failed try: looks for a predecessor below the one that left, if one did.
+        /// Whether there is one now.
+        pub(crate) fn rescan(&mut self) -> bool {
+            if let Some(below) = self.rescan_below.take() {
+                self.find_predecessor(below);
+            }
+            self.pred.is_some()
         }
 
         /// The slot, to keep while the lock is held.
@@ -165,10 +180,12 @@ mod imp {
             assert_eq!(c.pred.as_ref().map(|p| p.0), Some(b.slot()));
             drop(b);
             c.predecessor_left();
+            assert!(c.rescan());
             assert_eq!(c.pred.as_ref().map(|p| p.0), Some(a.slot()));
             drop(a);
             c.predecessor_left();
-            assert!(c.predecessor().is_none(), "the last one left is the head");
+            assert!(c.predecessor().is_none(), "no predecessor until the rescan");
+            assert!(!c.rescan(), "the last one left is the head");
             // The freed lowest slot goes to the next to join, which is a head too.
             let d = Place::join(&resource).expect("join");
             assert_eq!(d.slot(), 0);
@@ -199,6 +216,9 @@ mod imp {
             match *self {}
         }
         pub(crate) fn predecessor_left(&mut self) {
+            match *self {}
+        }
+        pub(crate) fn rescan(&mut self) -> bool {
             match *self {}
         }
         pub(crate) fn into_slot(self) -> OwnedFd {
