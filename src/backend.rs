@@ -764,3 +764,80 @@ pub(crate) fn file_wake_up(
         ProcessWatch::Unsupported => crate::WakeUp::backoff(sources),
     }
 }
+
+/// A wait for the release of the lock on `path`'s file that needs no inotify: a thread blocked
+/// in `flock(LOCK_SH)` (flock(2)) on a descriptor of its own, which the kernel wakes when the
+/// exclusive holder lets go (unlock, close, death): the flock backend's lock, and the `flock`
+/// a PID-file holder of this version keeps on its PID file. With `locked_only`, `None` unless
+/// the file is locked now (a PID file of an older onlyone is not: no release would wake the
+/// thread, it would return at once). It lets go of its shared lock at once and
+/// closes the write end of a pipe, whose read end is the wake-up source. One thread per locked
+/// file and process, shared by the waits of that process, and only for the head of the line of
+/// waiters (see the crate's `queue` module): the others sleep on their predecessor. A thread is
+/// the only way: flock(2) has no timeout and no pollable form, and a wait must keep its
+/// deadline; a wait that gives up leaves the thread blocked until the release, when it ends.
+/// `None` in the portable build and on other systems (no line of waiters there, every waiter
+/// would start one), or when the file or thread cannot be had.
+#[cfg(all(
+    any(feature = "flock", feature = "pidfile"),
+    any(target_os = "linux", target_os = "android"),
+    not(onlyone_portable)
+))]
+pub(crate) fn release_watch(path: &Path, locked_only: bool) -> Option<crate::WakeSource> {
+    use std::collections::HashMap;
+    use std::os::fd::OwnedFd;
+    use std::sync::{Arc, Mutex};
+    type Watches = Mutex<HashMap<(u64, u64), Arc<OwnedFd>>>;
+    static WATCHES: std::sync::OnceLock<Watches> = std::sync::OnceLock::new();
+    let flags = nix::fcntl::OFlag::O_RDONLY
+        | nix::fcntl::OFlag::O_CLOEXEC
+        | nix::fcntl::OFlag::O_NOFOLLOW
+        | nix::fcntl::OFlag::O_NONBLOCK;
+    let file =
+        std::fs::File::from(nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty()).ok()?);
+    if locked_only {
+        use rustix::fs::{FlockOperation, flock};
+        if flock(&file, FlockOperation::NonBlockingLockShared).is_ok() {
+            return None;
+        }
+    }
+    let meta = file.metadata().ok()?;
+    let key = (
+        std::os::unix::fs::MetadataExt::dev(&meta),
+        std::os::unix::fs::MetadataExt::ino(&meta),
+    );
+    let watches = WATCHES.get_or_init(Watches::default);
+    let mut map = watches.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(read) = map.get(&key) {
+        return read.try_clone().ok().map(crate::WakeSource::new);
+    }
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
+    let read = Arc::new(read);
+    std::thread::Builder::new()
+        .name("onlyone-flock-wait".into())
+        .spawn(move || {
+            // flock(2) with LOCK_SH: granted once the exclusive holder lets go.
+            while rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+                == Err(rustix::io::Errno::INTR)
+            {}
+            drop(file);
+            let watches = WATCHES.get_or_init(Watches::default);
+            watches
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            drop(write);
+        })
+        .ok()?;
+    map.insert(key, Arc::clone(&read));
+    read.try_clone().ok().map(crate::WakeSource::new)
+}
+
+/// Elsewhere: no thread per waiter (no line of waiters there); see the Linux version.
+#[cfg(all(
+    any(feature = "flock", feature = "pidfile"),
+    not(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable)))
+))]
+pub(crate) fn release_watch(_path: &Path, _locked_only: bool) -> Option<crate::WakeSource> {
+    None
+}

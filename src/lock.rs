@@ -30,8 +30,8 @@ pub trait Lock: fmt::Debug + Send + Sync {
     /// sleeps on the one ahead of it and only the head on the holder, so a release wakes one
     /// waiter (see the README's "Waiting for a lock"). A wait falls back to a timer (1 ms doubling
     /// to 50 ms) only when no release event is certain: a name bound without listening, a full
-    /// backlog, a holder no pidfd can name, a PID file while the user's inotify instances are
-    /// all in use, and the portable build's file backends. On timeout the result is
+    /// backlog, a holder no pidfd can name, an older onlyone's PID file while the user's inotify
+    /// instances are all in use, and the portable build's file backends. On timeout the result is
     /// [`Acquire::Held`] with the current holder.
     fn acquire_timeout(&self, timeout: Option<Duration>) -> Result<Acquire, Error>;
 

@@ -2,7 +2,7 @@
 //! processes:
 //! - N waiters per backend: one holder at a time, everybody acquires, and the waiters' wake-ups
 //!   (voluntary context switches) stay near one per hand-over, where a herd makes them grow with N;
-//! - a flock waiter whose user has no inotify instance left sleeps without a timer;
+//! - a flock or PID-file waiter whose user has no inotify instance left sleeps without a timer;
 //! - many contenders connecting and leaving against an abstract holder: lookups stay right, the
 //!   holder's descriptors do not grow, the waiters sleep on;
 //! - an onlyone built before this design (`ONLYONE_OLD_BINARY`) waiting on a new holder, and the
@@ -168,12 +168,8 @@ fn spare_uid() -> u32 {
 }
 
 #[test]
-fn flock_waiter_without_inotify_sleeps_without_a_timer() {
+fn file_waiters_without_inotify_sleep_without_a_timer() {
     if !need_root("using up a spare uid's inotify instances") {
-        return;
-    }
-    if !BackendKind::Flock.is_available() {
-        eprintln!("\n*** SKIPPED: no flock backend in this build ***\n");
         return;
     }
     if onlyone::os::PORTABLE_BUILD {
@@ -182,6 +178,16 @@ fn flock_waiter_without_inotify_sleeps_without_a_timer() {
         );
         return;
     }
+    for backend in [BackendKind::Flock, BackendKind::PidFile] {
+        if backend.is_available() {
+            waiter_without_inotify(backend);
+        }
+    }
+}
+
+/// A holder and a waiter of `backend`, both of a spare uid whose inotify instances the waiter
+/// has all taken before it starts.
+fn waiter_without_inotify(backend: BackendKind) {
     let uid = spare_uid();
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(
@@ -189,10 +195,10 @@ fn flock_waiter_without_inotify_sleeps_without_a_timer() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let name = unique_name("no-inotify");
+    let name = unique_name(&format!("no-inotify-{backend}"));
     let as_spare = |wait: Option<&str>, hog: bool| {
         let mut cmd = Command::new(holder_exe());
-        cmd.arg("flock").arg(&name).arg(dir.path());
+        cmd.arg(backend.as_str()).arg(&name).arg(dir.path());
         if let Some(w) = wait {
             cmd.arg(w);
         }
@@ -215,7 +221,7 @@ fn flock_waiter_without_inotify_sleeps_without_a_timer() {
         Proc::spawn(cmd)
     };
     let mut holder = as_spare(None, false);
-    assert!(parse_outcome(&holder.line()).0, "free lock");
+    assert!(parse_outcome(&holder.line()).0, "{backend}: free lock");
     let mut waiter = as_spare(Some("inf"), true);
     let pid = waiter.pid();
     let inotify_fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -231,11 +237,12 @@ fn flock_waiter_without_inotify_sleeps_without_a_timer() {
     let (endless, syscall) = polls_without_timeout(pid);
     assert!(
         endless,
-        "with {inotify_fds} inotify instances in use the waiter sleeps on a timer: {syscall}"
+        "{backend}: with {inotify_fds} inotify instances in use the waiter sleeps on a timer: \
+         {syscall}"
     );
     let before = voluntary_switches(pid);
     // Contenders come and go; the sleeping waiter is not woken by them.
-    let contender = lock(BackendKind::Flock, &name, dir.path());
+    let contender = lock(backend, &name, dir.path());
     for _ in 0..50 {
         assert!(!contender.try_acquire().unwrap().is_acquired());
     }
@@ -245,7 +252,11 @@ fn flock_waiter_without_inotify_sleeps_without_a_timer() {
         "woken while the lock is held"
     );
     assert_eq!(holder.ask("release"), "released");
-    assert_eq!(parse_outcome(&waiter.line()), (true, Some(pid)));
+    assert_eq!(
+        parse_outcome(&waiter.line()),
+        (true, Some(pid)),
+        "{backend}"
+    );
 }
 
 #[test]

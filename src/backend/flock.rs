@@ -260,7 +260,7 @@ impl FlockLock {
                 let wake = if wake.is_now() || (evented && !wake.needs_backoff()) {
                     wake
                 } else {
-                    match release_watch(&self.path) {
+                    match crate::backend::release_watch(&self.path, false) {
                         Some(w) => {
                             let mut sources = wake.into_sources();
                             sources.push(w);
@@ -365,60 +365,6 @@ impl Lock for FlockLock {
     fn resource(&self) -> String {
         self.path.display().to_string()
     }
-}
-
-/// A wait for the release of the lock on `path`'s file that needs no inotify: a thread blocked
-/// in `flock(LOCK_SH)` (flock(2)) on a descriptor of its own, which the kernel wakes when the
-/// exclusive holder lets go (unlock, close, death). It lets go of its shared lock at once and
-/// closes the write end of a pipe, whose read end is the wake-up source. One thread per locked
-/// file and process, shared by the waits of that process, and only for the head of the line of
-/// waiters (see the crate's `queue` module): the others sleep on their predecessor. A thread is
-/// the only way: flock(2) has no timeout and no pollable form, and a wait must keep its
-/// deadline; a wait that gives up leaves the thread blocked until the release, when it ends.
-/// `None` in the portable build and on other systems (no line of waiters there, every waiter
-/// would start one), or when the file or thread cannot be had.
-#[cfg(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable)))]
-fn release_watch(path: &Path) -> Option<crate::WakeSource> {
-    use std::collections::HashMap;
-    use std::os::fd::OwnedFd;
-    use std::sync::{Arc, Mutex};
-    type Watches = Mutex<HashMap<(u64, u64), Arc<OwnedFd>>>;
-    static WATCHES: std::sync::OnceLock<Watches> = std::sync::OnceLock::new();
-    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-    let file = File::from(open(path, flags, Mode::empty()).ok()?);
-    let meta = file.metadata().ok()?;
-    let key = (meta.dev(), meta.ino());
-    let watches = WATCHES.get_or_init(Watches::default);
-    let mut map = watches.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(read) = map.get(&key) {
-        return read.try_clone().ok().map(crate::WakeSource::new);
-    }
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).ok()?;
-    let read = Arc::new(read);
-    std::thread::Builder::new()
-        .name("onlyone-flock-wait".into())
-        .spawn(move || {
-            // flock(2) with LOCK_SH: granted once the exclusive holder lets go.
-            while rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
-                == Err(rustix::io::Errno::INTR)
-            {}
-            drop(file);
-            let watches = WATCHES.get_or_init(Watches::default);
-            watches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            drop(write);
-        })
-        .ok()?;
-    map.insert(key, Arc::clone(&read));
-    read.try_clone().ok().map(crate::WakeSource::new)
-}
-
-/// Elsewhere: no thread per waiter (no line of waiters there); see the Linux version.
-#[cfg(not(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable))))]
-fn release_watch(_path: &Path) -> Option<crate::WakeSource> {
-    None
 }
 
 /// Whether `file` holds a holder record, possibly cut short by a holder killed while writing it:

@@ -30,9 +30,10 @@
 //! - **Waiting:** waiters queue (Linux, Android; see [`Lock::acquire_timeout`]); the head of the
 //!   line watches the file (its unlink) and waits for the holder's exit, where the OS has them
 //!   (inotify and pidfd on Linux, kqueue on macOS and the BSDs), else a bounded backoff. With the
-//!   user's inotify instances all in use, the head learns of a release only by the holder's exit
-//!   or the backoff (a PID file's release is an unlink, which only inotify reports); the waiters
-//!   behind it still sleep on their predecessor.
+//!   user's inotify instances all in use, the head blocks in `flock(LOCK_SH)` on the PID file
+//!   (on a thread), which the holder keeps `flock`ed until it closes the file after its unlink
+//!   (Linux; the lock excludes nobody, the link does). An older onlyone's holder keeps no such
+//!   lock: the head then learns of its release only by its exit or the backoff.
 //! - **Scope:** the directory, and the PID namespace for judging a holder: across PID namespaces
 //!   exclusion holds but a dead holder's file stays. A PID file cannot be handed to a child: it
 //!   names one process. `Lock::holder` pins a live recorded holder (a pidfd, checked against the
@@ -238,6 +239,7 @@ impl PidFileLock {
             Some(f) => f,
             None => return Ok(None),
         };
+        lock_for_waiters(&file);
         let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
         let held = PidFileHeld {
             path: self.path.clone(),
@@ -393,7 +395,22 @@ impl PidFileLock {
                 Attempt::Acquired(g) => return Ok(crate::Attempt::Acquired(g)),
                 Attempt::Retry => continue,
                 Attempt::Held(h) => {
+                    let no_watch = watch.is_none();
                     let wake = file_wake_up(watch, &h);
+                    // No inotify instance to be had: the holder's flock on its PID file (see
+                    // `lock_for_waiters`) is released when it lets go or dies.
+                    let wake = if no_watch && !wake.is_now() {
+                        match crate::backend::release_watch(&self.path, true) {
+                            Some(w) => {
+                                let mut sources = wake.into_sources();
+                                sources.push(w);
+                                crate::WakeUp::on_event(sources)
+                            }
+                            None => wake,
+                        }
+                    } else {
+                        wake
+                    };
                     return Ok(crate::Attempt::Held(h, wake));
                 }
             }
@@ -466,6 +483,21 @@ impl Lock for PidFileLock {
 
     fn resource(&self) -> String {
         self.path.display().to_string()
+    }
+}
+
+/// Takes `flock(LOCK_EX)` on our new PID file (flock(2); never contended: nobody else has this
+/// inode yet), held until the file is closed after its unlink, or the holder dies. It excludes
+/// nobody (the link decides who holds the lock); it is a release event without inotify: a waiter
+/// whose user has no inotify instance left blocks in `flock(LOCK_SH)` on the file (see
+/// `backend::release_watch`). Linux only, where waiters queue; a failure only costs such waiters
+/// their event (they back off).
+fn lock_for_waiters(file: &File) {
+    if cfg!(all(
+        any(target_os = "linux", target_os = "android"),
+        not(onlyone_portable)
+    )) {
+        let _ = crate::os::flock_try_exclusive(file);
     }
 }
 
@@ -613,6 +645,7 @@ impl HeldLock for PidFileHeld {
                 e,
             )
         })?;
+        lock_for_waiters(&file);
         self.file = file;
         // The loss watch follows the new file (made again when next asked for).
         self.loss = std::sync::OnceLock::new();
