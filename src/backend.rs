@@ -813,22 +813,20 @@ pub(crate) fn release_watch(path: &Path, locked_only: bool) -> Option<crate::Wak
     }
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ok()?;
     let read = Arc::new(read);
-    std::thread::Builder::new()
-        .name("onlyone-flock-wait".into())
-        .spawn(move || {
-            // flock(2) with LOCK_SH: granted once the exclusive holder lets go.
-            while rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
-                == Err(rustix::io::Errno::INTR)
-            {}
-            drop(file);
-            let watches = WATCHES.get_or_init(Watches::default);
-            watches
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
-            drop(write);
-        })
-        .ok()?;
+    spawn_quiet("onlyone-flock-wait", move || {
+        // flock(2) with LOCK_SH: granted once the exclusive holder lets go.
+        while rustix::fs::flock(&file, rustix::fs::FlockOperation::LockShared)
+            == Err(rustix::io::Errno::INTR)
+        {}
+        drop(file);
+        let watches = WATCHES.get_or_init(Watches::default);
+        watches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
+        drop(write);
+    })
+    .ok()?;
     map.insert(key, Arc::clone(&read));
     read.try_clone().ok().map(crate::WakeSource::new)
 }
@@ -840,4 +838,28 @@ pub(crate) fn release_watch(path: &Path, locked_only: bool) -> Option<crate::Wak
 ))]
 pub(crate) fn release_watch(_path: &Path, _locked_only: bool) -> Option<crate::WakeSource> {
     None
+}
+
+/// Starts one of the library's own threads (the abstract holder's draining thread, a flock
+/// wait's thread) with every signal blocked (pthread_sigmask(3)), so that the kernel never
+/// delivers a signal meant for the program to it: a program that blocks a signal in its own
+/// threads and reads it from a `signalfd(2)` (the CLI does, for SIGCHLD) would lose it there.
+/// The mask is set before the thread starts (it inherits it), and restored in the caller.
+// Unused where there is neither the abstract socket nor the line of waiters (other systems; the
+// portable build without the abstract socket).
+#[allow(dead_code)]
+pub(crate) fn spawn_quiet(
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+    let mut old = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )?;
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(f);
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+    spawned
 }

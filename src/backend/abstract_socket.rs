@@ -400,10 +400,7 @@ mod drain {
                 state: Mutex::new(State::default()),
                 pid: std::process::id(),
             }));
-            std::thread::Builder::new()
-                .name("onlyone-drain".into())
-                .spawn(move || drain.run())
-                .ok()?;
+            crate::backend::spawn_quiet("onlyone-drain", move || drain.run()).ok()?;
             Some(drain)
         });
         drain.filter(|d| d.pid == std::process::id())
