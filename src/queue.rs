@@ -61,8 +61,9 @@ mod imp {
         pub(crate) fn join(resource: &str) -> Option<Place> {
             let uid = nix::unistd::geteuid().as_raw();
             let base = format!("onlyone-wait/u{uid}/{:016x}/", fnv1a(resource.as_bytes()));
+            // One socket for all the binds: a failed bind leaves it unbound.
+            let fd = new_socket()?;
             for slot in 0..MAX_SLOTS {
-                let fd = new_socket()?;
                 match bind(fd.as_raw_fd(), &slot_addr(&base, slot)) {
                     Ok(()) => {}
                     Err(Errno::EADDRINUSE) => continue,

@@ -327,8 +327,9 @@ impl Drop for AbstractSocketHeld {
 /// `b"ONLYONE-HANDOFF"` first; the handler reads and checks it). Connections that send nothing
 /// (contenders reading `SO_PEERCRED`, waiters of any onlyone version sleeping on the hang-up)
 /// are kept until the lock is released or their peer leaves, and never reach the handler.
-/// Without a handler a connection that sends is closed. The handler must not block for long:
-/// one thread drains every lock of the process. `false` when `guard` is not such a lock or no
+/// Without a handler a connection that sends is closed. The handler gets the stream in blocking
+/// mode, nothing read from it yet, and must not block for long: one thread drains every lock of
+/// the process (hand the stream to a thread or channel of your own). `false` when `guard` is not such a lock or no
 /// draining thread could be started.
 #[allow(dead_code)] // Wired by the second-instance handoff.
 pub(crate) fn set_connection_handler(
@@ -562,7 +563,13 @@ mod drain {
             }
             let handler = l.handler.clone();
             match handler {
-                Some(h) if sent => Some((h, UnixStream::from(conn))),
+                Some(h) if sent => {
+                    // Out of our epoll set before the handler owns it (it stays open).
+                    let _ = self.epoll.delete(conn.as_fd());
+                    let stream = UnixStream::from(conn);
+                    let _ = stream.set_nonblocking(false);
+                    Some((h, stream))
+                }
                 _ => None,
             }
         }
@@ -737,6 +744,55 @@ fn find_socket_owner(inode: u64) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hook the second-instance handoff uses: a connection that sends first reaches the
+    /// handler, byte for byte; one that sends nothing is kept open until the lock is released.
+    #[test]
+    fn connections_that_send_go_to_the_handler_the_others_wait_for_the_release() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+        let name = LockName::new(format!("test-handler-{}", std::process::id())).unwrap();
+        let lock = AbstractSocketLock::new(name, Scope::User);
+        let guard = lock.try_acquire().unwrap().guard().expect("free");
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let tx = std::sync::Mutex::new(tx);
+        assert!(set_connection_handler(
+            &guard,
+            Box::new(move |mut stream: UnixStream| {
+                let mut got = Vec::new();
+                let _ = stream.read_to_end(&mut got);
+                let _ = tx.lock().unwrap().send(got);
+            })
+        ));
+        let connect = || {
+            let fd = socket(
+                AddressFamily::Unix,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .unwrap();
+            connect(fd.as_raw_fd(), &lock.addr).unwrap();
+            UnixStream::from(fd)
+        };
+        let plain = connect();
+        let mut client = connect();
+        client.write_all(b"ONLYONE-HANDOFF hello").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert_eq!(rx.recv().unwrap(), b"ONLYONE-HANDOFF hello");
+        // The plain connection is still open: a read would block, not see the end.
+        plain.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let err = (&plain).read(&mut byte).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+        guard.release().unwrap();
+        plain.set_nonblocking(false).unwrap();
+        assert_eq!(
+            (&plain).read(&mut byte).unwrap(),
+            0,
+            "hung up at the release"
+        );
+    }
 
     #[test]
     fn proc_net_unix_lines() {
