@@ -115,6 +115,42 @@ fn waiters_take_turns_with_about_one_wake_up_each() {
     }
 }
 
+/// A waiter queued behind another still keeps its deadline, answers with the holder, and leaves
+/// the line: the waiter behind it then queues behind the one ahead, and gets the lock in turn.
+#[test]
+fn a_queued_waiter_keeps_its_deadline() {
+    for backend in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique_name(&format!("queued-deadline-{backend}"));
+        let mut holder = Proc::holder(backend, &name, dir.path(), None);
+        let (acquired, holder_pid) = parse_outcome(&holder.line());
+        assert!(acquired, "{backend}: free lock");
+        let mut first = Proc::holder(backend, &name, dir.path(), Some("inf"));
+        wait_until_sleeping_in_poll(first.pid());
+        let mut timed = Proc::holder(backend, &name, dir.path(), Some("0.3"));
+        wait_until_sleeping_in_poll(timed.pid());
+        let mut last = Proc::holder(backend, &name, dir.path(), Some("inf"));
+        wait_until_sleeping_in_poll(last.pid());
+        assert_eq!(
+            parse_outcome(&timed.line()),
+            (false, holder_pid),
+            "{backend}: a queued waiter past its deadline names the holder"
+        );
+        assert_eq!(holder.ask("release"), "released");
+        assert_eq!(
+            parse_outcome(&first.line()),
+            (true, Some(first.pid())),
+            "{backend}"
+        );
+        assert_eq!(first.ask("release"), "released");
+        assert_eq!(
+            parse_outcome(&last.line()),
+            (true, Some(last.pid())),
+            "{backend}"
+        );
+    }
+}
+
 /// Waits until process `pid` sleeps (state S) outside poll: blocked reading its orders.
 fn wait_until_blocked(pid: u32) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -334,14 +370,31 @@ fn abstract_holder_drains_contenders_and_lookups_stay_right() {
         scale_name(),
         fd_count(hpid)
     );
-    // A holder that never accepts fills its backlog after somaxconn (4,096) contenders: every
-    // later one finds it full. This loop connects faster than any real contender (no bind, no
-    // /proc), so a draining thread that the scheduler leaves off a core for milliseconds can
-    // let a few find it full; a hundredth is far from a holder that does not drain.
-    assert!(
-        full * 100 <= contenders,
-        "{full} of {contenders} contenders met a full backlog"
-    );
+    // A holder that never accepts fills its backlog after somaxconn (4,096) contenders, and it
+    // stays full for good. This loop connects faster than any real contender (no bind, no /proc),
+    // so on a loaded machine the draining thread can fall behind for a while (the count above is
+    // a figure, not a verdict); once it has caught up, the backlog is empty again.
+    let catch_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            nix::sys::socket::SockFlag::SOCK_NONBLOCK | nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match nix::sys::socket::connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => break,
+            Err(nix::errno::Errno::EAGAIN) => {
+                assert!(
+                    std::time::Instant::now() < catch_up,
+                    "the holder's backlog stayed full after {contenders} contenders"
+                );
+                std::thread::yield_now();
+            }
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
     for (w, before) in waiters.iter().zip(&asleep) {
         assert_eq!(
             voluntary_switches(w.pid()),
