@@ -52,7 +52,7 @@ use nix::sys::stat::Mode;
 
 use crate::backend::{BackendKind, file_wake_up, open_error, prepare_dir, wait_loop, watch_file};
 use crate::error::{Error, ErrorKind, sys};
-use crate::lock::{Acquire, Guard, HeldLock, Holder, Lock};
+use crate::lock::{Acquire, Guard, HeldLock, Holder, LazyHolder, Lock};
 use crate::name::{LockDir, LockName, Scope};
 use crate::os::{Liveness, ProcessIdentity};
 use crate::record::{self, Record};
@@ -73,7 +73,9 @@ pub struct PidFileLock {
 /// What one look at the PID file found.
 enum Attempt {
     Acquired(Guard),
-    Held(Holder),
+    /// Held: who holds it (read when asked for), and what a waiter watches (the live recorded
+    /// process's pid and start time, nothing else read).
+    Held(LazyHolder, Holder),
     /// Something changed under us; look again.
     Retry,
 }
@@ -228,8 +230,7 @@ impl PidFileLock {
     /// Writes our record under no name and links it to the PID file's path. `Ok(None)` when a
     /// file is already there.
     fn create(&self) -> Result<Option<Guard>, Error> {
-        let me = ProcessIdentity::current();
-        let text = record::format(&me);
+        let (pid, text) = record::current();
         let file = match self.create_linked(text.as_bytes())? {
             Some(f) => f,
             None => return Ok(None),
@@ -243,9 +244,8 @@ impl PidFileLock {
             file,
             dev: meta.dev(),
             ino: meta.ino(),
-            record: text,
-            identity: me.clone(),
-            owner: me.pid,
+            record: text.into_owned(),
+            owner: pid,
             released: false,
             loss: std::sync::OnceLock::new(),
         };
@@ -281,9 +281,18 @@ impl PidFileLock {
         };
         let record = self.read_record(&existing)?;
         match record.liveness() {
-            (Liveness::Alive, id) => Ok(Attempt::Held(crate::backend::live_record_holder(&id))),
+            (Liveness::Alive, id) => {
+                let wake = Holder {
+                    pid: Some(id.pid),
+                    start_ticks: id.start_ticks,
+                    ..Holder::unidentified()
+                };
+                let holder = LazyHolder::new(move || crate::backend::live_record_holder(&id));
+                Ok(Attempt::Held(holder, wake))
+            }
             (Liveness::Unknown(_), id) => {
-                Ok(Attempt::Held(crate::backend::unknown_record_holder(&id)))
+                let holder = crate::backend::unknown_record_holder(&id);
+                Ok(Attempt::Held(holder.clone().into(), holder))
             }
             (Liveness::Dead(_), _) => self.take_over(&existing),
         }
@@ -304,7 +313,8 @@ impl PidFileLock {
             )
         })?;
         if !locked {
-            return Ok(Attempt::Held(guard_holder(&guard)));
+            let holder = guard_holder(&guard);
+            return Ok(Attempt::Held(holder.clone().into(), holder));
         }
         // A guard deleted under its holder (a tmp cleaner) lets a second taker lock a new file of
         // the same name: the guard counts only while its path names the inode we locked, checked
@@ -375,7 +385,7 @@ impl PidFileLock {
         loop {
             match self.attempt_once()? {
                 Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
-                Attempt::Held(h) => return Ok(Acquire::Held(h)),
+                Attempt::Held(h, _) => return Ok(Acquire::Held(h)),
                 Attempt::Retry => continue,
             }
         }
@@ -388,8 +398,8 @@ impl PidFileLock {
             match self.attempt_once()? {
                 Attempt::Acquired(g) => return Ok(crate::Attempt::Acquired(g)),
                 Attempt::Retry => continue,
-                Attempt::Held(h) => {
-                    let wake = file_wake_up(watch, &h);
+                Attempt::Held(h, of) => {
+                    let wake = file_wake_up(watch, &of);
                     return Ok(crate::Attempt::Held(h, wake));
                 }
             }
@@ -461,7 +471,7 @@ impl Lock for PidFileLock {
     }
 
     fn resource(&self) -> String {
-        self.path.display().to_string()
+        self.path.to_string_lossy().into_owned()
     }
 }
 
@@ -478,7 +488,6 @@ struct PidFileHeld {
     dev: u64,
     ino: u64,
     record: String,
-    identity: ProcessIdentity,
     owner: u32,
     released: bool,
     /// The loss watch, made when first asked for (`loss_fd`).
@@ -583,7 +592,8 @@ impl HeldLock for PidFileHeld {
             ));
         }
         self.still_ours()?;
-        let record = Record::new(self.identity.clone()).with_job(record::Job { pid, start_ticks });
+        let record =
+            Record::new(ProcessIdentity::current()).with_job(record::Job { pid, start_ticks });
         let text = record::format_record(&record);
         let file = crate::os::replace_file(
             &self.dir,
