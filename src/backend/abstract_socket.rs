@@ -43,7 +43,8 @@ use crate::name::{LockName, Scope};
 #[derive(Clone, Debug)]
 pub struct AbstractSocketLock {
     name: LockName,
-    socket_name: String,
+    /// `@` and the socket name: what [`Lock::resource`] gives, made once.
+    resource: String,
     addr: UnixAddr,
 }
 
@@ -66,14 +67,14 @@ impl AbstractSocketLock {
             .expect("mapped names are at most 107 bytes");
         AbstractSocketLock {
             name,
-            socket_name,
+            resource: format!("@{socket_name}"),
             addr,
         }
     }
 
     /// The abstract socket name, without the leading NUL.
     pub fn socket_name(&self) -> &str {
-        &self.socket_name
+        &self.resource[1..]
     }
 
     fn new_socket(&self, flags: SockFlag) -> Result<OwnedFd, Error> {
@@ -171,14 +172,14 @@ impl AbstractSocketLock {
     /// which process holds it (when its descriptors are visible to us).
     fn proc_lookup(&self) -> Option<Holder> {
         let table = fs::read_to_string("/proc/net/unix").ok()?;
-        let want = format!("@{}", self.socket_name);
+        let want = &self.resource;
         // Every connection waiting in the holder's backlog is listed under the holder's name too
         // (not listening, owned by no process): the listening entry is the holder.
         let mut entries = table
             .lines()
             .skip(1)
             .filter_map(parse_proc_net_unix)
-            .filter(|e| e.path == want && e.stream);
+            .filter(|e| &e.path == want && e.stream);
         let first = entries.next()?;
         let entry = if first.listening {
             first
@@ -291,7 +292,7 @@ impl Lock for AbstractSocketLock {
     }
 
     fn resource(&self) -> String {
-        format!("@{}", self.socket_name)
+        self.resource.clone()
     }
 }
 
