@@ -834,6 +834,30 @@ mod tests {
     }
 
     #[test]
+    fn lazy_holder_reads_once_and_only_when_asked() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = reads.clone();
+        let held = LazyHolder::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Holder {
+                pid: Some(4242),
+                ..Holder::unidentified()
+            }
+        });
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            0,
+            "read before it was asked for"
+        );
+        assert_eq!(held.pid, Some(4242));
+        assert_eq!(held.to_string(), "pid 4242");
+        assert_eq!(held.into_holder().pid, Some(4242));
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "read more than once");
+    }
+
+    #[test]
     fn lock_is_object_safe() {
         fn takes(_: Option<&dyn Lock>) {}
         takes(None);

@@ -106,6 +106,7 @@ pub fn format(id: &ProcessIdentity) -> String {
 /// The calling process's record, [`format`] of [`ProcessIdentity::current`], and its pid: formatted
 /// once per process (a `fork`ed child formats its own), because formatting it was most of the
 /// instructions of a flock acquire + release.
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn current() -> (u32, std::borrow::Cow<'static, str>) {
     static CACHE: std::sync::OnceLock<(u32, String)> = std::sync::OnceLock::new();
     let pid = std::process::id();
