@@ -52,4 +52,7 @@ for name, cmd in commands.items():
     lo, med, hi = rss(cmd)
     print(f"| `{' '.join(cmd)}` | {statistics.median(mine) * 1e3:.3f} ms | "
           f"{statistics.median(ratios):.2f}× [{min(ratios):.2f}-{max(ratios):.2f}] | {lo} / {med} / {hi} |")
-os.unlink(lock) if os.path.exists(lock) else None
+# flock(1)'s lock file, and the one `-b flock --lock-dir /tmp` left (onlyone never deletes lock files).
+for path in (lock, f"/tmp/cli-startup-{os.getpid()}.lock"):
+    if os.path.exists(path):
+        os.unlink(path)
