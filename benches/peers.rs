@@ -4,6 +4,7 @@
 //! cargo bench --bench peers                        # everything: about 2 minutes on 2 cores, plus the build
 //! cargo bench --bench peers -- '^contended/'       # one criterion group (a regex)
 //! cargo test --bench peers                         # each operation once + the guarantee checks
+//! cargo bench --bench peers -- floor               # only the three-row table of BENCHMARKS.md (seconds)
 //! ONLYONE_PEERS_LOOP=fs2:contended:1000 target/release/deps/peers-HASH  # one op N times
 //! benches/callgrind.sh                             # instructions per operation (valgrind)
 //! benches/syscalls.sh                              # system calls per operation (strace -c)
@@ -27,6 +28,11 @@
 //! | `raw_pidfile` | `open(O_TMPFILE)` + `write` + `linkat` + `unlink` + `close` | `open(O_EXCL)` → `EEXIST`, read, `kill(pid, 0)`, `/proc/PID/stat` start time |
 //! | `pidlock` | `Pidlock::new_validated` + `acquire` + `release` | the same → `LockExists` |
 //! | `onlyone_pidfile` | `try_acquire()` + `Guard::release()` | `try_acquire()` → `Held` |
+//!
+//! Timed only in the paired ratios (`floor`, and by `ONLYONE_PEERS_LOOP`): `raw_flock_same` and
+//! `raw_pidfile_same` make, bare, the system calls onlyone's acquire + release makes (BENCHMARKS.md
+//! names each); `onlyone_{flock,abstract,pidfile}_lookup` is a failed try whose holder is then
+//! read (`held.pid`).
 //!
 //! After criterion's groups the bench measures every ratio to the raw baseline of its family
 //! (flock, abstract socket, PID file) as the median of alternating same-run pairs (raw block,

@@ -4,7 +4,11 @@
 //! cargo bench --bench strategies                   # everything: about 2.5 minutes on 2 cores
 //! cargo bench --bench strategies -- '^contended/'  # one group (a regex; skips the scale run)
 //! cargo bench --bench strategies -- scale          # only the 100k-attempt scale run
+//! cargo bench --bench strategies -- many           # only: 1000 locks in one process; `onlyone list` with 10,000 held
 //! ```
+//!
+//! `many` (strategies/many.rs) needs the CLI built for its `list` part
+//! (`cargo build --release -p onlyone-cli`).
 //!
 //! Criterion runs with a 1 s warm-up, 3 s of measurement and 50 samples per id (its own flags,
 //! e.g. `-- --measurement-time 5`, override them). After the groups the bench prints every goal

@@ -161,8 +161,10 @@ impl Builder {
     /// no database URL (neither [`Builder::database_url`] nor `DATABASE_URL`) or it does not parse.
     pub fn build(self) -> Result<Box<dyn Lock>, Error> {
         let name = LockName::new(self.name)?;
+        // Resolved by the file backends only: the user's runtime directory costs a geteuid(2)
+        // and a statx(2) that the abstract socket never needs.
         #[allow(unused_variables)]
-        let dir = LockDir::new(self.scope, self.lock_dir.as_deref());
+        let dir = || LockDir::new(self.scope, self.lock_dir.as_deref());
         match self.backend {
             #[cfg(all(
                 feature = "abstract-socket",
@@ -172,10 +174,16 @@ impl Builder {
                 name, self.scope,
             ))),
             #[cfg(feature = "flock")]
-            BackendKind::Flock => Ok(Box::new(flock::FlockLock::with_dir(name, self.scope, dir))),
+            BackendKind::Flock => Ok(Box::new(flock::FlockLock::with_dir(
+                name,
+                self.scope,
+                dir(),
+            ))),
             #[cfg(feature = "pidfile")]
             BackendKind::PidFile => Ok(Box::new(pidfile::PidFileLock::with_dir(
-                name, self.scope, dir,
+                name,
+                self.scope,
+                dir(),
             ))),
             #[cfg(feature = "postgres")]
             BackendKind::Postgres => Ok(Box::new(match self.database_url {
@@ -302,8 +310,10 @@ pub(crate) fn untrusted_file(
     path: &Path,
     meta: &fs::Metadata,
 ) -> Option<Error> {
-    let me = nix::unistd::geteuid().as_raw();
-    if !(dir.create && scope == Scope::System && me == 0 && meta.uid() != 0) {
+    // geteuid(2) only where it can matter: it is a system call on every acquire otherwise.
+    if !(dir.create && scope == Scope::System && meta.uid() != 0)
+        || nix::unistd::geteuid().as_raw() != 0
+    {
         return None;
     }
     Some(Error::msg(

@@ -25,8 +25,8 @@ pub mod record;
 pub use backend::{Builder, DEFAULT_BACKEND};
 pub use error::{Error, ErrorKind};
 pub use lock::{
-    Acquire, Attempt, BackendKind, Guard, HeldLock, Holder, HolderKind, HolderProcess, Lock,
-    WakeSource, WakeUp, format_utc, format_utc_rfc3339,
+    Acquire, Attempt, BackendKind, Guard, HeldLock, Holder, HolderKind, HolderProcess, LazyHolder,
+    Lock, WakeSource, WakeUp, format_utc, format_utc_rfc3339,
 };
 pub use name::{LockName, Scope};
 

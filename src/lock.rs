@@ -18,7 +18,8 @@ pub trait Lock: fmt::Debug + Send + Sync {
     /// Takes the lock if it is free, without waiting.
     ///
     /// `Ok(Acquire::Held(holder))` when another process holds it: that is an answer, not an
-    /// error. `Err` means the question could not be answered (unwritable directory, corrupt
+    /// error. The holder's identity is read when first asked for (see [`LazyHolder`]): a failed
+    /// try that nobody asks about costs a failed try. `Err` means the question could not be answered (unwritable directory, corrupt
     /// PID file, server down, ...).
     fn try_acquire(&self) -> Result<Acquire, Error>;
 
@@ -91,8 +92,8 @@ impl<L: Lock + ?Sized> Lock for Box<L> {
 pub enum Acquire {
     /// The lock is ours until the guard is dropped.
     Acquired(Guard),
-    /// Someone else holds the lock.
-    Held(Holder),
+    /// Someone else holds the lock; who it is is read when first asked for.
+    Held(LazyHolder),
 }
 
 impl Acquire {
@@ -104,11 +105,11 @@ impl Acquire {
         }
     }
 
-    /// The holder, if the lock was held.
+    /// The holder, if the lock was held (reading its identity now, if not read yet).
     pub fn holder(&self) -> Option<&Holder> {
         match self {
             Acquire::Acquired(_) => None,
-            Acquire::Held(h) => Some(h),
+            Acquire::Held(h) => Some(h.holder()),
         }
     }
 
@@ -124,8 +125,9 @@ impl Acquire {
 pub enum Attempt {
     /// The lock is ours.
     Acquired(Guard),
-    /// Someone else holds it; wait on the [`WakeUp`] before trying again.
-    Held(Holder, WakeUp),
+    /// Someone else holds it; wait on the [`WakeUp`] before trying again. A waiter that loops
+    /// never asks who holds it, so no identity is read per wake-up.
+    Held(LazyHolder, WakeUp),
 }
 
 /// What a waiter sleeps on before its next try: descriptors that become readable when the holder
@@ -415,6 +417,78 @@ impl fmt::Debug for HolderProcess {
             self.pid,
             self.fd.as_raw_fd()
         )
+    }
+}
+
+/// The holder a failed try met, read when first asked for.
+///
+/// A failed try knows only that the lock is held (and, where that came for free, the holder's pid);
+/// the identity — `SO_PEERCRED`, the holder record, `/proc/PID/stat` and `/proc/PID/cmdline`,
+/// `/proc/locks` — is read on the first use: [`LazyHolder::holder`], a field read through `Deref`
+/// (`held.pid`), `Display` or `Debug`. Read once, then kept. So a cron job whose try fails and
+/// that does not print the holder pays for a failed try only, and a waiter that loops on
+/// [`Lock::attempt`] reads no `/proc` file per wake-up.
+///
+/// The identity describes the holder *when it is read*: read it soon after the try. If the lock
+/// changed hands meanwhile it names the new holder; if it was released meanwhile it is
+/// [`HolderKind::Unidentified`] (a held lock is never reported free). [`Lock::holder`] is the
+/// eager lookup, and the only one that proves the holder ([`Holder::process`]).
+pub struct LazyHolder {
+    cell: std::sync::LazyLock<Holder, LookUp>,
+}
+
+/// How a [`LazyHolder`] reads its holder.
+type LookUp = Box<dyn FnOnce() -> Holder + Send>;
+
+impl LazyHolder {
+    /// A holder that `look_up` reads when first asked for.
+    pub fn new(look_up: impl FnOnce() -> Holder + Send + 'static) -> LazyHolder {
+        LazyHolder {
+            cell: std::sync::LazyLock::new(Box::new(look_up)),
+        }
+    }
+
+    /// A holder already known.
+    pub fn known(holder: Holder) -> LazyHolder {
+        LazyHolder::new(move || holder)
+    }
+
+    /// The holder, read now if it was not yet.
+    pub fn holder(&self) -> &Holder {
+        std::sync::LazyLock::force(&self.cell)
+    }
+
+    /// The holder, read now if it was not yet.
+    pub fn into_holder(self) -> Holder {
+        self.holder().clone()
+    }
+}
+
+impl From<Holder> for LazyHolder {
+    fn from(holder: Holder) -> LazyHolder {
+        LazyHolder::known(holder)
+    }
+}
+
+impl std::ops::Deref for LazyHolder {
+    type Target = Holder;
+    /// Reads the holder if it was not yet: `held.pid` is `held.holder().pid`.
+    fn deref(&self) -> &Holder {
+        self.holder()
+    }
+}
+
+impl fmt::Display for LazyHolder {
+    /// The holder's line (see [`Holder`]'s `Display`), read now if it was not yet.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.holder(), f)
+    }
+}
+
+impl fmt::Debug for LazyHolder {
+    /// The holder's fields, read now if they were not yet.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.holder(), f)
     }
 }
 
@@ -814,6 +888,30 @@ mod tests {
             format_utc(SystemTime::UNIX_EPOCH),
             "1970-01-01 00:00:00 UTC"
         );
+    }
+
+    #[test]
+    fn lazy_holder_reads_once_and_only_when_asked() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let reads = Arc::new(AtomicUsize::new(0));
+        let counter = reads.clone();
+        let held = LazyHolder::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Holder {
+                pid: Some(4242),
+                ..Holder::unidentified()
+            }
+        });
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            0,
+            "read before it was asked for"
+        );
+        assert_eq!(held.pid, Some(4242));
+        assert_eq!(held.to_string(), "pid 4242");
+        assert_eq!(held.into_holder().pid, Some(4242));
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "read more than once");
     }
 
     #[test]

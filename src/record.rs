@@ -103,6 +103,24 @@ pub fn format(id: &ProcessIdentity) -> String {
     format_record(&Record::new(id.clone()))
 }
 
+/// The calling process's record, [`format`] of [`ProcessIdentity::current`], and its pid: formatted
+/// once per process (a `fork`ed child formats its own), because formatting it was most of the
+/// instructions of a flock acquire + release.
+#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
+pub(crate) fn current() -> (u32, std::borrow::Cow<'static, str>) {
+    static CACHE: std::sync::OnceLock<(u32, String)> = std::sync::OnceLock::new();
+    let pid = std::process::id();
+    let (cached, text) = CACHE.get_or_init(|| (pid, format(&ProcessIdentity::current())));
+    if *cached == pid {
+        (pid, std::borrow::Cow::Borrowed(text))
+    } else {
+        (
+            pid,
+            std::borrow::Cow::Owned(format(&ProcessIdentity::current())),
+        )
+    }
+}
+
 /// Formats a whole record.
 pub fn format_record(record: &Record) -> String {
     let id = &record.holder;

@@ -205,7 +205,7 @@ fn contenders_by_the_hundred_thousand() {
                             l.holder().unwrap()
                         } else {
                             match l.try_acquire().unwrap() {
-                                Acquire::Held(h) => Some(h),
+                                Acquire::Held(h) => Some(h.into_holder()),
                                 Acquire::Acquired(_) => None,
                             }
                         };

@@ -55,6 +55,13 @@ enum Id {
     RawPidfile,
     Pidlock,
     OnlyonePidfile,
+    // Timed only (no criterion group, no guarantee checks): the floors and lookups of the
+    // three-row table (see EXTRA_IDS).
+    RawFlockSame,
+    RawPidfileSame,
+    OnlyoneFlockLookup,
+    OnlyoneAbstractLookup,
+    OnlyonePidfileLookup,
 }
 
 const IDS: [Id; 12] = [
@@ -72,6 +79,18 @@ const IDS: [Id; 12] = [
     Id::OnlyonePidfile,
 ];
 
+/// Timed in the paired ratios only: `raw_flock_same` and `raw_pidfile_same` make the system calls
+/// onlyone's acquire + release makes, bare (the floor of those guarantees: BENCHMARKS.md names
+/// each call); `onlyone_*_lookup` is a failed try whose holder is then read (`held.pid`), the
+/// "holder lookup" row, compared with the raw failed try.
+const EXTRA_IDS: [Id; 5] = [
+    Id::RawFlockSame,
+    Id::RawPidfileSame,
+    Id::OnlyoneFlockLookup,
+    Id::OnlyoneAbstractLookup,
+    Id::OnlyonePidfileLookup,
+];
+
 impl Id {
     fn as_str(self) -> &'static str {
         match self {
@@ -87,20 +106,50 @@ impl Id {
             Id::RawPidfile => "raw_pidfile",
             Id::Pidlock => "pidlock",
             Id::OnlyonePidfile => "onlyone_pidfile",
+            Id::RawFlockSame => "raw_flock_same",
+            Id::RawPidfileSame => "raw_pidfile_same",
+            Id::OnlyoneFlockLookup => "onlyone_flock_lookup",
+            Id::OnlyoneAbstractLookup => "onlyone_abstract_lookup",
+            Id::OnlyonePidfileLookup => "onlyone_pidfile_lookup",
         }
     }
 
     fn parse(s: &str) -> Option<Id> {
-        IDS.iter().copied().find(|id| id.as_str() == s)
+        IDS.iter()
+            .chain(EXTRA_IDS.iter())
+            .copied()
+            .find(|id| id.as_str() == s)
+    }
+
+    /// The onlyone backend an `onlyone_*` id goes through.
+    fn onlyone(self) -> Option<BackendKind> {
+        match self {
+            Id::OnlyoneFlock | Id::OnlyoneFlockLookup => Some(BackendKind::Flock),
+            Id::OnlyoneAbstract | Id::OnlyoneAbstractLookup => Some(BackendKind::AbstractSocket),
+            Id::OnlyonePidfile | Id::OnlyonePidfileLookup => Some(BackendKind::PidFile),
+            _ => None,
+        }
     }
 
     fn family(self) -> Family {
         match self {
-            Id::RawFlock | Id::Std | Id::Fs2 | Id::FdLock | Id::NamedLock | Id::OnlyoneFlock => {
-                Family::Flock
-            }
-            Id::RawAbstract | Id::SingleInstance | Id::OnlyoneAbstract => Family::Abstract,
-            Id::RawPidfile | Id::Pidlock | Id::OnlyonePidfile => Family::PidFile,
+            Id::RawFlock
+            | Id::Std
+            | Id::Fs2
+            | Id::FdLock
+            | Id::NamedLock
+            | Id::OnlyoneFlock
+            | Id::RawFlockSame
+            | Id::OnlyoneFlockLookup => Family::Flock,
+            Id::RawAbstract
+            | Id::SingleInstance
+            | Id::OnlyoneAbstract
+            | Id::OnlyoneAbstractLookup => Family::Abstract,
+            Id::RawPidfile
+            | Id::Pidlock
+            | Id::OnlyonePidfile
+            | Id::RawPidfileSame
+            | Id::OnlyonePidfileLookup => Family::PidFile,
         }
     }
 
@@ -230,6 +279,10 @@ pub fn main() {
         return;
     }
     let bench_mode = std::env::args().any(|a| a == "--bench");
+    if bench_mode && std::env::args().any(|a| a == "floor") {
+        floor_table(dir.path());
+        return;
+    }
 
     let checks = guarantee_checks(dir.path());
     if !bench_mode {
@@ -238,6 +291,10 @@ pub fn main() {
             let mut set = RunnerSet::new(op, dir.path());
             for id in IDS {
                 set.runner(id).run(3);
+            }
+            let mut extra = RunnerSet::only(op, dir.path(), &EXTRA_IDS);
+            for id in EXTRA_IDS {
+                extra.runner(id).run(3);
             }
         }
         print_checks(&checks);
@@ -394,7 +451,7 @@ fn make_runner(id: Id, op: Op, res: &Res, holder: Option<Rc<RefCell<HolderProc>>
         Op::Contended => {
             let once = contended_op(id, &r);
             match id {
-                Id::OnlyoneAbstract => {
+                Id::OnlyoneAbstract | Id::OnlyoneAbstractLookup => {
                     let h = holder.expect("abstract holder");
                     Runner::with_between(once, CONNECTS_PER_HOLDER, move || {
                         h.borrow_mut().restart()
@@ -485,14 +542,88 @@ fn acquire_release_op(id: Id, r: &Res) -> Box<dyn FnMut()> {
                 drop(black_box(lock));
             })
         }
-        Id::OnlyoneFlock | Id::OnlyoneAbstract | Id::OnlyonePidfile => {
-            let lock = build(backend_of(id), &r.name, &r.dir);
+        Id::RawFlockSame => {
+            let record = onlyone::record::format(&onlyone::os::ProcessIdentity::current());
+            Box::new(move || raw_flock_same(&path, &record))
+        }
+        Id::RawPidfileSame => {
+            let (dir, pid_path) = (r.dir.clone(), r.pid_path.clone());
+            let record = onlyone::record::format(&onlyone::os::ProcessIdentity::current());
+            Box::new(move || raw_pidfile_same(&dir, &pid_path, &record))
+        }
+        _ => {
+            let lock = build(id.onlyone().expect("an onlyone id"), &r.name, &r.dir);
             Box::new(move || match lock.try_acquire().expect("try_acquire") {
                 Acquire::Acquired(g) => g.release().expect("release"),
                 Acquire::Held(h) => panic!("{} is held by {h}", lock.resource()),
             })
         }
     }
+}
+
+/// onlyone's flock acquire + release, bare: `open` + `flock` + `fstat` (inode, regular file,
+/// link count) + `lstat` (the path still names it) + `getpid` (the record) + `pwrite` (the
+/// record) | `getpid` (not a forked copy) + `ftruncate` (erase the record) + `flock(LOCK_UN)` +
+/// `futimens` (wake inotify waiters) + `close`.
+fn raw_flock_same(path: &Path, record: &str) {
+    let flags = OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    let file = open_rw(path, flags);
+    rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive).expect("raw flock");
+    let (meta, link) = (fstat(&file), lstat(path));
+    assert_eq!(meta, link);
+    black_box(rustix::process::getpid());
+    rustix::io::pwrite(&file, record.as_bytes(), 0).expect("pwrite");
+    black_box(rustix::process::getpid());
+    rustix::fs::ftruncate(&file, 0).expect("ftruncate");
+    rustix::fs::flock(&file, FlockOperation::Unlock).expect("unlock");
+    let now = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: rustix::fs::UTIME_NOW,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: now,
+        last_modification: now,
+    };
+    rustix::fs::futimens(&file, &times).expect("futimens");
+    drop(black_box(file));
+}
+
+/// `fstat` as std makes it (`statx(fd, "", AT_EMPTY_PATH)`): device and inode.
+fn fstat(file: &File) -> (u32, u32, u64) {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    let flags = AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW;
+    let m = statx(file, "", flags, StatxFlags::BASIC_STATS | StatxFlags::BTIME).expect("fstat");
+    (m.stx_dev_major, m.stx_dev_minor, m.stx_ino)
+}
+
+/// `lstat` as std makes it (`statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW)`).
+fn lstat(path: &Path) -> (u32, u32, u64) {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    let flags = AtFlags::SYMLINK_NOFOLLOW;
+    let m = statx(
+        CWD,
+        path,
+        flags,
+        StatxFlags::BASIC_STATS | StatxFlags::BTIME,
+    )
+    .expect("lstat");
+    (m.stx_dev_major, m.stx_dev_minor, m.stx_ino)
+}
+
+/// onlyone's PID-file acquire + release, bare: `open` of the path (`ENOENT`: no PID file) +
+/// `open(O_TMPFILE)` + `write` + `linkat` + `fstat` (the inode, to recognise it at release) +
+/// `getpid` (the record) | `getpid` (not a forked copy) + `lstat` (still our file) + `unlink` +
+/// `close`.
+fn raw_pidfile_same(dir: &Path, path: &Path, record: &str) {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
+    assert_eq!(open(path, flags, Mode::empty()).err(), Some(Errno::ENOENT));
+    black_box(rustix::process::getpid());
+    let file = raw_pidfile_link(dir, path, record).expect("raw linkat");
+    let meta = fstat(&file);
+    black_box(rustix::process::getpid());
+    assert_eq!(meta, lstat(path));
+    nix::unistd::unlink(path).expect("raw unlink");
+    drop(black_box(file));
 }
 
 fn contended_op(id: Id, r: &Res) -> Box<dyn FnMut()> {
@@ -563,8 +694,24 @@ fn contended_op(id: Id, r: &Res) -> Box<dyn FnMut()> {
                 drop(black_box(lock));
             })
         }
-        Id::OnlyoneFlock | Id::OnlyoneAbstract | Id::OnlyonePidfile => {
-            let lock = build(backend_of(id), &r.name, &r.dir);
+        Id::RawFlockSame => contended_op(Id::RawFlock, r),
+        Id::RawPidfileSame => contended_op(Id::RawPidfile, r),
+        Id::OnlyoneFlockLookup | Id::OnlyoneAbstractLookup | Id::OnlyonePidfileLookup => {
+            let lock = build(id.onlyone().expect("an onlyone id"), &r.name, &r.dir);
+            Box::new(move || match lock.try_acquire().expect("try_acquire") {
+                Acquire::Held(h) => {
+                    assert!(
+                        h.pid.is_some(),
+                        "{}: holder not named: {h}",
+                        lock.resource()
+                    );
+                    black_box(h);
+                }
+                Acquire::Acquired(_) => panic!("{} was free", lock.resource()),
+            })
+        }
+        _ => {
+            let lock = build(id.onlyone().expect("an onlyone id"), &r.name, &r.dir);
             Box::new(move || match lock.try_acquire().expect("try_acquire") {
                 Acquire::Held(h) => {
                     black_box(h);
@@ -604,7 +751,10 @@ struct Paired {
 }
 
 fn paired_ratio(set: &mut RunnerSet, id: Id) -> Paired {
-    let raw = id.raw();
+    paired_ratio_to(set, id.raw(), id, PAIRS)
+}
+
+fn paired_ratio_to(set: &mut RunnerSet, raw: Id, id: Id, pairs: usize) -> Paired {
     let (r, p) = set.pair(raw, id);
     // Calibrate a block to about BLOCK of the slower of the two.
     r.run(20);
@@ -612,7 +762,7 @@ fn paired_ratio(set: &mut RunnerSet, id: Id) -> Paired {
     let per = r.run(50).max(p.run(50)) / 50;
     let k = (BLOCK.as_nanos() / per.as_nanos().max(1)).clamp(20, 20_000) as u64;
     let (mut ratios, mut peer_ns, mut raw_ns) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..PAIRS {
+    for i in 0..pairs {
         let (tr, tp) = if i % 2 == 0 {
             let tr = r.run(k);
             (tr, p.run(k))
@@ -631,6 +781,61 @@ fn paired_ratio(set: &mut RunnerSet, id: Id) -> Paired {
         median,
         min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
         max: ratios.iter().copied().fold(0.0, f64::max),
+    }
+}
+
+/// Alternating pairs per ratio of the floor table.
+const FLOOR_PAIRS: usize = 9;
+
+/// The three-row table of BENCHMARKS.md (`cargo bench --bench peers -- floor`, a few seconds):
+/// each onlyone operation against the raw calls of its family and, for acquire + release of the
+/// file backends, against the raw calls that make the same system calls as onlyone.
+fn floor_table(dir: &Path) {
+    use Id::*;
+    let rows: [(Op, Id, Id); 12] = [
+        (Op::AcquireRelease, RawAbstract, OnlyoneAbstract),
+        (Op::AcquireRelease, RawFlock, OnlyoneFlock),
+        (Op::AcquireRelease, RawFlockSame, OnlyoneFlock),
+        (Op::AcquireRelease, RawFlock, RawFlockSame),
+        (Op::AcquireRelease, RawPidfile, OnlyonePidfile),
+        (Op::AcquireRelease, RawPidfileSame, OnlyonePidfile),
+        (Op::Contended, RawAbstract, OnlyoneAbstract),
+        (Op::Contended, RawFlock, OnlyoneFlock),
+        (Op::Contended, RawPidfile, OnlyonePidfile),
+        (Op::Contended, RawAbstract, OnlyoneAbstractLookup),
+        (Op::Contended, RawFlock, OnlyoneFlockLookup),
+        (Op::Contended, RawPidfile, OnlyonePidfileLookup),
+    ];
+    println!(
+        "floor: ratio = median of {FLOOR_PAIRS} alternating same-run pairs of ~{} ms blocks [min-max] (µs per operation: id / baseline)",
+        BLOCK.as_millis()
+    );
+    println!("| operation | id | ÷ baseline | ratio [spread] | µs |");
+    println!("| --- | --- | --- | --- | --- |");
+    for op in [Op::AcquireRelease, Op::Contended] {
+        let mut ids: Vec<Id> = Vec::new();
+        for (_, a, b) in rows.iter().filter(|(o, _, _)| *o == op) {
+            for id in [*a, *b] {
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+        }
+        let mut set = RunnerSet::only(op, dir, &ids);
+        for (_, raw, id) in rows.iter().filter(|(o, _, _)| *o == op) {
+            let p = paired_ratio_to(&mut set, *raw, *id, FLOOR_PAIRS);
+            println!(
+                "| {} | {} | {} | {:.2}× [{:.2}-{:.2}] | {:.2} / {:.2} |",
+                op.as_str(),
+                id.as_str(),
+                raw.as_str(),
+                p.median,
+                p.min,
+                p.max,
+                p.peer_ns / 1000.0,
+                p.raw_ns / 1000.0
+            );
+        }
     }
 }
 
@@ -878,7 +1083,7 @@ fn try_once(id: Id, r: &Res) -> Outcome {
                 Err(e) => panic!("pidlock: {e}"),
             }
         }
-        Id::OnlyoneFlock | Id::OnlyoneAbstract | Id::OnlyonePidfile => {
+        _ => {
             let lock = build(backend_of(id), &r.name, &r.dir);
             match lock.try_acquire().expect("try_acquire") {
                 Acquire::Acquired(g) => {
@@ -943,7 +1148,7 @@ fn with_held(id: Id, r: &Res, f: impl FnOnce()) {
             f();
             lock.release().expect("pidlock release");
         }
-        Id::OnlyoneFlock | Id::OnlyoneAbstract | Id::OnlyonePidfile => {
+        _ => {
             let lock = build(backend_of(id), &r.name, &r.dir);
             let guard = match lock.try_acquire().expect("try_acquire") {
                 Acquire::Acquired(g) => g,

@@ -20,6 +20,9 @@ use nix::unistd::Pid;
 use onlyone::{Acquire, BackendKind, Builder, Lock};
 use rustix::fs::FlockOperation;
 
+#[path = "many.rs"]
+mod many;
+
 /// Set in a re-executed copy of this binary: `BACKEND\tNAME\tDIR`, hold that lock.
 const HOLD_ENV: &str = "ONLYONE_BENCH_HOLD";
 
@@ -44,6 +47,10 @@ pub fn main() {
         return;
     }
     let tmpfs = BenchDir::new("ONLYONE_BENCH_DIR", "/dev/shm");
+    if !is_test_mode() && std::env::args().skip(1).any(|a| a == "many") {
+        many::many(tmpfs.path());
+        return;
+    }
     let disk = BenchDir::new("ONLYONE_BENCH_DISK_DIR", "/var/tmp");
     eprintln!(
         "lock directories: {} ({}), {} ({})",

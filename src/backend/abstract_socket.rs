@@ -48,21 +48,25 @@ use nix::sys::socket::{
 
 use crate::backend::{BackendKind, wait_loop};
 use crate::error::{Error, ErrorKind, sys};
-use crate::lock::{Acquire, Guard, HeldLock, Holder, HolderKind, Lock, WakeSource, WakeUp};
+use crate::lock::{
+    Acquire, Guard, HeldLock, Holder, HolderKind, LazyHolder, Lock, WakeSource, WakeUp,
+};
 use crate::name::{LockName, Scope};
 
 /// A lock held by binding an abstract Unix socket name. See the [module docs](self).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct AbstractSocketLock {
     name: LockName,
-    socket_name: String,
+    /// `@` and the socket name: what [`Lock::resource`] gives, made once.
+    resource: String,
     addr: UnixAddr,
 }
 
 /// What connecting to the holder's address told us.
 enum Probe {
-    /// Connected: the holder listens. The connection is kept for waiting on its hangup.
-    Connected(OwnedFd, Holder),
+    /// Connected: the holder listens; `SO_PEERCRED` said pid and uid. The connection is kept
+    /// for waiting on its hangup.
+    Connected(OwnedFd, i32, u32),
     /// Nobody listens on the name: it is free, or bound without `listen`.
     Refused,
     /// The holder's backlog is full.
@@ -77,14 +81,14 @@ impl AbstractSocketLock {
             .expect("mapped names are at most 107 bytes");
         AbstractSocketLock {
             name,
-            socket_name,
+            resource: format!("@{socket_name}"),
             addr,
         }
     }
 
     /// The abstract socket name, without the leading NUL.
     pub fn socket_name(&self) -> &str {
-        &self.socket_name
+        &self.resource[1..]
     }
 
     fn new_socket(&self, flags: SockFlag) -> Result<OwnedFd, Error> {
@@ -128,10 +132,8 @@ impl AbstractSocketLock {
         Ok(Some(fd))
     }
 
-    /// Connects to the holder and reads who it is. With `prove`, also pins the listening process
-    /// through `SO_PEERPIDFD` (see [`HolderProcess`](crate::HolderProcess)): [`Lock::holder`]
-    /// proves, a contended try does not pay for it.
-    fn probe(&self, prove: bool) -> Result<Probe, Error> {
+    /// Connects to the holder and reads its credentials (`SO_PEERCRED`).
+    fn probe(&self) -> Result<Probe, Error> {
         let fd = self.new_socket(SockFlag::SOCK_NONBLOCK)?;
         match connect(fd.as_raw_fd(), &self.addr) {
             Ok(()) => {}
@@ -155,22 +157,44 @@ impl AbstractSocketLock {
                 e,
             )
         })?;
-        let holder = peer_holder(&fd, creds.pid(), creds.uid(), prove);
-        Ok(Probe::Connected(fd, holder))
+        Ok(Probe::Connected(fd, creds.pid(), creds.uid()))
+    }
+
+    /// Who holds the name, for a try whose `bind` failed: read when the holder is first asked
+    /// for (see [`LazyHolder`]), so that a failed try costs a `socket` + `bind` + `close`.
+    fn lazy_holder(&self) -> LazyHolder {
+        let lock = self.clone();
+        LazyHolder::new(move || lock.look_up_holder())
+    }
+
+    /// Connects to the holder and reads who it is (unproven: no `SO_PEERPIDFD`). A name that
+    /// refuses connections is looked up in `/proc/net/unix` after a few tries (a holder may be
+    /// between `bind` and `listen`); a name that has become free meanwhile gives an unidentified
+    /// holder: it was held when the try failed.
+    fn look_up_holder(&self) -> Holder {
+        for round in 0..4 {
+            match self.probe() {
+                Ok(Probe::Connected(_, pid, uid)) => return peer_holder(None, pid, uid),
+                Ok(Probe::Refused) if round < 3 => std::thread::yield_now(),
+                Ok(Probe::Refused) => {}
+                Ok(Probe::BacklogFull) | Err(_) => break,
+            }
+        }
+        self.proc_lookup().unwrap_or_else(Holder::unidentified)
     }
 
     /// Looks the name up in `/proc/net/unix`: `None` if unbound, else whether it listens and
     /// which process holds it (when its descriptors are visible to us).
     fn proc_lookup(&self) -> Option<Holder> {
         let table = fs::read_to_string("/proc/net/unix").ok()?;
-        let want = format!("@{}", self.socket_name);
+        let want = &self.resource;
         // Every connection waiting in the holder's backlog is listed under the holder's name too
         // (not listening, owned by no process): the listening entry is the holder.
         let mut entries = table
             .lines()
             .skip(1)
             .filter_map(parse_proc_net_unix)
-            .filter(|e| e.path == want && e.stream);
+            .filter(|e| &e.path == want && e.stream);
         let first = entries.next()?;
         let entry = if first.listening {
             first
@@ -193,21 +217,35 @@ impl AbstractSocketLock {
             if let Some(fd) = self.bind_listener()? {
                 return Ok(Attempt::Acquired(self.guard(fd)));
             }
-            match self.probe(false)? {
-                Probe::Connected(conn, holder) => return Ok(Attempt::Held(holder, Some(conn))),
+            match self.probe()? {
+                Probe::Connected(conn, pid, uid) => {
+                    let holder = LazyHolder::new(move || peer_holder(None, pid, uid));
+                    return Ok(Attempt::Held(holder, Some(conn)));
+                }
                 Probe::BacklogFull => {
-                    let holder = self.proc_lookup().unwrap_or_else(Holder::unidentified);
+                    let holder = self.lazy_proc_lookup(HolderKind::Unidentified);
                     return Ok(Attempt::Held(holder, None));
                 }
                 Probe::Refused if round < 3 => std::thread::yield_now(),
                 Probe::Refused => {}
             }
         }
-        let holder = self.proc_lookup().unwrap_or_else(|| Holder {
-            kind: HolderKind::Unresponsive,
-            ..Holder::unidentified()
-        });
-        Ok(Attempt::Held(holder, None))
+        Ok(Attempt::Held(
+            self.lazy_proc_lookup(HolderKind::Unresponsive),
+            None,
+        ))
+    }
+
+    /// The holder `/proc/net/unix` names, read when first asked for; a holder of kind `unknown`
+    /// when it names none.
+    fn lazy_proc_lookup(&self, unknown: HolderKind) -> LazyHolder {
+        let lock = self.clone();
+        LazyHolder::new(move || {
+            lock.proc_lookup().unwrap_or_else(|| Holder {
+                kind: unknown,
+                ..Holder::unidentified()
+            })
+        })
     }
 
     fn guard(&self, fd: OwnedFd) -> Guard {
@@ -227,14 +265,15 @@ impl AbstractSocketLock {
 enum Attempt {
     Acquired(Guard),
     /// Held; with the connection to the holder when it listens, to wait on.
-    Held(Holder, Option<OwnedFd>),
+    Held(LazyHolder, Option<OwnedFd>),
 }
 
 impl Lock for AbstractSocketLock {
     fn try_acquire(&self) -> Result<Acquire, Error> {
-        Ok(match self.attempt_once()? {
-            Attempt::Acquired(g) => Acquire::Acquired(g),
-            Attempt::Held(h, _) => Acquire::Held(h),
+        // A failed bind is the answer: the name is held. Who holds it is read when asked.
+        Ok(match self.bind_listener()? {
+            Some(fd) => Acquire::Acquired(self.guard(fd)),
+            None => Acquire::Held(self.lazy_holder()),
         })
     }
 
@@ -255,8 +294,8 @@ impl Lock for AbstractSocketLock {
     }
 
     fn holder(&self) -> Result<Option<Holder>, Error> {
-        match self.probe(true)? {
-            Probe::Connected(_, h) => Ok(Some(h)),
+        match self.probe()? {
+            Probe::Connected(conn, pid, uid) => Ok(Some(peer_holder(Some(&conn), pid, uid))),
             Probe::BacklogFull => Ok(Some(
                 self.proc_lookup().unwrap_or_else(Holder::unidentified),
             )),
@@ -273,7 +312,7 @@ impl Lock for AbstractSocketLock {
     }
 
     fn resource(&self) -> String {
-        format!("@{}", self.socket_name)
+        self.resource.clone()
     }
 }
 
@@ -615,13 +654,16 @@ mod drain {
 }
 
 /// The holder behind a connection to its listening socket: `SO_PEERCRED` said `pid` (in our PID
-/// namespace; 0 when the listener's namespace is not visible from ours) and `uid`.
+/// namespace; 0 when the listener's namespace is not visible from ours) and `uid`. With the
+/// connection `conn`, also pins the listening process through `SO_PEERPIDFD` (see
+/// [`HolderProcess`](crate::HolderProcess)): [`Lock::holder`] proves, a contended try does not
+/// pay for it.
 ///
 /// The pid is the one the listener had at `listen(2)`: if it has exited (a child kept the
 /// socket) that number may belong to another process now, so nothing is read from `/proc` on its
 /// strength unless the listener is pinned by `SO_PEERPIDFD` and still running. Without
 /// `SO_PEERPIDFD` (Linux before 6.5) `/proc` is read as before, and the holder is never proven.
-fn peer_holder(conn: &OwnedFd, pid: i32, uid: u32, prove: bool) -> Holder {
+fn peer_holder(conn: Option<&OwnedFd>, pid: i32, uid: u32) -> Holder {
     let mine = nix::unistd::geteuid().as_raw() == uid;
     let by_uid = if mine {
         HolderKind::SameUser
@@ -638,9 +680,9 @@ fn peer_holder(conn: &OwnedFd, pid: i32, uid: u32, prove: bool) -> Holder {
             ..Holder::unidentified()
         };
     }
-    if !prove {
+    let Some(conn) = conn else {
         return Holder::from_pid(pid, Some(uid), None);
-    }
+    };
     match crate::os::peer_pidfd(conn.as_fd()) {
         Ok(pidfd) => {
             let mut holder = Holder::from_pid(pid, Some(uid), None);

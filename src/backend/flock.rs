@@ -49,7 +49,7 @@ use nix::sys::stat::Mode;
 
 use crate::backend::{BackendKind, file_wake_up, open_error, prepare_dir, wait_loop, watch_file};
 use crate::error::{Error, ErrorKind, sys};
-use crate::lock::{Acquire, Attempt, Guard, HeldLock, Holder, Lock, WakeUp};
+use crate::lock::{Acquire, Attempt, Guard, HeldLock, Holder, LazyHolder, Lock, WakeUp};
 use crate::name::{LockDir, LockName, Scope};
 use crate::os::{self, Liveness, ProcessIdentity};
 use crate::record;
@@ -106,7 +106,9 @@ impl FlockLock {
         &self.path
     }
 
-    fn open(&self) -> Result<File, Error> {
+    /// Opens (creating) the lock file; with whether it is open for writing (another user's
+    /// file is opened read-only).
+    fn open(&self) -> Result<(File, bool), Error> {
         if !self.dir_ready.load(Ordering::Relaxed) {
             prepare_dir(&self.dir, self.scope)?;
             self.dir_ready.store(true, Ordering::Relaxed);
@@ -123,13 +125,13 @@ impl FlockLock {
             Scope::System => Mode::from_bits_truncate(0o644),
         };
         let file = match open(&self.path, flags, mode) {
-            Ok(fd) => File::from(fd),
+            Ok(fd) => (File::from(fd), true),
             Err(Errno::ENOENT) => {
                 // The directory vanished since we checked it.
                 self.dir_ready.store(false, Ordering::Relaxed);
                 prepare_dir(&self.dir, self.scope)?;
                 open(&self.path, flags, mode)
-                    .map(File::from)
+                    .map(|fd| (File::from(fd), true))
                     .map_err(|e| open_error(&self.path, e))?
             }
             // Another user's lock file (mode 0644 in system scope): flock(2) needs no write
@@ -137,7 +139,7 @@ impl FlockLock {
             Err(Errno::EACCES) => {
                 let read_only = (flags - OFlag::O_RDWR - OFlag::O_CREAT) | OFlag::O_RDONLY;
                 open(&self.path, read_only, Mode::empty())
-                    .map(File::from)
+                    .map(|fd| (File::from(fd), false))
                     .map_err(|_| open_error(&self.path, Errno::EACCES))?
             }
             Err(Errno::EISDIR) => return Err(not_a_file(&self.path)),
@@ -146,9 +148,20 @@ impl FlockLock {
         Ok(file)
     }
 
-    fn try_lock(&self) -> Result<Result<Guard, Holder>, Error> {
+    /// One try: the guard, or the open lock file another process holds a lock on.
+    ///
+    /// The failed try is `open` + `flock` and nothing else (the holder is read from the file
+    /// when asked for: [`lazy_holder`]). A file that is not a regular one, or that root must not
+    /// use ([`untrusted_file`](crate::backend::untrusted_file)), is refused once it is locked,
+    /// before anything is written: the lock is dropped with the descriptor.
+    fn try_lock(&self) -> Result<Result<Guard, File>, Error> {
         loop {
-            let file = self.open()?;
+            let (file, writable) = self.open()?;
+            match os::flock_try_exclusive(&file) {
+                Ok(true) => {}
+                Ok(false) => return Ok(Err(file)),
+                Err(e) => return Err(self.io("cannot flock", e)),
+            }
             let meta = file.metadata().map_err(|e| self.io("cannot stat", e))?;
             if !meta.file_type().is_file() {
                 return Err(not_a_file(&self.path));
@@ -158,22 +171,14 @@ impl FlockLock {
             {
                 return Err(e);
             }
-            match os::flock_try_exclusive(&file) {
-                Ok(true) => {}
-                Ok(false) => return Ok(Err(self.read_holder(&file, &meta))),
-                Err(e) => return Err(self.io("cannot flock", e)),
-            }
             // The path may have been replaced (or the file deleted) between open and flock.
             if !same_inode(&self.path, &meta) {
                 continue;
             }
-            let me = ProcessIdentity::current();
-            let text = record::format(&me);
+            let (pid, text) = record::current();
             // Usually empty: holders erase their record on release; a killed one leaves it.
             // Anything else is not ours to overwrite (a flock(1) user's content, a hard link
             // planted at the path): the lock works without a record.
-            let writable = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL)
-                .is_ok_and(|f| OFlag::from_bits_truncate(f).contains(OFlag::O_RDWR));
             let wrote_record =
                 writable && meta.nlink() == 1 && (meta.len() == 0 || holds_record(&file));
             if wrote_record {
@@ -185,14 +190,14 @@ impl FlockLock {
                     .map_err(|e| self.io("cannot write the holder record to", e))?;
             }
             let held = FlockHeld {
-                identity: me.clone(),
+                owner: pid,
                 wrote_record,
                 file: Some(file),
                 path: self.path.clone(),
                 dev: meta.dev(),
                 ino: meta.ino(),
-                owner: me.pid,
                 loss: std::sync::OnceLock::new(),
+                lent: AtomicBool::new(false),
             };
             return Ok(Ok(Guard::new(
                 Box::new(held),
@@ -200,31 +205,6 @@ impl FlockLock {
                 self.resource(),
             )));
         }
-    }
-
-    /// Who holds the lock on `file`: its record if the recorded process is alive, else the
-    /// locker the OS's lock table names (Linux `/proc/locks`), else what the record says of a
-    /// holder that cannot be seen from here.
-    fn read_holder(&self, file: &File, meta: &std::fs::Metadata) -> Holder {
-        let id = read_record(file);
-        if let Some(h) = id.as_ref().and_then(alive_holder) {
-            return h;
-        }
-        os::flock_table_holder(meta.dev(), meta.ino())
-            .flatten()
-            .map(|pid| Holder::from_pid(pid, None, None))
-            .unwrap_or_else(|| invisible_holder(id.as_ref()))
-    }
-
-    /// Whether the lock file holds the record of a live onlyone holder now (it will touch the
-    /// file when it unlocks).
-    fn holds_onlyone_record(&self) -> bool {
-        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK;
-        open(&self.path, flags, Mode::empty())
-            .ok()
-            .map(File::from)
-            .and_then(|f| read_record(&f))
-            .is_some_and(|r| r.liveness().0 == Liveness::Alive)
     }
 
     fn io(&self, what: &str, e: io::Error) -> Error {
@@ -240,7 +220,7 @@ impl FlockLock {
     fn own_try_acquire(&self) -> Result<Acquire, Error> {
         Ok(match self.try_lock()? {
             Ok(g) => Acquire::Acquired(g),
-            Err(h) => Acquire::Held(h),
+            Err(file) => Acquire::Held(lazy_holder(file)),
         })
     }
 
@@ -249,14 +229,31 @@ impl FlockLock {
         let watch = watch_file(&self.path);
         Ok(match self.try_lock()? {
             Ok(g) => Attempt::Acquired(g),
-            Err(h) => {
+            Err(file) => {
+                // What the wake-up needs: the live process the record names (its pid and start
+                // time, no command line). Without one (a `flock(1)` holder, a dead recorded
+                // holder) the lock table names the holder, as a lookup would.
+                let live = read_record(&file)
+                    .map(|r| r.liveness())
+                    .filter(|(l, _)| *l == Liveness::Alive)
+                    .map(|(_, id)| id);
                 // An onlyone holder touches the file when it unlocks (inotify wakes us); another
                 // program (`flock -u`, a daemon calling flock(LOCK_UN)) may unlock and live on,
                 // giving no inotify event at all; and a user whose inotify instances are all in
                 // use gets no watch. Then the kernel's own wait tells of the release (see
                 // `release_watch`), and where that cannot be had either, a backoff.
-                let evented = watch.is_some() && self.holds_onlyone_record();
-                let wake = file_wake_up(watch, &h);
+                let evented = watch.is_some() && live.is_some();
+                let wake = match &live {
+                    Some(id) => file_wake_up(
+                        watch,
+                        &Holder {
+                            pid: Some(id.pid),
+                            start_ticks: id.start_ticks,
+                            ..Holder::unidentified()
+                        },
+                    ),
+                    None => file_wake_up(watch, &read_holder(&file)),
+                };
                 let wake = if wake.is_now() || (evented && !wake.needs_backoff()) {
                     wake
                 } else {
@@ -269,7 +266,7 @@ impl FlockLock {
                         None => WakeUp::backoff(wake.into_sources()),
                     }
                 };
-                Attempt::Held(h, wake)
+                Attempt::Held(lazy_holder(file), wake)
             }
         })
     }
@@ -363,8 +360,31 @@ impl Lock for FlockLock {
     }
 
     fn resource(&self) -> String {
-        self.path.display().to_string()
+        self.path.to_string_lossy().into_owned()
     }
+}
+
+/// The holder of the lock on `file`, read when first asked for (see [`LazyHolder`]); the file
+/// stays open until then.
+fn lazy_holder(file: File) -> LazyHolder {
+    LazyHolder::new(move || read_holder(&file))
+}
+
+/// Who holds the lock on `file`: its record if the recorded process is alive, else the locker the
+/// OS's lock table names (Linux `/proc/locks`), else what the record says of a holder that cannot
+/// be seen from here.
+fn read_holder(file: &File) -> Holder {
+    let Ok(meta) = file.metadata() else {
+        return Holder::unidentified();
+    };
+    let id = read_record(file);
+    if let Some(h) = id.as_ref().and_then(alive_holder) {
+        return h;
+    }
+    os::flock_table_holder(meta.dev(), meta.ino())
+        .flatten()
+        .map(|pid| Holder::from_pid(pid, None, None))
+        .unwrap_or_else(|| invisible_holder(id.as_ref()))
 }
 
 /// Whether `file` holds a holder record, possibly cut short by a holder killed while writing it:
@@ -433,8 +453,8 @@ struct FlockHeld {
     wrote_record: bool,
     /// The loss watch, made when first asked for (`loss_fd`).
     loss: std::sync::OnceLock<Option<os::LossWatch>>,
-    /// Who we are, as the record says.
-    identity: ProcessIdentity,
+    /// Whether `as_fd` lent the descriptor out (its close-on-exec flag may have been cleared).
+    lent: AtomicBool,
 }
 
 impl FlockHeld {
@@ -444,9 +464,12 @@ impl FlockHeld {
         let Some(file) = self.file.take() else {
             return Ok(());
         };
-        let handed_over = fcntl(&file, FcntlArg::F_GETFD)
-            .map(|f| !FdFlag::from_bits_truncate(f).contains(FdFlag::FD_CLOEXEC))
-            .unwrap_or(false);
+        // Only a descriptor lent out by `as_fd` can have had close-on-exec cleared: the flag is
+        // asked for (fcntl(2) F_GETFD) only then.
+        let handed_over = self.lent.load(Ordering::Relaxed)
+            && fcntl(&file, FcntlArg::F_GETFD)
+                .map(|f| !FdFlag::from_bits_truncate(f).contains(FdFlag::FD_CLOEXEC))
+                .unwrap_or(false);
         if !handed_over && std::process::id() == self.owner {
             // Erase our record first: a live process that once held the lock must not be named
             // as the holder of the next acquisition.
@@ -509,6 +532,7 @@ impl HeldLock for FlockHeld {
     }
 
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.lent.store(true, Ordering::Relaxed);
         self.file.as_ref().map(|f| f.as_fd())
     }
 
@@ -528,8 +552,8 @@ impl HeldLock for FlockHeld {
         if std::process::id() != self.owner {
             return Ok(false);
         }
-        let record =
-            record::Record::new(self.identity.clone()).with_job(record::Job { pid, start_ticks });
+        let record = record::Record::new(ProcessIdentity::current())
+            .with_job(record::Job { pid, start_ticks });
         let text = record::format_record(&record);
         file.write_all_at(text.as_bytes(), 0)
             .and_then(|()| file.set_len(text.len() as u64))

@@ -535,19 +535,31 @@ pub(crate) fn flock_table_holder(dev: u64, ino: u64) -> Option<Option<u32>> {
 }
 
 /// Whether process `pid` holds a `flock` on device `dev`, inode `ino`, from the `lock:` lines of
-/// its `/proc/PID/fdinfo/*`; `None` when that cannot be read (another user's process, no /proc).
+/// `/proc/PID/fdinfo/FD` for its descriptors `FD` of that inode; `None` when its descriptors cannot
+/// be read (another user's process, no /proc).
 #[cfg(feature = "flock")]
 pub(crate) fn holds_flock(pid: u32, dev: u64, ino: u64) -> Option<bool> {
     if !proc_is_ours() {
         return None;
     }
-    let fds = fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
     let mut readable = false;
     for fd in fds.flatten() {
-        let Ok(info) = fs::read_to_string(fd.path()) else {
+        // stat(2) through the descriptor's link names the open file: only a descriptor of the
+        // lock file's inode has its fdinfo read (one statx per descriptor instead of an
+        // open + read + close of every fdinfo: a process holding many locks is asked about each).
+        let Ok(meta) = fs::metadata(fd.path()) else {
             continue;
         };
         readable = true;
+        if meta.dev() != dev || meta.ino() != ino {
+            continue;
+        }
+        let info_path = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
+        let Ok(info) = fs::read_to_string(info_path) else {
+            continue;
+        };
         let found = info
             .lines()
             .filter_map(|l| l.strip_prefix("lock:"))

@@ -234,7 +234,7 @@ impl PostgresLock {
             ))),
             Ok(Outcome::Held(h)) => {
                 let _ = thread.join();
-                Ok(Acquire::Held(h))
+                Ok(Acquire::Held(h.into()))
             }
             Ok(Outcome::Failed(e)) => {
                 let _ = thread.join();
