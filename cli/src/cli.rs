@@ -159,6 +159,46 @@ pub struct RunArgs {
     )]
     pub kill_after: Option<Duration>,
 
+    /// Stop the job after SECS (fractional): SIGTERM to its process group, SIGKILL after
+    /// --kill-after; onlyone then exits 124, as timeout(1) does. Not with -F: onlyone execs
+    /// COMMAND in place, so nobody is left to time it
+    ///
+    /// The job runs in a process group of its own (its children too, unless they leave it with
+    /// setsid or setpgid: those are named in the message where they can be found, on Linux);
+    /// when onlyone is in the foreground of a terminal, that group gets the terminal while the
+    /// job runs. The signals onlyone forwards go to the whole group.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_secs,
+        conflicts_with = "no_fork"
+    )]
+    pub max_runtime: Option<Duration>,
+
+    /// When the lock is held and has been for longer than AGE, say so and exit 80 instead of
+    /// 75, so that cron mails it and monitoring can alert. AGE: seconds, or a number with s, m,
+    /// h or d (0 counts every holder as stale)
+    ///
+    /// The holder's age is the time since its process started (its onlyone: a few milliseconds
+    /// before it took the lock), or, for PostgreSQL, since its session started. A holder whose
+    /// start is unknown is never called stale.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub stale_after: Option<Duration>,
+
+    /// Where onlyone reports a skipped run, a replaced holder, a lost lock, a job stopped at
+    /// --max-runtime: journal, syslog, stderr or none [default: stderr on a terminal, else the
+    /// journal too]
+    ///
+    /// journal: the systemd journal with fields ONLYONE_EVENT, ONLYONE_NAME, ONLYONE_BACKEND,
+    /// ONLYONE_HOLDER, ONLYONE_HOLDER_PID, ONLYONE_JOB_PID (`journalctl ONLYONE_NAME=backup`);
+    /// where none listens, syslog, else standard error alone. syslog: /dev/log (facility user,
+    /// tag onlyone; ONLYONE_SYSLOG_SOCKET names another socket). Both also write standard error.
+    /// none: nothing, not even standard error (errors are still printed). Without a terminal on
+    /// standard error (cron, a timer) the default is journal. A log that cannot be written never
+    /// fails the job.
+    #[arg(long, value_name = "DEST", value_enum)]
+    pub log: Option<crate::log::Dest>,
+
     /// Run the job at most once per time window across every host (backend postgres): skip it,
     /// exiting 79, when a run of NAME already started in the current window. Windows are counted
     /// on the database server's clock, aligned to the epoch (UTC): 1h starts on the hour, 1d at
@@ -374,6 +414,16 @@ pub fn parse_period(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// An age: like [`parse_period`], and 0 is allowed.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let digits = t.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
+        return Ok(Duration::ZERO);
+    }
+    parse_period(s)
+}
+
 /// Seconds, fractional, not negative: `2`, `0.5`, `.25`.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?}: expected seconds, e.g. 2 or 0.5, or inf");
@@ -412,6 +462,10 @@ mod tests {
         assert_eq!(parse_period("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_period("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_period("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_age("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("0h"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_age("").is_err() && parse_age("h").is_err() && parse_age("-1").is_err());
         for bad in [
             "",
             "0",
