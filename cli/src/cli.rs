@@ -175,8 +175,8 @@ pub struct RunArgs {
     )]
     pub max_runtime: Option<Duration>,
 
-    /// When the lock is held and has been for longer than AGE, say so and exit 80 instead of
-    /// 75, so that cron mails it and monitoring can alert. AGE: seconds, or a number with s, m,
+    /// When the lock is held and has been for AGE or longer, say so and exit 80 instead of 75
+    /// (also with -q or -E), so that cron mails it and monitoring can alert. AGE: seconds, or a number with s, m,
     /// h or d (0 counts every holder as stale)
     ///
     /// The holder's age is the time since its process started (its onlyone: a few milliseconds

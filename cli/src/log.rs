@@ -47,6 +47,7 @@ pub enum Event {
     /// The job was not started: the lock has been held longer than `--stale-after`.
     Stale,
     /// The job was not started: `--once-per`'s window already had its run.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     AlreadyRan,
     /// `--replace` stopped the holder.
     Replaced,

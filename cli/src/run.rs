@@ -70,11 +70,11 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         Acquire::Acquired(g) => g,
         Acquire::Held(holder) => {
             let stale =
-                held_for(&holder).filter(|&age| args.stale_after.is_some_and(|limit| age > limit));
+                held_for(&holder).filter(|&age| args.stale_after.is_some_and(|limit| age >= limit));
             let mut line = conflict_line(&*lock, &holder, wait, args.verbose);
             if let Some(age) = stale {
                 line = format!(
-                    "stale lock: {line}; held for {}, longer than --stale-after {}",
+                    "stale lock: {line}; held for {}, --stale-after is {}",
                     crate::status::duration_words(age),
                     crate::status::duration_words(args.stale_after.unwrap_or_default())
                 );
