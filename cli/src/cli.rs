@@ -79,7 +79,7 @@ pub struct LockArgs {
     pub lock_dir: Option<PathBuf>,
     /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB, with
     /// ?sslmode=verify-full&sslrootcert=CA.pem for TLS [default: $DATABASE_URL, else libpq's
-    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE ...; passwords from PGPASSWORD or ~/.pgpass
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSERVICE ...; passwords from PGPASSWORD or ~/.pgpass
     /// stay out of ps(1)]
     #[arg(long, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
