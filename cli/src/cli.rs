@@ -79,8 +79,8 @@ pub struct LockArgs {
     pub lock_dir: Option<PathBuf>,
     /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB, with
     /// ?sslmode=verify-full&sslrootcert=CA.pem for TLS [default: $DATABASE_URL, else libpq's
-    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSERVICE ...; passwords from PGPASSWORD or ~/.pgpass
-    /// stay out of ps(1)]
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSERVICE ...; passwords from PGPASSWORD
+    /// or ~/.pgpass stay out of ps(1)]
     #[arg(long, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
 }
@@ -262,12 +262,34 @@ the job and every child it starts keep the lock (abstract, flock) until the last
 With the pidfile backend the PID file names the job (exec keeps the pid), so the lock lives as
 long as the job itself; children do not keep it. Signals then go to the job directly.
 
+Process group: the job leads a process group of its own, so that it and its children can be
+signalled as one (--max-runtime, a lost lock). When onlyone is in the foreground of a terminal,
+it hands the terminal to the job's group while the job runs (tcsetpgrp, as job-control shells
+do) and takes it back after, so a job that reads the terminal works, and Ctrl-C, Ctrl-\\ and
+Ctrl-Z reach the job's group directly.
+
 Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to onlyone are forwarded to
-the job, and onlyone exits after the job does, with its status. A signal the terminal sends
-(Ctrl-C, Ctrl-\\, hangup) already reaches the whole foreground process group, the job included,
-so onlyone does not send it a second time (unless the job left onlyone's process group). Linux
-and FreeBSD mark such signals (SI_KERNEL); on macOS, NetBSD and illumos, SIGINT and SIGQUIT count
-as the terminal's while onlyone's standard input is a terminal with onlyone in the foreground.
+the job's process group, and onlyone exits after the job does, with its status. A signal the
+terminal sent to onlyone's own group is forwarded too (the job, in its own group, did not get
+it); only while the job is still in onlyone's group (it never is, unless it could not leave)
+is such a signal not sent a second time. Linux and FreeBSD mark such signals (SI_KERNEL); on
+macOS, NetBSD and illumos, SIGINT and SIGQUIT count as the terminal's while onlyone's standard
+input is a terminal with onlyone in the foreground.
+
+--max-runtime SECS: when the job has run SECS, onlyone sends its process group SIGTERM, then
+SIGKILL after --kill-after (default 10 s), and exits 124 as timeout(1) does. Children that left
+the group (setsid, setpgid) are not signalled; on Linux the message names them (found through
+/proc), elsewhere it says they cannot be found. Not with -F: onlyone execs COMMAND in place and
+is gone, so nobody is left to time the job.
+
+--stale-after AGE: a lock held for AGE or longer makes the contender say `stale lock`, with how
+long it has been held, and exit 80, so that cron mails it and monitoring can alert.
+
+--log: a skipped run, a replaced holder, a lost lock and a --max-runtime kill are one line each,
+with the lock's name, backend and holder, on standard error and, without a terminal (cron, a
+timer), in the systemd journal (structured fields: ONLYONE_EVENT, ONLYONE_NAME,
+ONLYONE_BACKEND, ONLYONE_HOLDER, ONLYONE_HOLDER_PID, ONLYONE_JOB_PID) or, where no journal
+listens, syslog. ONLYONE_SYSLOG_SOCKET names another syslog socket than /dev/log.
 
 --replace signals the holder through a pidfd, which pins the process: Linux only. Elsewhere it
 refuses (exit 69) when the lock is held, and names the holder to stop by hand.

@@ -391,13 +391,13 @@ pub fn hand_terminal(fd: RawFd, group: Pid) -> Result<(), Errno> {
     let ttou = SigSet::from(Signal::SIGTTOU);
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old))?;
-    let result = with_standard_fd(fd, |fd| nix::unistd::tcsetpgrp(fd, group));
+    let result = with_terminal(fd, |fd| nix::unistd::tcsetpgrp(fd, group));
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
     result
 }
 
 /// Runs `f` on standard descriptor `fd` (0, 1 or 2) borrowed from std's handle.
-fn with_standard_fd<T>(fd: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> T) -> T {
+pub fn with_terminal<T>(fd: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> T) -> T {
     match fd {
         0 => f(std::io::stdin().as_fd()),
         1 => f(std::io::stdout().as_fd()),

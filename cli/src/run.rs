@@ -135,6 +135,7 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         Err(skipped) => return Ok(skipped),
     };
     let watch = Watch {
+        terminal: crate::job::foreground_terminal(),
         kill_after,
         max_runtime: args.max_runtime,
         verbose: args.verbose,
@@ -230,6 +231,8 @@ fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure 
 
 /// What onlyone watches while the job runs, and how it stops it.
 struct Watch<'a> {
+    /// The terminal the job's group was given, if any.
+    terminal: Option<std::os::fd::RawFd>,
     kill_after: Duration,
     max_runtime: Option<Duration>,
     verbose: bool,
@@ -268,7 +271,7 @@ fn supervise(
     let tether = crate::job::tether(guard.backend());
     // The loss watch (where the backend has one) exists before the job can touch the lock.
     let _ = guard.loss_fd();
-    let terminal = crate::job::foreground_terminal();
+    let terminal = watch.terminal;
     job.give_terminal(terminal);
     let pid = job
         .spawn(nix::unistd::getpid(), &old, tether, &mut guard)
@@ -359,16 +362,50 @@ fn exit_code(status: WaitStatus) -> u8 {
     }
 }
 
-/// Reaps the job if it has exited (`waitpid(WNOHANG)`); stops and continues are not exits.
-fn try_wait(pid: Pid) -> Result<Option<WaitStatus>, Errno> {
+/// Reaps the job if it has exited (`waitpid(WNOHANG | WUNTRACED)`); stops and continues are not
+/// exits. A job stopped by the terminal (Ctrl-Z) while it has the terminal stops onlyone too, so
+/// that the shell sees a stopped job and takes the terminal back ([`follow_stop`]).
+fn try_wait(pid: Pid, terminal: Option<std::os::fd::RawFd>) -> Result<Option<WaitStatus>, Errno> {
     loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
             Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(Some(s)),
+            Ok(WaitStatus::Stopped(_, signal)) => {
+                if let Some(fd) = terminal {
+                    follow_stop(pid, fd, signal);
+                }
+                return Ok(None);
+            }
             Ok(_) => return Ok(None),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The job, which had the terminal, was stopped by `signal` (SIGTSTP, SIGTTIN, SIGTTOU from the
+/// terminal; SIGSTOP): onlyone takes the terminal back and stops itself the same way, as a
+/// job-control shell's child would appear to its shell. When the shell continues onlyone (`fg`),
+/// it gives the terminal to the job's group again and continues the group (`bg`: onlyone is then
+/// in the background and leaves the terminal alone).
+fn follow_stop(job: Pid, fd: std::os::fd::RawFd, signal: Signal) {
+    use nix::unistd::{getpgrp, tcgetpgrp};
+    let own = getpgrp();
+    let job_has_terminal = crate::job::with_terminal(fd, |t| tcgetpgrp(t).is_ok_and(|g| g == job));
+    if !job_has_terminal {
+        return;
+    }
+    let _ = crate::job::hand_terminal(fd, own);
+    let stop = match signal {
+        Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => signal,
+        _ => Signal::SIGSTOP,
+    };
+    // SIGTSTP and the others stop onlyone by their default action, which it never changed.
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), stop);
+    // Continued: in the foreground again?
+    if crate::job::with_terminal(fd, |t| tcgetpgrp(t).is_ok_and(|g| g == own)) {
+        let _ = crate::job::hand_terminal(fd, job);
+    }
+    let _ = nix::sys::signal::killpg(job, Signal::SIGCONT);
 }
 
 /// Blocks until the job exits (when signals cannot be forwarded).
@@ -492,7 +529,7 @@ fn wait_forwarding(
         let signal = received.signal;
         if signal == Signal::SIGCHLD {
             // Also sent when the job stops or continues; only an exit ends the wait.
-            if let Some(status) = try_wait(pid)? {
+            if let Some(status) = try_wait(pid, watch.terminal)? {
                 return Ok(status);
             }
             continue;

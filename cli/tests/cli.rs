@@ -1037,7 +1037,15 @@ fn help_documents_lifetime_signals_and_exit_statuses() {
         "-F, --no-fork",
         "-o, --close",
         "the default",
-        "the terminal sends",
+        "SI_KERNEL",
+        "process group of its own",
+        "tcsetpgrp",
+        "--max-runtime",
+        "124",
+        "--stale-after",
+        "80",
+        "ONLYONE_HOLDER_PID",
+        "ONLYONE_SYSLOG_SOCKET",
         "Exit status:",
         "128+N",
         "75",
@@ -1070,9 +1078,20 @@ fn man_pages_and_completions_are_generated() {
         run_page.contains("PDEATHSIG") && run_page.contains("no\\-fork"),
         "{run_page:.400}"
     );
+    for flag in ["max\\-runtime", "stale\\-after", "\\-\\-log"] {
+        assert!(run_page.contains(flag), "onlyone-run.1 lacks {flag}");
+    }
     let out = output(onlyone().args(["generate", "completions", "bash"]));
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(out.stdout.contains("onlyone") && out.stdout.contains("--conflict-exit-code"));
+    for flag in [
+        "--max-runtime",
+        "--stale-after",
+        "--log",
+        "journal syslog stderr none",
+    ] {
+        assert!(out.stdout.contains(flag), "bash completion lacks {flag}");
+    }
     let out = output(
         onlyone()
             .args(["generate", "completions", "zsh", "--out"])
