@@ -10,7 +10,8 @@
 //! portable path too, with the rules of macOS — except for the abstract socket (see [`tether`]) —
 //! so that the CLI's tests exercise it.
 //!
-//! Both paths run the same code between the start and execve(2) ([`Job::exec`]): only system
+//! Both paths run the same code between the start and execve(2) ([`Job::enter_own_group`]: a
+//! process group of its own, and the terminal when onlyone has it; [`Job::exec`]): only system
 //! calls, no allocation; they restore the signal mask onlyone had before it blocked the signals it
 //! forwards, leave SIGPIPE's disposition as onlyone's parent gave it where that is known
 //! ([`SIGPIPE_FROM_PARENT`]; else the default action), and search `PATH` as execvp(3) does.

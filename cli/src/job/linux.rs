@@ -6,6 +6,8 @@
 //! BENCHMARKS.md). Between clone and execve the child only makes system calls:
 //! - `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks that its parent is still onlyone (onlyone may
 //!   have died before the request: then it exits at once, and no job runs without the lock);
+//! - leads a process group of its own and, if onlyone had the terminal, takes it
+//!   ([`Job::enter_own_group`](super::Job::enter_own_group));
 //! - restores the signal mask onlyone had before it blocked the signals it forwards, and leaves
 //!   SIGPIPE's disposition as onlyone got it where that is its parent's
 //!   ([`SIGPIPE_FROM_PARENT`](super::SIGPIPE_FROM_PARENT)), else restores the default;
@@ -47,9 +49,9 @@ pub fn spawn(job: &Job, parent: Pid, mask: &SigSet) -> io::Result<Pid> {
         // SAFETY: this closure runs in the child created by clone(CLONE_VM | CLONE_VFORK)
         // below, on its own stack, while onlyone's only thread is suspended until the child
         // calls execve or exits. It calls only async-signal-safe system call wrappers
-        // (prctl, getppid, setpgid, tcsetpgrp, signal, sigprocmask, execve, _exit), allocates nothing (every
-        // string and pointer array was built by `Job::new` or above, `mask` lives in the
-        // caller's frame), takes no lock, and writes to shared memory only the atomic `error` and
+        // (prctl, getppid, setpgid, tcsetpgrp, signal, sigprocmask, execve, _exit), allocates
+        // nothing (every string and pointer array was built by `Job::new` or above, `mask`
+        // lives in the caller's frame), takes no lock, and writes to shared memory only the atomic `error` and
         // the reserved slot of `sh_argv`, which the parent reads or drops after it resumes. errno
         // is written through the parent's thread-local storage, which the suspended parent does
         // not read until it resumes.

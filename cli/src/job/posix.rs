@@ -10,8 +10,8 @@
 //! `ENOEXEC` with the libc's execvp(3), which differ per system; here the child runs the same
 //! [`Job::exec`] as on Linux, so every system resolves COMMAND alike and reports the same errors.
 //! Between fork and execve the child makes only async-signal-safe system calls (read, close,
-//! fcntl, setpgid, tcsetpgrp, getppid, procctl/prctl, signal, sigprocmask, execve, write, _exit) and allocates
-//! nothing, so a thread of onlyone's (the PostgreSQL session's) cannot leave it a held lock.
+//! fcntl, getppid, procctl/prctl, setpgid, tcsetpgrp, signal, sigprocmask, execve, write,
+//! _exit) and allocates nothing, so a thread of onlyone's (the PostgreSQL session's) cannot leave it a held lock.
 //! The child reports a failed execve through a close-on-exec pipe: end of file means it ran.
 //!
 //! **The job's lifetime** ([`Tether`]): FreeBSD asks for SIGKILL at the parent's death with
