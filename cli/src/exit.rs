@@ -62,7 +62,7 @@ pub const STATUSES: [(&str, &str); 17] = [
     ),
     (
         "80",
-        "--stale-after: the lock is held and has been for longer than AGE (a stuck holder?); the \
+        "--stale-after: the lock is held and has been for AGE or longer (a stuck holder?); the \
          job was not started",
     ),
     (

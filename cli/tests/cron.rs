@@ -529,6 +529,19 @@ mod suite {
             "{line}"
         );
         assert_eq!(holder.finish().code(), Some(0));
+
+        // A --max-runtime kill is a line too, at priority err (user.err is 11).
+        let out = output(
+            lk.run(&["--log", "syslog", "--max-runtime", "0.1"], &["sleep", "1000"])
+                .env("ONLYONE_SYSLOG_SOCKET", &path),
+        );
+        assert_eq!(out.code, Some(124), "{}", out.stderr);
+        let n = socket.recv(&mut buf).expect("no syslog line within 30 s");
+        let line = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            line.starts_with("<11>") && line.contains("ran longer than --max-runtime 0.1 s"),
+            "{line}"
+        );
         Ok(())
     }
 
