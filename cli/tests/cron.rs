@@ -77,6 +77,10 @@ mod suite {
             a_job_reading_the_terminal_under_max_runtime,
         ),
         (
+            "ctrl_z_stops_onlyone_with_the_job_and_fg_resumes_both",
+            ctrl_z_stops_onlyone_with_the_job_and_fg_resumes_both,
+        ),
+        (
             "stale_holder_gives_its_own_exit_status",
             stale_holder_gives_its_own_exit_status,
         ),
@@ -348,6 +352,60 @@ mod suite {
         Ok(())
     }
 
+    /// In an interactive bash (job control) on a pty: Ctrl-Z while the job reads the terminal
+    /// stops the job and onlyone (bash reports it Stopped and takes the terminal), `fg` hands
+    /// the terminal back to the job, which then reads its line; onlyone exits with its status.
+    fn ctrl_z_stops_onlyone_with_the_job_and_fg_resumes_both() -> Result<(), Skip> {
+        if Command::new("script").arg("--version").output().is_err() {
+            return Err(Skip("script(1) of util-linux is not installed".into()));
+        }
+        if Command::new("bash").arg("--version").output().is_err() {
+            return Err(Skip("bash is not installed".into()));
+        }
+        let lk = Lk::new("ctrl-z");
+        let got = lk.file("got");
+        let mut args = lk.run_args(&["--max-runtime", "1000"]);
+        // The words the test waits for are split in the command line, which bash echoes.
+        args.extend([
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "echo re''ady; read x; echo \"got-$x\" > {}; exit 7",
+                got.display()
+            ),
+        ]);
+        let line = std::iter::once(EXE.to_owned())
+            .chain(args)
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut script = Command::new("script");
+        script
+            .args(["-q", "-e", "-c", "bash --norc --noprofile -i", "/dev/null"])
+            .env("PS1", "$ ");
+        let mut term = Proc::spawn(script);
+        term.write(format!("{line}\n").as_bytes());
+        term.line_containing("ready");
+        term.write(b"\x1a");
+        term.line_containing("Stopped");
+        term.write(b"fg\n");
+        // bash prints the job's command line as it continues it.
+        term.line_containing(&lk.name);
+        term.write(b"hello\n");
+        term.write(b"echo \"st\"\"atus-$?\"\n");
+        term.line_containing("status-7");
+        term.write(b"exit\n");
+        let rest = term.rest();
+        let status = term.wait();
+        assert_eq!(status.code(), Some(0), "{rest}");
+        assert_eq!(
+            std::fs::read_to_string(&got).unwrap_or_default(),
+            "got-hello\n",
+            "{rest}"
+        );
+        Ok(())
+    }
+
     // --------------------------------------------------------------------------------------
     // --stale-after
     // --------------------------------------------------------------------------------------
@@ -532,8 +590,11 @@ mod suite {
 
         // A --max-runtime kill is a line too, at priority err (user.err is 11).
         let out = output(
-            lk.run(&["--log", "syslog", "--max-runtime", "0.1"], &["sleep", "1000"])
-                .env("ONLYONE_SYSLOG_SOCKET", &path),
+            lk.run(
+                &["--log", "syslog", "--max-runtime", "0.1"],
+                &["sleep", "1000"],
+            )
+            .env("ONLYONE_SYSLOG_SOCKET", &path),
         );
         assert_eq!(out.code, Some(124), "{}", out.stderr);
         let n = socket.recv(&mut buf).expect("no syslog line within 30 s");
