@@ -148,6 +148,9 @@ impl Log {
     }
 
     fn system_line(&self, level: ::log::Level, line: &str, fields: &[(&str, String)]) {
+        // Only the journal carries the fields; syslog has the line.
+        #[cfg(not(target_os = "linux"))]
+        let _ = fields;
         let mut system = self.system.borrow_mut();
         if let System::Want(dest, explicit) = *system {
             *system = open(dest, explicit);
