@@ -481,9 +481,9 @@ mod suite {
                 .set_read_timeout(Some(Duration::from_secs(30)))
                 .expect("timeout");
             let script = format!(
-                "set -e; mount -t tmpfs tmpfs /run/systemd; mkdir -p /run/log; \
-                 mount -t tmpfs tmpfs /run/log; \
-                 if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi; \
+                "set -e; mount -n -t tmpfs tmpfs /run/systemd; mkdir -p /run/log; \
+                 mount -n -t tmpfs tmpfs /run/log; \
+                 if [ -d /var/log/journal ]; then mount -n -t tmpfs tmpfs /var/log/journal; fi; \
                  exec {journald}"
             );
             let child = Command::new("unshare")
@@ -625,7 +625,7 @@ mod suite {
                 Command::new("unshare")
                     .args(["-m", "--propagation", "private", "sh", "-c"])
                     .arg(format!(
-                        "mount -t tmpfs tmpfs /run/systemd && exec {EXE} {args} {job}"
+                        "mount -n -t tmpfs tmpfs /run/systemd && exec {EXE} {args} {job}"
                     ))
                     .env("ONLYONE_SYSLOG_SOCKET", &absent),
             )
