@@ -180,8 +180,8 @@ pub struct RunArgs {
     /// h or d (0 counts every holder as stale)
     ///
     /// The holder's age is the time since its process started (its onlyone: a few milliseconds
-    /// before it took the lock), or, for PostgreSQL, since its session started. A holder whose
-    /// start is unknown is never called stale.
+    /// before it took the lock; for PostgreSQL, the start its onlyone recorded in the session, by
+    /// its host's clock). A holder whose start is unknown is never called stale.
     #[arg(long, value_name = "AGE", value_parser = parse_age)]
     pub stale_after: Option<Duration>,
 

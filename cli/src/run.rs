@@ -165,8 +165,8 @@ fn command_argv(args: &RunArgs) -> Result<Vec<OsString>, Failure> {
     Ok(argv)
 }
 
-/// How long the holder has held the lock, as far as known: since its process (PostgreSQL: its
-/// session) started.
+/// How long the holder has held the lock, as far as known: since its process started (for
+/// PostgreSQL, as the holder recorded it in its session's `application_name`).
 pub fn held_for(h: &Holder) -> Option<Duration> {
     h.started.map(|t| {
         std::time::SystemTime::now()
