@@ -90,6 +90,10 @@ mod suite {
         ),
         ("skipped_run_in_syslog", skipped_run_in_syslog),
         (
+            "replaced_holder_and_lost_lock_in_syslog",
+            replaced_holder_and_lost_lock_in_syslog,
+        ),
+        (
             "no_journal_no_syslog_the_job_still_runs",
             no_journal_no_syslog_the_job_still_runs,
         ),
@@ -601,6 +605,57 @@ mod suite {
         let line = String::from_utf8_lossy(&buf[..n]);
         assert!(
             line.starts_with("<11>") && line.contains("ran longer than --max-runtime 0.1 s"),
+            "{line}"
+        );
+        Ok(())
+    }
+
+    /// `--replace` and a lost lock (its file deleted under the job) are syslog lines too.
+    fn replaced_holder_and_lost_lock_in_syslog() -> Result<(), Skip> {
+        let lk = Lk::new("syslog-replace");
+        let path = lk.file("log.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut buf = [0u8; 8192];
+        let mut holder = lk.hold();
+        let out = output(
+            lk.run(&["--log", "syslog", "--replace"], &["true"])
+                .env("ONLYONE_SYSLOG_SOCKET", &path),
+        );
+        if out.code == Some(69) {
+            return Err(Skip(format!("--replace is refused here: {}", out.stderr)));
+        }
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let n = socket.recv(&mut buf).expect("no syslog line within 30 s");
+        let line = String::from_utf8_lossy(&buf[..n]);
+        // user.warning is 12.
+        assert!(
+            line.starts_with("<12>")
+                && line.contains("replacing the holder")
+                && line.contains(&format!("pid {}", holder.pid())),
+            "{line}"
+        );
+        assert_eq!(
+            holder.wait().code(),
+            Some(128 + 15),
+            "the holder got SIGTERM"
+        );
+
+        let mut cmd = lk.run(
+            &["--log", "syslog"],
+            &["sh", "-c", "echo ready; read x; exit 0"],
+        );
+        cmd.env("ONLYONE_SYSLOG_SOCKET", &path);
+        let mut runner = Proc::spawn(cmd);
+        assert_eq!(runner.line(), "ready");
+        std::fs::remove_file(lk.file(&format!("{}.lock", lk.name))).expect("remove the lock file");
+        assert_eq!(runner.wait().code(), Some(76));
+        let n = socket.recv(&mut buf).expect("no syslog line within 30 s");
+        let line = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            line.starts_with("<11>") && line.contains("lost the lock while the job ran"),
             "{line}"
         );
         Ok(())
