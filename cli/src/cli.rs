@@ -79,8 +79,8 @@ pub struct LockArgs {
     pub lock_dir: Option<PathBuf>,
     /// PostgreSQL server for --backend postgres: postgres://USER:PASSWORD@HOST:PORT/DB, with
     /// ?sslmode=verify-full&sslrootcert=CA.pem for TLS [default: $DATABASE_URL, else libpq's
-    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE ...; passwords from PGPASSWORD or ~/.pgpass
-    /// stay out of ps(1)]
+    /// PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGSERVICE ...; passwords from PGPASSWORD
+    /// or ~/.pgpass stay out of ps(1)]
     #[arg(long, value_name = "URL", value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
 }
@@ -159,6 +159,46 @@ pub struct RunArgs {
     )]
     pub kill_after: Option<Duration>,
 
+    /// Stop the job after SECS (fractional): SIGTERM to its process group, SIGKILL after
+    /// --kill-after; onlyone then exits 124, as timeout(1) does. Not with -F: onlyone execs
+    /// COMMAND in place, so nobody is left to time it
+    ///
+    /// The job runs in a process group of its own (its children too, unless they leave it with
+    /// setsid or setpgid: those are named in the message where they can be found, on Linux);
+    /// when onlyone is in the foreground of a terminal, that group gets the terminal while the
+    /// job runs. The signals onlyone forwards go to the whole group.
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_secs,
+        conflicts_with = "no_fork"
+    )]
+    pub max_runtime: Option<Duration>,
+
+    /// When the lock is held and has been for AGE or longer, say so and exit 80 instead of 75
+    /// (also with -q or -E), so that cron mails it and monitoring can alert. AGE: seconds, or a number with s, m,
+    /// h or d (0 counts every holder as stale)
+    ///
+    /// The holder's age is the time since its process started (its onlyone: a few milliseconds
+    /// before it took the lock; for PostgreSQL, the start its onlyone recorded in the session, by
+    /// its host's clock). A holder whose start is unknown is never called stale.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub stale_after: Option<Duration>,
+
+    /// Where onlyone reports a skipped run, a replaced holder, a lost lock, a job stopped at
+    /// --max-runtime: journal, syslog, stderr or none [default: stderr on a terminal, else the
+    /// journal too]
+    ///
+    /// journal: the systemd journal with fields ONLYONE_EVENT, ONLYONE_NAME, ONLYONE_BACKEND,
+    /// ONLYONE_HOLDER, ONLYONE_HOLDER_PID, ONLYONE_JOB_PID (`journalctl ONLYONE_NAME=backup`);
+    /// where none listens, syslog, else standard error alone. syslog: /dev/log (facility user,
+    /// tag onlyone; ONLYONE_SYSLOG_SOCKET names another socket). Both also write standard error.
+    /// none: nothing, not even standard error (errors are still printed). Without a terminal on
+    /// standard error (cron, a timer) the default is journal. A log that cannot be written never
+    /// fails the job.
+    #[arg(long, value_name = "DEST", value_enum)]
+    pub log: Option<crate::log::Dest>,
+
     /// Run the job at most once per time window across every host (backend postgres): skip it,
     /// exiting 79, when a run of NAME already started in the current window. Windows are counted
     /// on the database server's clock, aligned to the epoch (UTC): 1h starts on the hour, 1d at
@@ -222,12 +262,34 @@ the job and every child it starts keep the lock (abstract, flock) until the last
 With the pidfile backend the PID file names the job (exec keeps the pid), so the lock lives as
 long as the job itself; children do not keep it. Signals then go to the job directly.
 
+Process group: the job leads a process group of its own, so that it and its children can be
+signalled as one (--max-runtime, a lost lock). When onlyone is in the foreground of a terminal,
+it hands the terminal to the job's group while the job runs (tcsetpgrp, as job-control shells
+do) and takes it back after, so a job that reads the terminal works, and Ctrl-C, Ctrl-\\ and
+Ctrl-Z reach the job's group directly.
+
 Signals: SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 sent to onlyone are forwarded to
-the job, and onlyone exits after the job does, with its status. A signal the terminal sends
-(Ctrl-C, Ctrl-\\, hangup) already reaches the whole foreground process group, the job included,
-so onlyone does not send it a second time (unless the job left onlyone's process group). Linux
-and FreeBSD mark such signals (SI_KERNEL); on macOS, NetBSD and illumos, SIGINT and SIGQUIT count
-as the terminal's while onlyone's standard input is a terminal with onlyone in the foreground.
+the job's process group, and onlyone exits after the job does, with its status. A signal the
+terminal sent to onlyone's own group is forwarded too (the job, in its own group, did not get
+it); only while the job is still in onlyone's group (it never is, unless it could not leave)
+is such a signal not sent a second time. Linux and FreeBSD mark such signals (SI_KERNEL); on
+macOS, NetBSD and illumos, SIGINT and SIGQUIT count as the terminal's while onlyone's standard
+input is a terminal with onlyone in the foreground.
+
+--max-runtime SECS: when the job has run SECS, onlyone sends its process group SIGTERM, then
+SIGKILL after --kill-after (default 10 s), and exits 124 as timeout(1) does. Children that left
+the group (setsid, setpgid) are not signalled; on Linux the message names them (found through
+/proc), elsewhere it says they cannot be found. Not with -F: onlyone execs COMMAND in place and
+is gone, so nobody is left to time the job.
+
+--stale-after AGE: a lock held for AGE or longer makes the contender say `stale lock`, with how
+long it has been held, and exit 80, so that cron mails it and monitoring can alert.
+
+--log: a skipped run, a replaced holder, a lost lock and a --max-runtime kill are one line each,
+with the lock's name, backend and holder, on standard error and, without a terminal (cron, a
+timer), in the systemd journal (structured fields: ONLYONE_EVENT, ONLYONE_NAME,
+ONLYONE_BACKEND, ONLYONE_HOLDER, ONLYONE_HOLDER_PID, ONLYONE_JOB_PID) or, where no journal
+listens, syslog. ONLYONE_SYSLOG_SOCKET names another syslog socket than /dev/log.
 
 --replace signals the holder through a pidfd, which pins the process: Linux only. Elsewhere it
 refuses (exit 69) when the lock is held, and names the holder to stop by hand.
@@ -374,6 +436,16 @@ pub fn parse_period(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// An age: like [`parse_period`], and 0 is allowed.
+pub fn parse_age(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let digits = t.strip_suffix(['s', 'm', 'h', 'd']).unwrap_or(t);
+    if !digits.is_empty() && digits.bytes().all(|b| b == b'0') {
+        return Ok(Duration::ZERO);
+    }
+    parse_period(s)
+}
+
 /// Seconds, fractional, not negative: `2`, `0.5`, `.25`.
 pub fn parse_secs(s: &str) -> Result<Duration, String> {
     let bad = || format!("invalid duration {s:?}: expected seconds, e.g. 2 or 0.5, or inf");
@@ -412,6 +484,10 @@ mod tests {
         assert_eq!(parse_period("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_period("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_period("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(parse_age("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("0h"), Ok(Duration::ZERO));
+        assert_eq!(parse_age("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_age("").is_err() && parse_age("h").is_err() && parse_age("-1").is_err());
         for bad in [
             "",
             "0",

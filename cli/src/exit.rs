@@ -30,6 +30,11 @@ pub const NOPERM: u8 = 77;
 /// job was not started.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub const ALREADY_RAN: u8 = 79;
+/// `--stale-after`: the lock is held, and has been for longer than the limit; the job was not
+/// started.
+pub const STALE: u8 = 80;
+/// `--max-runtime`: the job ran out of time and onlyone stopped it (as timeout(1) exits).
+pub const TIMED_OUT: u8 = 124;
 /// The command was found but could not be executed (as in sh(1)).
 pub const CANNOT_EXECUTE: u8 = 126;
 /// The command was not found (as in sh(1)).
@@ -37,7 +42,7 @@ pub const NOT_FOUND: u8 = 127;
 
 /// The exit statuses of `onlyone run`, status and meaning: shown by `onlyone run --help`
 /// ([`table`]) and as a table in the man page (`onlyone generate man`); the README has them too.
-pub const STATUSES: [(&str, &str); 15] = [
+pub const STATUSES: [(&str, &str); 17] = [
     ("the job's own", "the job ran; its status is passed through"),
     ("128+N", "the job was killed by signal N"),
     (
@@ -54,6 +59,16 @@ pub const STATUSES: [(&str, &str); 15] = [
         "79",
         "--once-per: a run of this name already started in the current window (on any host); \
          the job was not started",
+    ),
+    (
+        "80",
+        "--stale-after: the lock is held and has been for AGE or longer (a stuck holder?); the \
+         job was not started",
+    ),
+    (
+        "124",
+        "--max-runtime: the job ran out of time; onlyone sent its process group SIGTERM, and \
+         SIGKILL after --kill-after if it still ran",
     ),
     ("126", "COMMAND was found but could not be executed"),
     ("127", "COMMAND was not found"),

@@ -10,14 +10,15 @@
 //! portable path too, with the rules of macOS — except for the abstract socket (see [`tether`]) —
 //! so that the CLI's tests exercise it.
 //!
-//! Both paths run the same code between the start and execve(2) ([`Job::exec`]): only system
+//! Both paths run the same code between the start and execve(2) ([`Job::enter_own_group`]: a
+//! process group of its own, and the terminal when onlyone has it; [`Job::exec`]): only system
 //! calls, no allocation; they restore the signal mask onlyone had before it blocked the signals it
 //! forwards, leave SIGPIPE's disposition as onlyone's parent gave it where that is known
 //! ([`SIGPIPE_FROM_PARENT`]; else the default action), and search `PATH` as execvp(3) does.
 
 use std::ffi::{CString, OsStr, OsString, c_char, c_int};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use nix::errno::Errno;
@@ -115,6 +116,10 @@ pub struct Job {
     /// Owns the strings `envp_ptrs` points into.
     _envp: Vec<CString>,
     envp_ptrs: Vec<*const c_char>,
+    /// The terminal the job's process group is given (a descriptor onlyone holds open), or -1.
+    terminal: c_int,
+    /// SIGTTOU alone, blocked in the child while it takes the terminal.
+    ttou: SigSet,
 }
 
 impl Job {
@@ -161,7 +166,43 @@ impl Job {
             argv_ptrs,
             _envp: envp,
             envp_ptrs,
+            terminal: -1,
+            ttou: SigSet::from(Signal::SIGTTOU),
         })
+    }
+
+    /// The job's process group takes the terminal open on `fd` (the one whose foreground group
+    /// is onlyone's, see [`foreground_terminal`]) as its first act, before it can read from it.
+    pub fn give_terminal(&mut self, fd: Option<RawFd>) {
+        self.terminal = fd.unwrap_or(-1);
+    }
+
+    /// In the child, before [`Job::exec`]: makes the job the leader of a process group of its own
+    /// (setpgid(2)), so that it and its children can be signalled as one; if onlyone has the
+    /// terminal, hands it to that group (tcsetpgrp(3)) with SIGTTOU blocked, as a job-control
+    /// shell's child does (onlyone does it too, after the start: whichever comes first wins the
+    /// race against the job's first read). Returns 0 or the errno of setpgid(2).
+    ///
+    /// # Safety
+    /// As [`Job::exec`]: only in the child between its creation and execve(2); system calls
+    /// only, on memory prepared before (`self.ttou`), no allocation. The caller resets the signal
+    /// mask afterwards.
+    #[allow(unsafe_code)]
+    unsafe fn enter_own_group(&self) -> c_int {
+        // SAFETY: setpgid, sigprocmask, tcsetpgrp and getpid are async-signal-safe system calls
+        // on integers and on a sigset_t owned by `self`.
+        unsafe {
+            if libc::setpgid(0, 0) != 0 {
+                return Errno::last_raw().max(1);
+            }
+            if self.terminal >= 0 {
+                libc::sigprocmask(libc::SIG_BLOCK, self.ttou.as_ref(), std::ptr::null_mut());
+                // A failure (the terminal gone meanwhile) leaves the job in the background of
+                // the terminal, as it would be without onlyone's help: not a reason to fail.
+                libc::tcsetpgrp(self.terminal, libc::getpid());
+            }
+        }
+        0
     }
 
     /// Starts the job as a child of `parent` (this process), bound to it as `tether` says, with
@@ -325,6 +366,56 @@ impl AsFd for Signals {
             #[cfg(any(target_os = "linux", target_os = "android"))]
             Signals::Fd(r) => r.as_fd(),
             Signals::Pipe(p) => p.as_fd(),
+        }
+    }
+}
+
+/// The standard descriptor (0, 1 or 2) open on a terminal whose foreground process group is
+/// onlyone's, if any: the terminal onlyone hands to the job's process group (tcgetpgrp(3)).
+pub fn foreground_terminal() -> Option<RawFd> {
+    use std::os::fd::AsRawFd;
+    let own = nix::unistd::getpgrp();
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()]
+        .into_iter()
+        .find(|fd| nix::unistd::tcgetpgrp(fd).is_ok_and(|g| g == own))
+        .map(|fd| fd.as_raw_fd())
+}
+
+/// Gives the terminal open on `fd` to process group `group` (tcsetpgrp(3)), with SIGTTOU blocked
+/// for the call: a process outside the terminal's foreground group would otherwise be stopped
+/// by it (how job-control shells take the terminal back).
+pub fn hand_terminal(fd: RawFd, group: Pid) -> Result<(), Errno> {
+    use nix::sys::signal::{SigmaskHow, sigprocmask};
+    let ttou = SigSet::from(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old))?;
+    let result = with_terminal(fd, |fd| nix::unistd::tcsetpgrp(fd, group));
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+    result
+}
+
+/// Runs `f` on standard descriptor `fd` (0, 1 or 2) borrowed from std's handle.
+pub fn with_terminal<T>(fd: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> T) -> T {
+    match fd {
+        0 => f(std::io::stdin().as_fd()),
+        1 => f(std::io::stdout().as_fd()),
+        _ => f(std::io::stderr().as_fd()),
+    }
+}
+
+/// The job's descendants that left its process group (setsid(2), setpgid(2)), which a signal to
+/// the group does not reach: pid and command name. `None` where they cannot be found (every
+/// system but Linux: no `/proc` with parent and group of each process).
+pub fn escaped(job: Pid, group: Pid) -> Option<Vec<(u32, String)>> {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_os = "linux", target_os = "android"))] {
+            Some(linux::escaped(job, group))
+        } else {
+            let _ = (job, group);
+            None
         }
     }
 }

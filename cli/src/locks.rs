@@ -25,7 +25,7 @@ pub fn build(name: &str, args: &LockArgs) -> Result<Box<dyn Lock>, Failure> {
             return Err(Failure::new(
                 exit::USAGE,
                 "backend postgres needs a server: give --database-url URL, or set DATABASE_URL, \
-                 or libpq's PGHOST/PGDATABASE/PGPORT",
+                 or libpq's PGHOST/PGDATABASE/PGPORT/PGSERVICE",
             ));
         }
     }

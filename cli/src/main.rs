@@ -24,6 +24,7 @@ mod generate;
 mod job;
 mod json;
 mod locks;
+mod log;
 mod names;
 mod once;
 mod replace;

@@ -4,6 +4,9 @@
 
 use crate::cli::{LockArgs, RunArgs};
 use crate::exit::Failure;
+#[cfg(feature = "postgres")]
+use crate::log::Event;
+use crate::log::Log;
 
 /// A claimed window, finished by [`finish`]; `None` without `--once-per`.
 #[cfg(feature = "postgres")]
@@ -22,7 +25,7 @@ pub struct LastRun {
 /// With `--once-per`: claims the current window. `Ok(Err(code))` when the window's run already
 /// happened (the message is printed unless `--quiet`): exit with `code`, the job not started.
 #[cfg(feature = "postgres")]
-pub fn claim(args: &RunArgs, name: &str) -> Result<Result<Window, u8>, Failure> {
+pub fn claim(args: &RunArgs, name: &str, log: &Log) -> Result<Result<Window, u8>, Failure> {
     use onlyone::backend::postgres::runs::Claim;
     let Some(period) = args.once_per else {
         return Ok(Ok(None));
@@ -42,20 +45,19 @@ pub fn claim(args: &RunArgs, name: &str) -> Result<Result<Window, u8>, Failure> 
             Ok(Ok(Some(run)))
         }
         Claim::AlreadyRan(r) => {
-            if !args.quiet {
-                eprintln!(
-                    "onlyone: skipped: {name:?} already ran in this {} s window: {}",
-                    period.as_secs(),
-                    describe(&r)
-                );
-            }
+            let line = format!(
+                "skipped: {name:?} already ran in this {} s window: {}",
+                period.as_secs(),
+                describe(&r)
+            );
+            log.event(Event::AlreadyRan, &line, args.quiet, None, None);
             Ok(Err(crate::exit::ALREADY_RAN))
         }
     }
 }
 
 #[cfg(not(feature = "postgres"))]
-pub fn claim(args: &RunArgs, _name: &str) -> Result<Result<Window, u8>, Failure> {
+pub fn claim(args: &RunArgs, _name: &str, _log: &Log) -> Result<Result<Window, u8>, Failure> {
     match args.once_per {
         None => Ok(Ok(None)),
         Some(_) => postgres_only(&args.lock).map(|()| Ok(None)),

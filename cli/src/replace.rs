@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use onlyone::{Acquire, Holder, HolderKind, HolderProcess, Lock};
 
+use crate::log::{Event, Log};
+
 /// Whether a holder can be pinned by a pidfd here.
 const PIDFDS: bool =
     cfg!(any(target_os = "linux", target_os = "android")) && !onlyone::os::PORTABLE_BUILD;
@@ -24,7 +26,12 @@ const PIDFDS: bool =
 use crate::exit::{self, Failure};
 
 /// Takes the lock, stopping its holder first if there is one.
-pub fn take_over(lock: &dyn Lock, kill_after: Duration, verbose: bool) -> Result<Acquire, Failure> {
+pub fn take_over(
+    lock: &dyn Lock,
+    kill_after: Duration,
+    verbose: bool,
+    log: &Log,
+) -> Result<Acquire, Failure> {
     let name = lock.name().as_str();
     // The holder may let go between the try and the lookup: then try again (a few times).
     for _ in 0..3 {
@@ -35,9 +42,13 @@ pub fn take_over(lock: &dyn Lock, kill_after: Duration, verbose: bool) -> Result
             continue;
         };
         let target = proven(name, &holder)?;
-        if verbose {
-            eprintln!("onlyone: replacing the holder of {name:?}: SIGTERM to {holder}");
-        }
+        log.event(
+            Event::Replaced,
+            &format!("replacing the holder of {name:?}: SIGTERM to {holder}"),
+            !verbose,
+            Some(&holder),
+            None,
+        );
         signal(&target, false)?;
         let after_term = lock.acquire_timeout(Some(kill_after))?;
         let Acquire::Held(_) = &after_term else {

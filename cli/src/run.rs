@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 use onlyone::{Acquire, Guard, Holder, HolderKind, Lock};
@@ -15,6 +15,7 @@ use onlyone::{Acquire, Guard, Holder, HolderKind, Lock};
 use crate::cli::{RunArgs, Wait};
 use crate::exit::{self, Failure};
 use crate::job::{Job, Origin, Received, Signals};
+use crate::log::{Event, Log};
 
 /// What `--kill-after` is when not given.
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
@@ -40,11 +41,13 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         Some(Wait(Some(d))) if d.is_zero() => None,
         other => other,
     };
+    let log = Log::new(args.log, lock.name().as_str(), lock.backend().as_str());
     let outcome = if args.replace {
         crate::replace::take_over(
             &*lock,
             args.kill_after.unwrap_or(DEFAULT_KILL_AFTER),
             args.verbose,
+            &log,
         )?
     } else {
         match wait {
@@ -66,10 +69,33 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
     let guard = match outcome {
         Acquire::Acquired(g) => g,
         Acquire::Held(holder) => {
-            if !args.quiet {
-                eprintln!("{}", conflict_line(&*lock, &holder, wait, args.verbose));
+            let stale =
+                held_for(&holder).filter(|&age| args.stale_after.is_some_and(|limit| age >= limit));
+            let mut line = conflict_line(&*lock, &holder, wait, args.verbose);
+            if let Some(age) = stale {
+                line = format!(
+                    "stale lock: {line}; held for {}, --stale-after is {}",
+                    crate::status::duration_words(age),
+                    crate::status::duration_words(args.stale_after.unwrap_or_default())
+                );
             }
-            return Ok(args.conflict_exit_code);
+            let event = if stale.is_some() {
+                Event::Stale
+            } else {
+                Event::Skipped
+            };
+            log.event(
+                event,
+                &line,
+                args.quiet && stale.is_none(),
+                Some(&holder),
+                None,
+            );
+            return Ok(if stale.is_some() {
+                exit::STALE
+            } else {
+                args.conflict_exit_code
+            });
         }
     };
 
@@ -104,11 +130,18 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
     let job = Job::new(&argv, env)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot run {:?}: {e}", argv[0])))?;
     let kill_after = args.kill_after.unwrap_or(DEFAULT_KILL_AFTER);
-    let window = match crate::once::claim(&args, lock.name().as_str())? {
+    let window = match crate::once::claim(&args, lock.name().as_str(), &log)? {
         Ok(window) => window,
         Err(skipped) => return Ok(skipped),
     };
-    let result = supervise(&job, guard, &argv[0], kill_after, args.verbose);
+    let watch = Watch {
+        terminal: crate::job::foreground_terminal(),
+        kill_after,
+        max_runtime: args.max_runtime,
+        verbose: args.verbose,
+        log: &log,
+    };
+    let result = supervise(job, guard, &argv[0], &watch);
     crate::once::finish(window, &result);
     result
 }
@@ -132,15 +165,25 @@ fn command_argv(args: &RunArgs) -> Result<Vec<OsString>, Failure> {
     Ok(argv)
 }
 
-/// One line naming the holder, for stderr.
+/// How long the holder has held the lock, as far as known: since its process started (for
+/// PostgreSQL, as the holder recorded it in its session's `application_name`).
+pub fn held_for(h: &Holder) -> Option<Duration> {
+    h.started.map(|t| {
+        std::time::SystemTime::now()
+            .duration_since(t)
+            .unwrap_or_default()
+    })
+}
+
+/// One line naming the holder, for stderr (without the `onlyone: ` prefix).
 fn conflict_line(lock: &dyn Lock, h: &Holder, wait: Option<Wait>, verbose: bool) -> String {
     let name = lock.name().as_str();
     let mut line = match h.kind {
-        HolderKind::OtherUser => format!("onlyone: lock {name:?} is taken by another user: {h}"),
-        HolderKind::Unresponsive => format!(
-            "onlyone: lock {name:?} is taken by a process that is not an onlyone holder: {h}"
-        ),
-        _ => format!("onlyone: already running: lock {name:?} is held by {h}"),
+        HolderKind::OtherUser => format!("lock {name:?} is taken by another user: {h}"),
+        HolderKind::Unresponsive => {
+            format!("lock {name:?} is taken by a process that is not an onlyone holder: {h}")
+        }
+        _ => format!("already running: lock {name:?} is held by {h}"),
     };
     if let Some(Wait(Some(d))) = wait {
         line += &format!(" (still held after waiting {} s)", d.as_secs_f64());
@@ -186,13 +229,33 @@ fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure 
     spawn_failure(program, e)
 }
 
-/// Runs the job as a child, forwards signals to it, waits for it, releases the lock.
+/// What onlyone watches while the job runs, and how it stops it.
+struct Watch<'a> {
+    /// The terminal the job's group was given, if any.
+    terminal: Option<std::os::fd::RawFd>,
+    kill_after: Duration,
+    max_runtime: Option<Duration>,
+    verbose: bool,
+    log: &'a Log,
+}
+
+/// Why onlyone stopped the job, if it did.
+#[derive(Default)]
+struct Stopped {
+    /// The lock was lost: why.
+    lost: Option<String>,
+    /// `--max-runtime` ran out.
+    timed_out: bool,
+}
+
+/// Runs the job as a child in a process group of its own (given the terminal when onlyone has
+/// it), forwards signals to that group, waits for the job, takes the terminal back, releases
+/// the lock.
 fn supervise(
-    job: &Job,
+    mut job: Job,
     mut guard: Guard,
     program: &OsString,
-    kill_after: Duration,
-    verbose: bool,
+    watch: &Watch<'_>,
 ) -> Result<u8, Failure> {
     // Blocked from here on, then read from a signalfd (Linux) or a self-pipe: a signal that
     // arrives before the job exists waits in the queue and is forwarded once it does.
@@ -208,24 +271,47 @@ fn supervise(
     let tether = crate::job::tether(guard.backend());
     // The loss watch (where the backend has one) exists before the job can touch the lock.
     let _ = guard.loss_fd();
+    let terminal = watch.terminal;
+    job.give_terminal(terminal);
     let pid = job
         .spawn(nix::unistd::getpid(), &old, tether, &mut guard)
         .map_err(|e| spawn_failure(program, e))?;
+    // The job made itself a group leader before execve(2); this only repeats it (as shells do)
+    // and fails harmlessly (EACCES) once the job has executed.
+    let _ = nix::unistd::setpgid(pid, pid);
+    if let Some(fd) = terminal {
+        // The job asked for the terminal itself too: whichever comes first.
+        let _ = crate::job::hand_terminal(fd, pid);
+    }
 
     // The job runs: whatever happens now, onlyone waits for it before it lets the lock go.
-    let mut lost = None;
+    let mut stopped = Stopped::default();
     let status = match Signals::open(&mask) {
-        Ok(signals) => wait_forwarding(pid, signals, &guard, kill_after, &mut lost, verbose),
+        Ok(signals) => wait_forwarding(pid, signals, &guard, watch, &mut stopped),
         Err(e) => {
             eprintln!("onlyone: warning: cannot forward signals to the job ({e})");
             wait_blocking(pid)
         }
     };
+    if let Some(fd) = terminal {
+        if let Err(e) = crate::job::hand_terminal(fd, nix::unistd::getpgrp()) {
+            eprintln!("onlyone: warning: cannot take the terminal back from the job: {e}");
+        }
+    }
+    if stopped.timed_out && nix::sys::signal::killpg(pid, None).is_ok() {
+        // The job is gone but members of its group remain (children that ignored SIGTERM and
+        // outlived it): the group still exists, so its id is not reused yet.
+        let _ = nix::sys::signal::killpg(pid, Signal::SIGKILL);
+    }
+    let mut lost = stopped.lost;
     if lost.is_none() {
         // No loss event came (or none can come: no watch to be had, no such event on this OS):
         // the lock is checked once more before it is let go.
         if let Err(e) = guard.verify() {
-            eprintln!("onlyone: lost the lock while the job ran: {e}");
+            let line = format!("lost the lock while the job ran: {e}");
+            watch
+                .log
+                .event(Event::Lost, &line, false, None, Some(pid.as_raw() as u32));
             lost = Some(e.to_string());
         }
     }
@@ -237,9 +323,10 @@ fn supervise(
     let status = status.map_err(|e| Failure::os("cannot wait for the job", e))?;
     let code = match lost {
         Some(_) => exit::LOST,
+        None if stopped.timed_out => exit::TIMED_OUT,
         None => exit_code(status),
     };
-    if verbose {
+    if watch.verbose {
         let released = if lost.is_some() {
             "the lock was lost"
         } else {
@@ -275,16 +362,50 @@ fn exit_code(status: WaitStatus) -> u8 {
     }
 }
 
-/// Reaps the job if it has exited (`waitpid(WNOHANG)`); stops and continues are not exits.
-fn try_wait(pid: Pid) -> Result<Option<WaitStatus>, Errno> {
+/// Reaps the job if it has exited (`waitpid(WNOHANG | WUNTRACED)`); stops and continues are not
+/// exits. A job stopped by the terminal (Ctrl-Z) while it has the terminal stops onlyone too, so
+/// that the shell sees a stopped job and takes the terminal back ([`follow_stop`]).
+fn try_wait(pid: Pid, terminal: Option<std::os::fd::RawFd>) -> Result<Option<WaitStatus>, Errno> {
     loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
             Ok(s @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => return Ok(Some(s)),
+            Ok(WaitStatus::Stopped(_, signal)) => {
+                if let Some(fd) = terminal {
+                    follow_stop(pid, fd, signal);
+                }
+                return Ok(None);
+            }
             Ok(_) => return Ok(None),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e),
         }
     }
+}
+
+/// The job, which had the terminal, was stopped by `signal` (SIGTSTP, SIGTTIN, SIGTTOU from the
+/// terminal; SIGSTOP): onlyone takes the terminal back and stops itself the same way, as a
+/// job-control shell's child would appear to its shell. When the shell continues onlyone (`fg`),
+/// it gives the terminal to the job's group again and continues the group (`bg`: onlyone is then
+/// in the background and leaves the terminal alone).
+fn follow_stop(job: Pid, fd: std::os::fd::RawFd, signal: Signal) {
+    use nix::unistd::{getpgrp, tcgetpgrp};
+    let own = getpgrp();
+    let job_has_terminal = crate::job::with_terminal(fd, |t| tcgetpgrp(t).is_ok_and(|g| g == job));
+    if !job_has_terminal {
+        return;
+    }
+    let _ = crate::job::hand_terminal(fd, own);
+    let stop = match signal {
+        Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU => signal,
+        _ => Signal::SIGSTOP,
+    };
+    // SIGTSTP and the others stop onlyone by their default action, which it never changed.
+    let _ = nix::sys::signal::kill(nix::unistd::getpid(), stop);
+    // Continued: in the foreground again?
+    if crate::job::with_terminal(fd, |t| tcgetpgrp(t).is_ok_and(|g| g == own)) {
+        let _ = crate::job::hand_terminal(fd, job);
+    }
+    let _ = nix::sys::signal::killpg(job, Signal::SIGCONT);
 }
 
 /// Blocks until the job exits (when signals cannot be forwarded).
@@ -298,30 +419,37 @@ fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
     }
 }
 
-/// Waits for the job, forwarding the signals `signals` receives (except SIGCHLD) to it. If the
-/// guard says the lock is lost (its loss descriptor becomes readable), stops the job — SIGTERM,
-/// then SIGKILL after `kill_after` — and records why in `lost`.
+/// Waits for the job, forwarding the signals `signals` receives (except SIGCHLD) to its process
+/// group. Stops the job's group — SIGTERM, then SIGKILL after `kill_after` — when the guard says
+/// the lock is lost (its loss descriptor becomes readable; why goes to `stopped.lost`) or when
+/// `--max-runtime` runs out (`stopped.timed_out`).
 fn wait_forwarding(
     pid: Pid,
     mut signals: Signals,
     guard: &Guard,
-    kill_after: Duration,
-    lost: &mut Option<String>,
-    verbose: bool,
+    watch: &Watch<'_>,
+    stopped: &mut Stopped,
 ) -> Result<WaitStatus, Errno> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use nix::sys::signal::killpg;
     use std::os::fd::AsFd;
+    use std::time::Instant;
     let loss_fd = guard.loss_fd();
-    let mut kill_at: Option<std::time::Instant> = None;
+    let mut kill_at: Option<Instant> = None;
+    let mut deadline = watch.max_runtime.map(|d| Instant::now() + d);
     loop {
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        if lost.is_none() {
+        if stopped.lost.is_none() {
             if let Some(fd) = loss_fd {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
         }
-        let timeout = kill_at.map_or(PollTimeout::NONE, |t| {
-            let left = t.saturating_duration_since(std::time::Instant::now());
+        let next = match (kill_at, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let timeout = next.map_or(PollTimeout::NONE, |t| {
+            let left = t.saturating_duration_since(Instant::now());
             PollTimeout::try_from(left.as_millis().saturating_add(1)).unwrap_or(PollTimeout::MAX)
         });
         match poll(&mut fds, timeout) {
@@ -348,20 +476,46 @@ fn wait_forwarding(
             None
         };
         if let Some(why) = why {
-            eprintln!(
-                "onlyone: lost the lock while the job ran ({why}); stopping the job, pid {pid} \
-                 (SIGTERM, SIGKILL in {} s)",
-                kill_after.as_secs_f64()
+            let line = format!(
+                "lost the lock while the job ran ({why}); stopping the job, pid {pid} \
+                 (SIGTERM, SIGKILL in {} s){}",
+                watch.kill_after.as_secs_f64(),
+                outside_group(pid)
             );
-            let _ = kill(pid, Signal::SIGTERM);
-            kill_at = Some(std::time::Instant::now() + kill_after);
-            *lost = Some(why);
+            watch
+                .log
+                .event(Event::Lost, &line, false, None, Some(pid.as_raw() as u32));
+            let _ = killpg(pid, Signal::SIGTERM);
+            kill_at = kill_at.or(Some(Instant::now() + watch.kill_after));
+            stopped.lost = Some(why);
         }
-        if kill_at.is_some_and(|t| std::time::Instant::now() >= t) {
-            if verbose {
-                eprintln!("onlyone: the job is still running: SIGKILL to pid {pid}");
+        if deadline.is_some_and(|t| Instant::now() >= t) {
+            deadline = None;
+            let line = format!(
+                "the job ran longer than --max-runtime {} s: SIGTERM to its process group {pid}, \
+                 SIGKILL in {} s{}",
+                watch.max_runtime.unwrap_or_default().as_secs_f64(),
+                watch.kill_after.as_secs_f64(),
+                outside_group(pid)
+            );
+            watch.log.event(
+                Event::Timeout,
+                &line,
+                false,
+                None,
+                Some(pid.as_raw() as u32),
+            );
+            let _ = killpg(pid, Signal::SIGTERM);
+            // A job stopped by the terminal (SIGTSTP) acts on SIGTERM only once continued.
+            let _ = killpg(pid, Signal::SIGCONT);
+            kill_at = kill_at.or(Some(Instant::now() + watch.kill_after));
+            stopped.timed_out = true;
+        }
+        if kill_at.is_some_and(|t| Instant::now() >= t) {
+            if watch.verbose {
+                eprintln!("onlyone: the job is still running: SIGKILL to its process group {pid}");
             }
-            let _ = kill(pid, Signal::SIGKILL);
+            let _ = killpg(pid, Signal::SIGKILL);
             kill_at = None;
         }
         let received = match signals.read() {
@@ -375,27 +529,49 @@ fn wait_forwarding(
         let signal = received.signal;
         if signal == Signal::SIGCHLD {
             // Also sent when the job stops or continues; only an exit ends the wait.
-            if let Some(status) = try_wait(pid)? {
+            if let Some(status) = try_wait(pid, watch.terminal)? {
                 return Ok(status);
             }
             continue;
         }
         if from_terminal(&received, pid) {
-            if verbose {
+            if watch.verbose {
                 eprintln!(
                     "onlyone: {signal} came from the terminal, which sent it to the job too: not forwarded"
                 );
             }
             continue;
         }
-        // The job is our unreaped child: its pid cannot have been reused.
-        let sent = kill(pid, signal);
-        if verbose {
+        // The job is our unreaped child and its group's leader: the group's id cannot have
+        // been reused.
+        let sent = killpg(pid, signal);
+        if watch.verbose {
             match sent {
-                Ok(()) => eprintln!("onlyone: forwarded {signal} to the job, pid {pid}"),
-                Err(e) => eprintln!("onlyone: cannot forward {signal} to the job, pid {pid}: {e}"),
+                Ok(()) => eprintln!("onlyone: forwarded {signal} to the job's process group {pid}"),
+                Err(e) => eprintln!(
+                    "onlyone: cannot forward {signal} to the job's process group {pid}: {e}"
+                ),
             }
         }
+    }
+}
+
+/// The job's descendants that left its process group, which a signal to the group misses, for
+/// a message: `; not signalled, outside the job's process group: pid 12 (daemon)`.
+fn outside_group(job: Pid) -> String {
+    match crate::job::escaped(job, job) {
+        Some(found) if found.is_empty() => String::new(),
+        Some(found) => format!(
+            "; not signalled, outside the job's process group: {}",
+            found
+                .iter()
+                .map(|(pid, comm)| format!("pid {pid} ({comm})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        None => "; children that left the job's process group (setsid) cannot be found on this \
+                 system and are not signalled"
+            .to_owned(),
     }
 }
 

@@ -44,6 +44,9 @@ impl Entry {
                 .as_ref()
                 .map_or_else(|| "null".to_owned(), json::holder),
         );
+        if let Some(d) = self.holder.as_ref().and_then(crate::run::held_for) {
+            s += &format!(",\"held_for_secs\":{}", d.as_secs());
+        }
         if let Some(e) = &self.error {
             s += &format!(",\"error\":{}", json::string(e));
         }
@@ -55,13 +58,17 @@ impl Entry {
     fn sentence(&self) -> String {
         let state = match (&self.holder, &self.error) {
             (_, Some(e)) => format!("cannot be read: {e}"),
-            (Some(h), _) => match h.kind {
-                HolderKind::OtherUser => format!("is held by another user: {h}"),
-                HolderKind::Unresponsive => {
-                    format!("is taken by a process that is not an onlyone holder: {h}")
-                }
-                _ => format!("is held by {h}"),
-            },
+            (Some(h), _) => {
+                (match h.kind {
+                    HolderKind::OtherUser => format!("is held by another user: {h}"),
+                    HolderKind::Unresponsive => {
+                        format!("is taken by a process that is not an onlyone holder: {h}")
+                    }
+                    _ => format!("is held by {h}"),
+                }) + &crate::run::held_for(h)
+                    .map(|d| format!(", held for {}", duration_words(d)))
+                    .unwrap_or_default()
+            }
             (None, None) => "is free".to_owned(),
         };
         format!(
@@ -432,5 +439,42 @@ fn record_holder(path: &Path) -> Option<Holder> {
     match onlyone::record::parse_record(&buf).ok()?.liveness() {
         (onlyone::process::Liveness::Dead(_), _) => None,
         (_, id) => Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks)),
+    }
+}
+
+/// A duration for people, its two largest units: `2 d 3 h`, `3 h 5 min`, `4 min 10 s`, `12 s`,
+/// `0.25 s`.
+pub fn duration_words(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (d_, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d_, h, m) {
+        (0, 0, 0) if secs < 10 && d.subsec_millis() != 0 => {
+            format!("{} s", (d.as_secs_f64() * 100.0).round() / 100.0)
+        }
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d_} d {h} h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_words;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_in_words() {
+        assert_eq!(duration_words(Duration::from_millis(250)), "0.25 s");
+        assert_eq!(duration_words(Duration::from_secs(12)), "12 s");
+        assert_eq!(duration_words(Duration::from_secs(250)), "4 min 10 s");
+        assert_eq!(
+            duration_words(Duration::from_secs(3 * 3600 + 300)),
+            "3 h 5 min"
+        );
+        assert_eq!(
+            duration_words(Duration::from_secs(2 * 86_400 + 3 * 3600)),
+            "2 d 3 h"
+        );
     }
 }

@@ -20,7 +20,7 @@ fn this_host() -> String {
 }
 
 /// libpq's variables onlyone reads: none of the tests' environment may leak into a test.
-const PG_VARS: [&str; 11] = [
+const PG_VARS: [&str; 13] = [
     "PGHOST",
     "PGHOSTADDR",
     "PGPORT",
@@ -32,6 +32,8 @@ const PG_VARS: [&str; 11] = [
     "PGSSLROOTCERT",
     "PGCONNECT_TIMEOUT",
     "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSYSCONFDIR",
 ];
 
 /// `onlyone ARGS`, without the DATABASE_URL and PG* variables of the environment.
@@ -286,6 +288,53 @@ fn pg_variables_and_the_password_file_are_honoured() {
         !text(&out.stderr).contains("warning: password file"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// PGSERVICE names a section of the service file PGSERVICEFILE names, which gives host, port,
+/// user, database and password (`onlyone status`, exit 1: free); `service=` in the string does
+/// too; a service in no file is refused with libpq's words.
+#[test]
+fn pg_service_file_is_honoured() {
+    let server = server_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let services = dir.path().join("pg_service.conf");
+    std::fs::write(
+        &services,
+        format!(
+            "# onlyone test\n[other]\nport=1\n\n[jobs]\nhost=127.0.0.1\nport={}\nuser={}\n\
+             dbname=postgres\npassword={}\n",
+            server.port,
+            pg::PASSWORD_ROLE,
+            pg::PASSWORD
+        ),
+    )
+    .unwrap();
+    let name = unique_name("pg-service");
+    let status = |url: Option<&str>, service: Option<&str>| {
+        let mut cmd = onlyone_cmd(&["status", "-b", "postgres", &name]);
+        if let Some(u) = url {
+            cmd.arg("--database-url").arg(u);
+        }
+        if let Some(s) = service {
+            cmd.env("PGSERVICE", s);
+        }
+        cmd.env("PGSERVICEFILE", &services)
+            .env("PGSYSCONFDIR", dir.path().join("none"))
+            .output()
+            .expect("run onlyone")
+    };
+    let out = status(None, Some("jobs"));
+    assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stderr));
+    let out = status(Some("service=jobs"), None);
+    assert_eq!(out.status.code(), Some(1), "free: {}", text(&out.stderr));
+    let out = status(None, Some("nosuch"));
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_ne!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("definition of service \"nosuch\" not found"),
+        "{stderr}"
     );
 }
 

@@ -97,10 +97,10 @@ pub fn advisory_key(name: &LockName) -> i64 {
     (hash >> 64) as u64 as i64
 }
 
-/// Whether libpq's variables name a server without `DATABASE_URL`: `PGHOST`, `PGDATABASE` or
-/// `PGPORT` is set.
+/// Whether libpq's variables name a server without `DATABASE_URL`: `PGHOST`, `PGDATABASE`,
+/// `PGPORT` or `PGSERVICE` (a section of pg_service.conf) is set.
 pub fn env_names_a_server() -> bool {
-    ["PGHOST", "PGDATABASE", "PGPORT"]
+    ["PGHOST", "PGDATABASE", "PGPORT", "PGSERVICE"]
         .iter()
         .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
 }

@@ -6,6 +6,8 @@
 //! BENCHMARKS.md). Between clone and execve the child only makes system calls:
 //! - `prctl(PR_SET_PDEATHSIG, SIGKILL)`, then checks that its parent is still onlyone (onlyone may
 //!   have died before the request: then it exits at once, and no job runs without the lock);
+//! - leads a process group of its own and, if onlyone had the terminal, takes it
+//!   ([`Job::enter_own_group`](super::Job::enter_own_group));
 //! - restores the signal mask onlyone had before it blocked the signals it forwards, and leaves
 //!   SIGPIPE's disposition as onlyone got it where that is its parent's
 //!   ([`SIGPIPE_FROM_PARENT`](super::SIGPIPE_FROM_PARENT)), else restores the default;
@@ -47,9 +49,9 @@ pub fn spawn(job: &Job, parent: Pid, mask: &SigSet) -> io::Result<Pid> {
         // SAFETY: this closure runs in the child created by clone(CLONE_VM | CLONE_VFORK)
         // below, on its own stack, while onlyone's only thread is suspended until the child
         // calls execve or exits. It calls only async-signal-safe system call wrappers
-        // (prctl, getppid, signal, sigprocmask, execve, _exit), allocates nothing (every
-        // string and pointer array was built by `Job::new` or above, `mask` lives in the
-        // caller's frame), takes no lock, and writes to shared memory only the atomic `error` and
+        // (prctl, getppid, setpgid, tcsetpgrp, signal, sigprocmask, execve, _exit), allocates
+        // nothing (every string and pointer array was built by `Job::new` or above, `mask`
+        // lives in the caller's frame), takes no lock, and writes to shared memory only the atomic `error` and
         // the reserved slot of `sh_argv`, which the parent reads or drops after it resumes. errno
         // is written through the parent's thread-local storage, which the suspended parent does
         // not read until it resumes.
@@ -60,6 +62,11 @@ pub fn spawn(job: &Job, parent: Pid, mask: &SigSet) -> io::Result<Pid> {
             }
             if libc::getppid() != parent_raw {
                 // onlyone died before the request took effect: nobody holds the lock for us.
+                libc::_exit(127);
+            }
+            let e = job.enter_own_group();
+            if e != 0 {
+                error.store(e, Ordering::Relaxed);
                 libc::_exit(127);
             }
             if !super::SIGPIPE_FROM_PARENT {
@@ -140,4 +147,53 @@ impl AsFd for SignalReader {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
+}
+
+/// The descendants of `job` that are no longer in process group `group` (they called setsid(2)
+/// or setpgid(2)), with their command names, found by walking `/proc` (proc(5): the `ppid` and
+/// `pgrp` fields of `/proc/PID/stat`). Processes whose parent already exited were adopted by
+/// init or a subreaper and are not found.
+pub fn escaped(job: Pid, group: Pid) -> Vec<(u32, String)> {
+    let mut procs = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "PID (COMM) STATE PPID PGRP ...": COMM may contain spaces and parentheses.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_owned();
+        let mut rest = stat[close + 1..].split_whitespace().skip(1);
+        let (Some(Ok(ppid)), Some(Ok(pgrp))) = (
+            rest.next().map(str::parse::<u32>),
+            rest.next().map(str::parse::<i32>),
+        ) else {
+            continue;
+        };
+        procs.push((pid, ppid, pgrp, comm));
+    }
+    let mut tree = vec![job.as_raw() as u32];
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for (pid, ppid, pgrp, comm) in &procs {
+            if *ppid == parent && !tree.contains(pid) {
+                tree.push(*pid);
+                if *pgrp != group.as_raw() {
+                    found.push((*pid, comm.clone()));
+                }
+            }
+        }
+        i += 1;
+    }
+    found
 }

@@ -10,8 +10,8 @@
 //! `ENOEXEC` with the libc's execvp(3), which differ per system; here the child runs the same
 //! [`Job::exec`] as on Linux, so every system resolves COMMAND alike and reports the same errors.
 //! Between fork and execve the child makes only async-signal-safe system calls (read, close,
-//! fcntl, getppid, procctl/prctl, signal, sigprocmask, execve, write, _exit) and allocates
-//! nothing, so a thread of onlyone's (the PostgreSQL session's) cannot leave it a held lock.
+//! fcntl, getppid, procctl/prctl, setpgid, tcsetpgrp, signal, sigprocmask, execve, write,
+//! _exit) and allocates nothing, so a thread of onlyone's (the PostgreSQL session's) cannot leave it a held lock.
 //! The child reports a failed execve through a close-on-exec pipe: end of file means it ran.
 //!
 //! **The job's lifetime** ([`Tether`]): FreeBSD asks for SIGKILL at the parent's death with
@@ -203,6 +203,10 @@ impl Child<'_> {
                         self.fail(Errno::last_raw());
                     }
                 }
+            }
+            let e = self.job.enter_own_group();
+            if e != 0 {
+                self.fail(e);
             }
             if !super::SIGPIPE_FROM_PARENT {
                 libc::signal(libc::SIGPIPE, libc::SIG_DFL);

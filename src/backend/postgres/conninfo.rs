@@ -13,6 +13,15 @@
 //! `host:port:database:user:password`; `*` as a whole field matches anything; `\` escapes `:`
 //! and `\`; lines starting with `#` are comments. The first matching line wins; the host matched
 //! is the first host of the connection (`localhost` for a socket in the default directory).
+//!
+//! A connection service (`service=` in the string, else `PGSERVICE`) fills in, as libpq does,
+//! what the string leaves out, before the variables: its `[NAME]` section is looked for in the
+//! user's file (`PGSERVICEFILE`, else `~/.pg_service.conf`), then in the system's
+//! (`PGSYSCONFDIR/pg_service.conf`, else Debian's `/etc/postgresql-common/pg_service.conf`); the
+//! first file with the section wins. Its lines are `key=value` (`#` starts a comment); the keys
+//! read are those of the variables above (`host`, `hostaddr`, `port`, `user`, `dbname`,
+//! `password`, `passfile`, `sslmode`, `sslrootcert`, `connect_timeout`); another key is ignored
+//! with a warning, and a service found in neither file is an error.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -83,7 +92,24 @@ pub struct Conninfo {
 }
 
 /// The parameters taken out of the string before the driver parses it.
-const OURS: [&str; 3] = ["sslmode", "sslrootcert", "passfile"];
+const OURS: [&str; 4] = ["sslmode", "sslrootcert", "passfile", "service"];
+
+/// The system's service file when `PGSYSCONFDIR` is not set: where Debian's libpq looks.
+const SYSTEM_SERVICE_FILE: &str = "/etc/postgresql-common/pg_service.conf";
+
+/// The variables a service file's keys stand in for.
+const SERVICE_KEYS: [(&str, &str); 10] = [
+    ("host", "PGHOST"),
+    ("hostaddr", "PGHOSTADDR"),
+    ("port", "PGPORT"),
+    ("user", "PGUSER"),
+    ("dbname", "PGDATABASE"),
+    ("password", "PGPASSWORD"),
+    ("passfile", "PGPASSFILE"),
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("connect_timeout", "PGCONNECT_TIMEOUT"),
+];
 
 /// Debian's libpq's default socket directory, then upstream's.
 const SOCKET_DIRS: [&str; 2] = ["/var/run/postgresql", "/tmp"];
@@ -108,6 +134,21 @@ pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conninfo
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
     };
+    let mut warnings = Vec::new();
+    // The service's values come before the variables: looked up under the variable's name.
+    let service = match param("service").or_else(|| env("PGSERVICE").filter(|v| !v.is_empty())) {
+        Some(name) => service_values(&name, env, &mut warnings)?,
+        None => Vec::new(),
+    };
+    let env = |k: &str| -> Option<String> {
+        SERVICE_KEYS
+            .iter()
+            .find(|(_, var)| *var == k)
+            .and_then(|(key, _)| service.iter().find(|(sk, _)| sk == key))
+            .map(|(_, v)| v.clone())
+            .or_else(|| env(k))
+    };
+    let env = &env;
     let nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
 
     if config.get_hosts().is_empty() {
@@ -175,7 +216,6 @@ pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conninfo
             }
         }
     }
-    let mut warnings = Vec::new();
     if config.get_password().is_none() {
         if let Some(p) = env("PGPASSWORD") {
             config.password(p);
@@ -217,6 +257,92 @@ pub fn parse(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Conninfo
         tls,
         warnings,
     })
+}
+
+/// The `key=value` lines of service `name`'s section, from the first service file that has it
+/// (see the module docs); keys onlyone does not read are left out with a warning.
+fn service_values(
+    name: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<(String, String)>, String> {
+    let user_file = env("PGSERVICEFILE")
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home(env).map(|h| h.join(".pg_service.conf")));
+    let system_file = env("PGSYSCONFDIR")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("pg_service.conf"))
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_SERVICE_FILE));
+    let mut looked = Vec::new();
+    for file in user_file.into_iter().chain(std::iter::once(system_file)) {
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                looked.push(file.display().to_string());
+                continue;
+            }
+            Err(e) => return Err(format!("cannot read service file {}: {e}", file.display())),
+        };
+        looked.push(file.display().to_string());
+        let Some(lines) = service_section(&text, name).map_err(|line| {
+            format!(
+                "syntax error in service file {}, line {line}",
+                file.display()
+            )
+        })?
+        else {
+            continue;
+        };
+        let mut values = Vec::new();
+        for (key, value) in lines {
+            if SERVICE_KEYS.iter().any(|(k, _)| *k == key) {
+                values.push((key, value));
+            } else {
+                warnings.push(format!(
+                    "service {name:?} in {}: {key:?} is not read by onlyone, ignored",
+                    file.display()
+                ));
+            }
+        }
+        return Ok(values);
+    }
+    Err(format!(
+        "definition of service {name:?} not found (looked in {})",
+        looked.join(" and ")
+    ))
+}
+
+/// The `key=value` pairs of section `[name]` of a service file, `None` when it has no such
+/// section; `Err(line number)` for a line that is neither.
+fn service_section(text: &str, name: &str) -> Result<Option<Vec<(String, String)>>, usize> {
+    let mut in_section = false;
+    let mut found = None;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(section) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            if found.is_some() && in_section {
+                break;
+            }
+            in_section = section == name;
+            if in_section {
+                found = Some(Vec::new());
+            }
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(i + 1);
+        };
+        if in_section {
+            if let Some(v) = found.as_mut() {
+                v.push((key.trim().to_owned(), value.trim().to_owned()));
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// The home directory: `HOME`, else the password database's.
@@ -544,6 +670,60 @@ mod tests {
         assert_eq!(pgpass_lookup(text, ["db", "5432", "jobs", "v"]), None);
         // A `*` inside a field is a plain character.
         assert_eq!(pgpass_lookup("d*:*:*:*:p\n", ["db", "1", "x", "y"]), None);
+    }
+
+    #[test]
+    fn service_sections() {
+        let text = "# comment\n[a]\nhost=h1\n\n[b]\n host = h2 \nport=5433\n[c]\n";
+        assert_eq!(
+            service_section(text, "b"),
+            Ok(Some(vec![
+                ("host".to_owned(), "h2".to_owned()),
+                ("port".to_owned(), "5433".to_owned())
+            ]))
+        );
+        assert_eq!(service_section(text, "c"), Ok(Some(vec![])));
+        assert_eq!(service_section(text, "d"), Ok(None));
+        assert_eq!(service_section("[a]\nnonsense\n", "a"), Err(2));
+    }
+
+    #[test]
+    fn a_service_comes_between_the_string_and_the_variables() {
+        let dir = std::env::temp_dir().join(format!("onlyone-svc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("services");
+        std::fs::write(
+            &file,
+            "[jobs]\nhost=svc.example\nport=6000\ndbname=svcdb\napplication_name=x\n",
+        )
+        .unwrap();
+        let file_s = file.display().to_string();
+        let vars = [
+            ("PGSERVICEFILE", file_s.as_str()),
+            ("PGSYSCONFDIR", "/nonexistent"),
+            ("PGPORT", "7000"),
+            ("PGUSER", "envuser"),
+            ("HOME", "/nonexistent"),
+        ];
+        let env = env_of(&vars);
+        let c = parse("service=jobs dbname=strdb", &env).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(&c.config.get_hosts()[0], Host::Tcp(h) if h == "svc.example"));
+        assert_eq!(c.config.get_ports(), [6000]);
+        assert_eq!(c.config.get_dbname(), Some("strdb"));
+        assert_eq!(c.config.get_user(), Some("envuser"));
+        assert!(
+            c.warnings.iter().any(|w| w.contains("application_name")),
+            "{:?}",
+            c.warnings
+        );
+        let e = parse("service=other", &env)
+            .err()
+            .expect("an unknown service is an error");
+        assert!(
+            e.contains("definition of service \"other\" not found"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
