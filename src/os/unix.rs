@@ -211,3 +211,32 @@ pub(crate) fn drain_loss_watch(_watch: &LossWatch) {}
 pub(crate) fn owns_tcp_endpoint(_pid: u32, _addr: std::net::IpAddr, _port: u16) -> Option<bool> {
     None
 }
+
+/// The uid of the peer of the connected Unix socket `sock` (`getpeereid(3)`); no pid here.
+/// Where no such call exists the answer is an error, and handoff refuses the peer.
+#[allow(dead_code)] // Linux reads SO_PEERCRED.
+pub(crate) fn peer_credentials(
+    sock: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<(Option<u32>, u32)> {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "netbsd"))] {
+            let (uid, _gid) = nix::unistd::getpeereid(sock)?;
+            Ok((None, uid.as_raw()))
+        } else {
+            let _ = sock;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no peer credentials for Unix sockets on this system",
+            ))
+        }
+    }
+}
+
+/// Writes all of `buf` to the connected socket `sock` (write(2)). Not every system has
+/// `MSG_NOSIGNAL`; Rust programs ignore SIGPIPE unless they asked otherwise.
+#[allow(dead_code)] // Linux sends with MSG_NOSIGNAL.
+pub(crate) fn send_all(sock: std::os::fd::BorrowedFd<'_>, buf: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::from(sock.try_clone_to_owned()?);
+    (&file).write_all(buf)
+}
