@@ -112,9 +112,9 @@ cfg_if::cfg_if! {
 // getpeereid(3) elsewhere.
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
-        pub(crate) use linux::{peer_credentials, send_all};
+        pub(crate) use linux::{nonblocking_unix_stream, peer_credentials, send_all};
     } else {
-        pub(crate) use unix::{peer_credentials, send_all};
+        pub(crate) use unix::{nonblocking_unix_stream, peer_credentials, send_all};
     }
 }
 #[cfg(any(feature = "flock", feature = "pidfile"))]

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+use nix::sys::socket::{UnixAddr, connect};
 
 use super::Activation;
 use super::wire::{self, Refusal, Reply, Request, WireError};
@@ -195,13 +195,7 @@ pub(crate) enum ConnectError {
 /// Connects to `path` without ever blocking on a full backlog (connect(2) on a non-blocking
 /// socket returns `EAGAIN` there), then makes the socket blocking again.
 pub(crate) fn connect_nonblocking(path: &Path) -> Result<UnixStream, ConnectError> {
-    let fd = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )
-    .map_err(|e| ConnectError::Other(e.into()))?;
+    let fd = crate::os::nonblocking_unix_stream().map_err(ConnectError::Other)?;
     let addr = UnixAddr::new(path).map_err(|e| ConnectError::Other(e.into()))?;
     use std::os::fd::AsRawFd;
     match connect(fd.as_raw_fd(), &addr) {
@@ -240,6 +234,16 @@ pub(crate) fn exchange(stream: &UnixStream, frame: &[u8], deadline: Instant) -> 
         return Exchange::NotSent(e);
     }
     if let Err(e) = crate::os::send_all(stream.as_fd(), frame) {
+        // A primary that refused early (a frame over its limit) replied and closed before
+        // reading the rest: its refusal is already in our receive queue.
+        if stream
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .is_ok()
+        {
+            if let Ok(r @ Reply::Refusal { .. }) = wire::read_reply(&mut &*stream, wire::MAX_BODY) {
+                return Exchange::Replied(r);
+            }
+        }
         return Exchange::NotSent(e);
     }
     loop {

@@ -605,6 +605,18 @@ pub(crate) fn send_all(sock: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) -> std
     Ok(())
 }
 
+/// A non-blocking, close-on-exec Unix stream socket (socket(2) with `SOCK_NONBLOCK |
+/// SOCK_CLOEXEC`: no window in which a fork could inherit it).
+pub(crate) fn nonblocking_unix_stream() -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    Ok(socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -240,3 +240,20 @@ pub(crate) fn send_all(sock: std::os::fd::BorrowedFd<'_>, buf: &[u8]) -> std::io
     let file = std::fs::File::from(sock.try_clone_to_owned()?);
     (&file).write_all(buf)
 }
+
+/// A non-blocking, close-on-exec Unix stream socket, for systems whose socket(2) takes no
+/// `SOCK_NONBLOCK | SOCK_CLOEXEC` (macOS): the flags are set right after, with fcntl(2).
+#[allow(dead_code)] // Linux passes the flags to socket(2).
+pub(crate) fn nonblocking_unix_stream() -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )?;
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok(fd)
+}
