@@ -333,6 +333,20 @@ impl Activation {
         self.uid
     }
 
+    /// Declines the activation: the sender gets [`Outcome::NotDelivered`] with
+    /// [`Refusal::Declined`] and `why`. For a program that relays activations and could not
+    /// pass this one on (`onlyone run --handoff` when its job closed its pipe).
+    pub fn decline(mut self, why: &str) -> io::Result<()> {
+        let stream = self.stream.take().expect("an activation is answered once");
+        unix::send_reply(
+            &stream,
+            &wire::Reply::Refusal {
+                reason: Refusal::Declined,
+                message: why.to_owned(),
+            },
+        )
+    }
+
     /// Answers the sender with an exit code and bytes. Fails when `data` is longer than
     /// [`MAX_MESSAGE`] minus 4 bytes, or when the sender went away (its deadline passed: it
     /// reported [`Outcome::Unknown`]).
@@ -556,7 +570,7 @@ impl Handoff {
             listening: None,
             pending: Some(serve),
             path,
-            guard,
+            guard: Some(guard),
         };
         if !self.listen_later {
             core.listen()?;
@@ -854,7 +868,8 @@ struct PrimaryCore {
     listening: Option<Listening>,
     pending: Option<unix::Serve>,
     path: PathBuf,
-    guard: Guard,
+    /// `None` for a [`Listener`], whose caller holds the lock.
+    guard: Option<Guard>,
 }
 
 impl PrimaryCore {
@@ -931,12 +946,79 @@ impl Primary {
 
     /// The lock this primary holds.
     pub fn guard(&self) -> &Guard {
-        &self.core.guard
+        self.core.guard.as_ref().expect("a primary holds its lock")
     }
 
     /// The handoff socket's path.
     pub fn socket_path(&self) -> &Path {
         &self.core.path
+    }
+}
+
+/// The listening half alone, for a program that took the lock itself (`onlyone run --handoff`
+/// supervises its job with the guard): see [`Handoff::listen_while_holding`].
+pub struct Listener {
+    core: PrimaryCore,
+    rx: mpsc::Receiver<Activation>,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("socket", &self.core.path)
+            .finish()
+    }
+}
+
+impl Listener {
+    /// The next activation, waiting for it; `None` only if the listener stopped.
+    pub fn recv(&self) -> Option<Activation> {
+        self.rx.recv().ok().map(Activation::received)
+    }
+
+    /// The next activation, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Activation> {
+        self.rx.recv_timeout(timeout).ok().map(Activation::received)
+    }
+
+    /// The handoff socket's path.
+    pub fn socket_path(&self) -> &Path {
+        &self.core.path
+    }
+}
+
+impl Handoff {
+    /// Listens for activations on this application's handoff socket, for a caller that holds
+    /// the application's lock itself (taken with [`Builder`] for the same name, backend, scope
+    /// and directory). Only the lock's holder may call it: it replaces a socket file left there.
+    pub fn listen_while_holding(&self) -> Result<Listener, Error> {
+        let name = LockName::new(self.name.clone())?;
+        let (dir, _, _) = self.placement()?;
+        prepare_dir(&dir, self.scope)?;
+        let (tx, rx) = mpsc::channel::<Activation>();
+        let mut core = PrimaryCore {
+            listening: None,
+            pending: Some(unix::Serve {
+                limit: self.max_message,
+                read_timeout: self.read_timeout,
+                uid: nix::unistd::geteuid().as_raw(),
+                sink: Box::new(move |a| tx.send(a).map_err(|e| e.0)),
+            }),
+            path: socket_path(&dir.path, &name)?,
+            guard: None,
+        };
+        core.listen()?;
+        Ok(Listener { core, rx })
+    }
+
+    /// Hands `message` to the primary of a lock that was found held (by [`Builder`] for the same
+    /// name, backend, scope and directory), trying until the timeout; never takes the lock.
+    pub fn hand_over(&self, message: &Message) -> Result<Outcome, Error> {
+        self.send_only(message)
+    }
+
+    fn send_only(&self, message: &Message) -> Result<Outcome, Error> {
+        send(&self.socket_path()?, message, self.timeout)
     }
 }
 
@@ -975,7 +1057,7 @@ mod tokio_flavour {
 
         /// The lock this primary holds.
         pub fn guard(&self) -> &Guard {
-            &self.core.guard
+            self.core.guard.as_ref().expect("a primary holds its lock")
         }
     }
 

@@ -12,7 +12,8 @@
 //! arguments, `u32` environment entry count then key, value pairs.
 //!
 //! Answer body (kind 2): exit code `i32`, then the answer's bytes (the rest of the body).
-//! Refusal body (kind 3): reason byte (see [`Refusal`]), then a UTF-8 explanation.
+//! Refusal body (kind 3): reason byte (1 malformed, 2 too large, 3 version, 4 other uid, 5
+//! expired, 6 shutting down, 7 declined), then a UTF-8 explanation.
 
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -65,6 +66,8 @@ pub enum Refusal {
     Expired,
     /// The primary is shutting down and takes no more activations.
     ShuttingDown,
+    /// The application declined it without acting on it (a relay that could not pass it on).
+    Declined,
 }
 
 impl Refusal {
@@ -76,6 +79,7 @@ impl Refusal {
             Refusal::OtherUser => 4,
             Refusal::Expired => 5,
             Refusal::ShuttingDown => 6,
+            Refusal::Declined => 7,
         }
     }
 
@@ -86,6 +90,7 @@ impl Refusal {
             4 => Refusal::OtherUser,
             5 => Refusal::Expired,
             6 => Refusal::ShuttingDown,
+            7 => Refusal::Declined,
             _ => Refusal::Malformed,
         }
     }
@@ -281,7 +286,7 @@ pub(crate) fn decode_request_body(body: &[u8]) -> Result<Request, WireError> {
     })
 }
 
-/// Reads a request frame whose header has been read and checked.
+/// Reads one request frame, its magic included.
 pub(crate) fn read_request(r: &mut impl Read, limit: usize) -> Result<Request, WireError> {
     let (kind, body) = read_frame(r, limit)?;
     if kind != KIND_REQUEST {
