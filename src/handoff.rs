@@ -523,15 +523,15 @@ impl Handoff {
     /// outcome. `Err` only when the question could not be asked (bad name, unusable directory,
     /// a message over the size limit, a failing system call).
     pub fn start(&self, message: &Message) -> Result<Start, Error> {
-        let (tx, rx) = mpsc::channel::<Activation>();
-        let sink: unix::Sink = Box::new(move |a| tx.send(a).map_err(|e| e.0));
-        Ok(match self.start_core(message, sink)? {
-            Role::Primary(core) => Start::Primary(Primary { rx, core }),
+        Ok(match self.start_core(message, None)? {
+            Role::Primary(core) => Start::Primary(Primary { core }),
             Role::Secondary(o) => Start::Secondary(o),
         })
     }
 
-    fn start_core(&self, message: &Message, sink: unix::Sink) -> Result<Role, Error> {
+    /// `sink`: serve on a thread of its own and hand activations there; `None`: serve on the
+    /// thread that calls `recv`.
+    fn start_core(&self, message: &Message, sink: Option<unix::Sink>) -> Result<Role, Error> {
         let name = LockName::new(self.name.clone())?;
         let (dir, backend, sandbox) = self.placement()?;
         prepare_dir(&dir, self.scope)?;
@@ -550,8 +550,8 @@ impl Handoff {
             limit: self.max_message,
             read_timeout: self.read_timeout,
             uid: nix::unistd::geteuid().as_raw(),
-            sink,
         };
+        let serve = (serve, sink);
         match lock.try_acquire()? {
             Acquire::Acquired(guard) => self.primary(guard, path, serve).map(Role::Primary),
             Acquire::Held(holder) => {
@@ -564,7 +564,7 @@ impl Handoff {
         &self,
         guard: Guard,
         path: PathBuf,
-        serve: unix::Serve,
+        serve: (unix::Serve, Option<unix::Sink>),
     ) -> Result<PrimaryCore, Error> {
         let mut core = PrimaryCore {
             listening: None,
@@ -584,7 +584,7 @@ impl Handoff {
         mut holder: Holder,
         path: &Path,
         message: &Message,
-        serve: unix::Serve,
+        serve: (unix::Serve, Option<unix::Sink>),
         sandbox: &Sandbox,
     ) -> Result<Role, Error> {
         let deadline = Instant::now() + self.timeout;
@@ -845,8 +845,10 @@ fn socket_path(dir: &Path, name: &LockName) -> Result<PathBuf, Error> {
     ))
 }
 
-/// The listening half, stopped and its socket file removed on drop.
+/// The listening half: served on the receiving thread (`inline`) or on a thread of its own
+/// (stopped and joined on drop); its socket file removed on drop.
 struct Listening {
+    inline: Option<std::sync::Mutex<unix::Server>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     socket: unix::SocketFile,
@@ -854,9 +856,9 @@ struct Listening {
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        unix::wake(self.socket.path());
         if let Some(t) = self.thread.take() {
+            self.stop.store(true, Ordering::SeqCst);
+            unix::wake(self.socket.path());
             let _ = t.join();
         }
     }
@@ -865,8 +867,8 @@ impl Drop for Listening {
 /// What both primaries (sync and tokio) hold. Fields drop in order: the listener stops and its
 /// socket file goes before the lock is released.
 struct PrimaryCore {
-    listening: Option<Listening>,
-    pending: Option<unix::Serve>,
+    listening: Option<Box<Listening>>,
+    pending: Option<(unix::Serve, Option<unix::Sink>)>,
     path: PathBuf,
     /// `None` for a [`Listener`], whose caller holds the lock.
     guard: Option<Guard>,
@@ -874,10 +876,10 @@ struct PrimaryCore {
 
 impl PrimaryCore {
     fn listen(&mut self) -> Result<(), Error> {
-        let Some(serve) = self.pending.take() else {
+        let Some((serve, sink)) = self.pending.take() else {
             return Ok(());
         };
-        let (socket, listener) = unix::SocketFile::bind(&self.path).map_err(|e| {
+        let failed = |e| {
             Error::new(
                 ErrorKind::Io,
                 format!(
@@ -886,30 +888,50 @@ impl PrimaryCore {
                 ),
                 e,
             )
-        })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let serve = Arc::new(serve);
-        let thread = {
-            let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("onlyone-handoff".into())
-                .spawn(move || unix::accept_loop(listener, serve, stop))
-                .map_err(|e| Error::new(ErrorKind::Io, "cannot start the handoff listener", e))?
         };
-        self.listening = Some(Listening {
+        let (socket, listener) = unix::SocketFile::bind(&self.path).map_err(failed)?;
+        let server = unix::Server::new(listener, serve).map_err(failed)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (inline, thread) = match sink {
+            None => (Some(std::sync::Mutex::new(server)), None),
+            Some(sink) => {
+                let stop = Arc::clone(&stop);
+                let t = std::thread::Builder::new()
+                    .name("onlyone-handoff".into())
+                    .spawn(move || unix::serve_thread(server, sink, stop))
+                    .map_err(|e| {
+                        Error::new(ErrorKind::Io, "cannot start the handoff listener", e)
+                    })?;
+                (None, Some(t))
+            }
+        };
+        self.listening = Some(Box::new(Listening {
+            inline,
             stop,
-            thread: Some(thread),
+            thread,
             socket,
-        });
+        }));
         Ok(())
+    }
+
+    /// The next activation from an inline server, until `deadline`.
+    fn next(&self, deadline: Option<Instant>) -> Option<Activation> {
+        let server = self.listening.as_ref()?.inline.as_ref()?;
+        let mut server = server.lock().unwrap_or_else(|e| e.into_inner());
+        server.next(deadline, None).map(Activation::received)
     }
 }
 
 /// The primary: holds the lock and receives activations until dropped. Dropping it stops the
-/// listener, removes its socket, refuses activations not yet received, then releases the lock.
+/// listener, removes its socket, then releases the lock; senders whose requests it did not take
+/// see the connection close (not delivered, or unknown if they had sent it in full).
+///
+/// No thread is started: connections are accepted and read on the thread that calls
+/// [`Primary::recv`] (a poll(2) loop over the listener and the requests still arriving), so a
+/// primary that does not call it for a while looks busy to secondaries, which wait up to their
+/// timeout and report unknown; the requests they sent are refused as expired, not delivered late.
 pub struct Primary {
     core: PrimaryCore,
-    rx: mpsc::Receiver<Activation>,
 }
 
 impl fmt::Debug for Primary {
@@ -929,19 +951,20 @@ impl Primary {
         self.core.listen()
     }
 
-    /// The next activation, waiting for it; `None` only if the listener stopped.
+    /// The next activation, waiting for it; `None` if the primary does not listen (yet: see
+    /// [`Handoff::listen_later`]) or poll(2) failed.
     pub fn recv(&self) -> Option<Activation> {
-        self.rx.recv().ok().map(Activation::received)
+        self.core.next(None)
     }
 
     /// The next activation, waiting at most `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> Option<Activation> {
-        self.rx.recv_timeout(timeout).ok().map(Activation::received)
+        self.core.next(Some(Instant::now() + timeout))
     }
 
     /// The next activation if one is waiting.
     pub fn try_recv(&self) -> Option<Activation> {
-        self.rx.try_recv().ok().map(Activation::received)
+        self.core.next(Some(Instant::now()))
     }
 
     /// The lock this primary holds.
@@ -998,12 +1021,14 @@ impl Handoff {
         let (tx, rx) = mpsc::channel::<Activation>();
         let mut core = PrimaryCore {
             listening: None,
-            pending: Some(unix::Serve {
-                limit: self.max_message,
-                read_timeout: self.read_timeout,
-                uid: nix::unistd::geteuid().as_raw(),
-                sink: Box::new(move |a| tx.send(a).map_err(|e| e.0)),
-            }),
+            pending: Some((
+                unix::Serve {
+                    limit: self.max_message,
+                    read_timeout: self.read_timeout,
+                    uid: nix::unistd::geteuid().as_raw(),
+                },
+                Some(Box::new(move |a| tx.send(a).map_err(|e| e.0))),
+            )),
             path: socket_path(&dir.path, &name)?,
             guard: None,
         };
@@ -1082,10 +1107,12 @@ mod tokio_flavour {
                 .spawn(move || {
                     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Activation>();
                     let sink: unix::Sink = Box::new(move |a| tx.send(a).map_err(|e| e.0));
-                    let r = this.start_core(&message, sink).map(|role| match role {
-                        Role::Primary(core) => AsyncStart::Primary(AsyncPrimary { core, rx }),
-                        Role::Secondary(o) => AsyncStart::Secondary(o),
-                    });
+                    let r = this
+                        .start_core(&message, Some(sink))
+                        .map(|role| match role {
+                            Role::Primary(core) => AsyncStart::Primary(AsyncPrimary { core, rx }),
+                            Role::Secondary(o) => AsyncStart::Secondary(o),
+                        });
                     let _ = done_tx.send(r);
                 })
                 .map_err(|e| Error::new(ErrorKind::Io, "cannot start the handoff", e))?;

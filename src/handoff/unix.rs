@@ -28,7 +28,7 @@ use super::wire::{self, Refusal, Reply, Request, WireError};
 /// Where activations go: returns the activation back when nobody takes them any more.
 pub(crate) type Sink = Box<dyn Fn(Activation) -> Result<(), Activation> + Send + Sync>;
 
-/// What the primary's connection handlers share.
+/// What the primary checks requests against.
 pub(crate) struct Serve {
     /// Largest request body accepted.
     pub limit: usize,
@@ -36,8 +36,6 @@ pub(crate) struct Serve {
     pub read_timeout: Duration,
     /// The uid senders must have (the primary's effective uid).
     pub uid: u32,
-    /// Where accepted activations go.
-    pub sink: Sink,
 }
 
 /// Writes `reply` on `stream`; failures are the sender's problem (it went away).
@@ -55,55 +53,50 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Serves one connection whose first bytes are (or should be) a handoff request: refuses a
-/// sender of another uid before reading anything from it, reads one request within the read
-/// timeout, refuses malformed, oversized and expired requests, and hands the rest to the sink.
-pub(crate) fn serve_connection(stream: UnixStream, serve: &Serve) {
+/// The sender's pid and uid, or `None` after refusing it: a sender of another uid is refused
+/// before anything is read from it.
+fn check_peer(stream: &UnixStream, serve: &Serve) -> Option<(Option<u32>, u32)> {
     let (pid, uid) = match crate::os::peer_credentials(stream.as_fd()) {
         Ok(c) => c,
         Err(e) => {
             refuse(
-                &stream,
+                stream,
                 Refusal::OtherUser,
                 format!("cannot read the sender's credentials: {e}"),
             );
-            return;
+            return None;
         }
     };
     if uid != serve.uid {
         refuse(
-            &stream,
+            stream,
             Refusal::OtherUser,
             format!(
                 "the primary runs as uid {}, the sender as uid {uid}: refused",
                 serve.uid
             ),
         );
-        return;
+        return None;
     }
-    if stream.set_read_timeout(Some(serve.read_timeout)).is_err() {
-        return;
-    }
-    let request = match wire::read_request(&mut &stream, serve.limit) {
-        Ok(r) => r,
-        Err(WireError::Bad(reason, message)) => {
-            refuse(&stream, reason, message);
-            return;
-        }
-        // The sender went away or stalled mid-frame: nothing to deliver, nobody to tell.
-        Err(WireError::Io(_)) => return,
-    };
+    Some((pid, uid))
+}
+
+/// Refuses an expired request, else makes it an activation.
+fn deliver(stream: UnixStream, request: Request, pid: Option<u32>, uid: u32) -> Option<Activation> {
     if request.expires_ms != 0 && now_ms() > request.expires_ms {
         refuse(
             &stream,
             Refusal::Expired,
             "the request arrived after its sender's deadline".into(),
         );
-        return;
+        return None;
     }
-    let _ = stream.set_read_timeout(None);
-    let activation = Activation::new(request, pid, uid, stream);
-    if let Err(mut back) = (serve.sink)(activation) {
+    Some(Activation::new(request, pid, uid, stream))
+}
+
+/// Gives `activation` to `sink`; refuses it if nobody takes activations any more.
+pub(crate) fn hand_to(sink: &Sink, activation: Activation) {
+    if let Err(mut back) = sink(activation) {
         if let Some(s) = back.take_stream() {
             refuse(
                 &s,
@@ -112,6 +105,28 @@ pub(crate) fn serve_connection(stream: UnixStream, serve: &Serve) {
             );
         }
     }
+}
+
+/// Serves one connection whose first bytes are (or should be) a handoff request, blocking (up
+/// to the read timeout) on the caller's thread: refuses a sender of another uid before reading
+/// anything from it, reads one request, refuses malformed, oversized and expired requests, and
+/// hands the rest to the sink. The entry point for a listener shared with lock contenders, which
+/// passes each connection that starts with [`wire::MAGIC`] (peeked, left unread).
+#[allow(dead_code)] // Called by the abstract socket's shared listener once it accepts.
+pub(crate) fn serve_connection(stream: UnixStream, serve: &Serve) -> Option<Activation> {
+    let (pid, uid) = check_peer(&stream, serve)?;
+    stream.set_read_timeout(Some(serve.read_timeout)).ok()?;
+    let request = match wire::read_request(&mut &stream, serve.limit) {
+        Ok(r) => r,
+        Err(WireError::Bad(reason, message)) => {
+            refuse(&stream, reason, message);
+            return None;
+        }
+        // The sender went away or stalled mid-frame: nothing to deliver, nobody to tell.
+        Err(WireError::Io(_)) => return None,
+    };
+    let _ = stream.set_read_timeout(None);
+    deliver(stream, request, pid, uid)
 }
 
 /// The primary's socket beside the lock file, bound and listening, removed on drop.
@@ -158,22 +173,201 @@ impl Drop for SocketFile {
     }
 }
 
-/// Accepts connections on `listener` until `stop` is set (and a connection wakes the loop), each
-/// served on a small thread of its own so that a sender that stalls delays nobody else.
-pub(crate) fn accept_loop(listener: UnixListener, serve: Arc<Serve>, stop: Arc<AtomicBool>) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            return;
+/// A connection whose request is still arriving.
+struct Incoming {
+    stream: UnixStream,
+    pid: Option<u32>,
+    uid: u32,
+    buf: Vec<u8>,
+    /// Bytes the frame has: the header's until it is read, then the whole frame's.
+    need: usize,
+    deadline: Instant,
+}
+
+enum Progress {
+    More,
+    Done(Option<Activation>),
+}
+
+/// Reads what has arrived on `c` (non-blocking); when its frame is complete, refuses or delivers
+/// it. `Done` means the connection is finished with (an activation, refused or gone).
+fn progress(c: &mut Incoming, serve: &Serve) -> Progress {
+    use std::io::Read;
+    loop {
+        if c.buf.len() < c.need {
+            let have = c.buf.len();
+            c.buf.resize(c.need, 0);
+            match (&c.stream).read(&mut c.buf[have..]) {
+                Ok(0) => return Progress::Done(None), // gone mid-frame: nothing to deliver
+                Ok(n) => c.buf.truncate(have + n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.buf.truncate(have);
+                    return Progress::More;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => c.buf.truncate(have),
+                Err(_) => return Progress::Done(None),
+            }
+            continue;
         }
-        let Ok(stream) = conn else { continue };
-        let serve = Arc::clone(&serve);
-        let spawned = std::thread::Builder::new()
-            .name("onlyone-handoff-conn".into())
-            .stack_size(128 * 1024)
-            .spawn(move || serve_connection(stream, &serve));
-        // Out of threads: the connection is dropped, its sender sees the hang-up as Unknown
-        // (it had sent) or NotDelivered (it had not).
-        drop(spawned);
+        let head: &[u8; wire::HEADER] = c.buf[..wire::HEADER].try_into().expect("header");
+        let (kind, len) = match wire::decode_header(head, serve.limit) {
+            Ok(h) => h,
+            Err(e) => {
+                refuse_blocking(&c.stream, e);
+                return Progress::Done(None);
+            }
+        };
+        if c.need == wire::HEADER && len > 0 {
+            c.need = wire::HEADER + len;
+            c.buf.reserve_exact(len);
+            continue;
+        }
+        let request = match wire::request_from(kind, &c.buf[wire::HEADER..]) {
+            Ok(r) => r,
+            Err(e) => {
+                refuse_blocking(&c.stream, e);
+                return Progress::Done(None);
+            }
+        };
+        let activation = c
+            .stream
+            .try_clone()
+            .ok()
+            .filter(|s| s.set_nonblocking(false).is_ok())
+            .and_then(|s| deliver(s, request, c.pid, c.uid));
+        return Progress::Done(activation);
+    }
+}
+
+fn refuse_blocking(stream: &UnixStream, e: WireError) {
+    if let WireError::Bad(reason, message) = e {
+        if stream.set_nonblocking(false).is_ok() {
+            refuse(stream, reason, message);
+        }
+    }
+}
+
+/// The primary's listener and the connections whose requests are still arriving, served by a
+/// poll(2) loop on the thread that asks for the next activation: each connection is read without
+/// blocking and dropped at its read deadline, so that a sender that stalls delays nobody, and no
+/// thread is started per connection.
+pub(crate) struct Server {
+    listener: UnixListener,
+    incoming: Vec<Incoming>,
+    serve: Serve,
+    /// Activations complete but not yet returned (several can complete in one round).
+    ready: std::collections::VecDeque<Activation>,
+}
+
+impl Server {
+    pub(crate) fn new(listener: UnixListener, serve: Serve) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener,
+            incoming: Vec::new(),
+            serve,
+            ready: Default::default(),
+        })
+    }
+
+    /// The next activation; `None` when `deadline` passes, when `stop` is set (and a connection
+    /// woke the loop), or when poll(2) fails.
+    pub(crate) fn next(
+        &mut self,
+        deadline: Option<Instant>,
+        stop: Option<&AtomicBool>,
+    ) -> Option<Activation> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        loop {
+            if let Some(a) = self.ready.pop_front() {
+                return Some(a);
+            }
+            let now = Instant::now();
+            self.incoming.retain(|c| c.deadline > now);
+            let wake = self
+                .incoming
+                .iter()
+                .map(|c| c.deadline)
+                .chain(deadline)
+                .min();
+            let timeout = wake.map_or(PollTimeout::NONE, |t| {
+                let left = t.saturating_duration_since(now);
+                PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
+            });
+            let ready: Vec<bool> = {
+                let mut fds = Vec::with_capacity(self.incoming.len() + 1);
+                fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+                fds.extend(
+                    self.incoming
+                        .iter()
+                        .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
+                );
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => return None,
+                }
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
+            };
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return None;
+            }
+            // Connections with data first (their indices are the poll's), then new ones.
+            let mut i = self.incoming.len();
+            while i > 0 {
+                i -= 1;
+                if ready[i + 1] {
+                    if let Progress::Done(a) = progress(&mut self.incoming[i], &self.serve) {
+                        self.incoming.swap_remove(i);
+                        self.ready.extend(a);
+                    }
+                }
+            }
+            if ready[0] {
+                self.accept_all();
+            }
+            if self.ready.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock: all taken; anything else (EMFILE): try on the next wake-up.
+                Err(_) => return,
+            };
+            let Some((pid, uid)) = check_peer(&stream, &self.serve) else {
+                continue;
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let mut c = Incoming {
+                stream,
+                pid,
+                uid,
+                buf: Vec::with_capacity(256),
+                need: wire::HEADER,
+                deadline: Instant::now() + self.serve.read_timeout,
+            };
+            // The request is usually there already: no poll round for it.
+            match progress(&mut c, &self.serve) {
+                Progress::More => self.incoming.push(c),
+                Progress::Done(a) => self.ready.extend(a),
+            }
+        }
+    }
+}
+
+/// Serves on a thread of its own until `stop` is set, handing each activation to `sink`.
+pub(crate) fn serve_thread(mut server: Server, sink: Sink, stop: Arc<AtomicBool>) {
+    while let Some(a) = server.next(None, Some(&stop)) {
+        hand_to(&sink, a);
     }
 }
 

@@ -28,7 +28,8 @@ pub const VERSION: u8 = 1;
 /// The default and largest accepted body: 16 MiB.
 pub const MAX_BODY: usize = 16 << 20;
 
-const HEADER: usize = MAGIC.len() + 1 + 1 + 4;
+/// Magic, version, kind, body length.
+pub(crate) const HEADER: usize = MAGIC.len() + 1 + 1 + 4;
 const KIND_REQUEST: u8 = 1;
 const KIND_ANSWER: u8 = 2;
 const KIND_REFUSAL: u8 = 3;
@@ -289,13 +290,18 @@ pub(crate) fn decode_request_body(body: &[u8]) -> Result<Request, WireError> {
 /// Reads one request frame, its magic included.
 pub(crate) fn read_request(r: &mut impl Read, limit: usize) -> Result<Request, WireError> {
     let (kind, body) = read_frame(r, limit)?;
+    request_from(kind, &body)
+}
+
+/// The request in a frame of `kind` with `body`.
+pub(crate) fn request_from(kind: u8, body: &[u8]) -> Result<Request, WireError> {
     if kind != KIND_REQUEST {
         return Err(bad(
             Refusal::Malformed,
             format!("expected a handoff request (kind {KIND_REQUEST}), got kind {kind}"),
         ));
     }
-    decode_request_body(&body)
+    decode_request_body(body)
 }
 
 /// Reads the primary's reply.
