@@ -125,14 +125,16 @@ impl FirstLaunch {
             .listen_while_holding()
             .map_err(|e| Failure::new(exit::SOFTWARE, format!("handoff: {e}")))?;
         let socket = listener.socket_path().to_owned();
-        let (job_read, to_job) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| Failure::os("cannot create the handoff pipe", e))?;
-        let (from_job, job_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        // pipe(2) and fcntl(2): macOS has no pipe2. onlyone's ends are close-on-exec, the job's
+        // ends are inherited by the job (and by nothing else: onlyone starts no other process).
+        let (job_read, to_job) =
+            nix::unistd::pipe().map_err(|e| Failure::os("cannot create the handoff pipe", e))?;
+        let (from_job, job_write) = nix::unistd::pipe()
             .map_err(|e| Failure::os("cannot create the handoff answer pipe", e))?;
-        for fd in [&job_read, &job_write] {
+        for fd in [&to_job, &from_job] {
             use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty()))
-                .map_err(|e| Failure::os("cannot hand the handoff pipes to the job", e))?;
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+                .map_err(|e| Failure::os("cannot set up the handoff pipes", e))?;
         }
         let pending: Arc<Mutex<HashMap<u64, Activation>>> = Arc::default();
         {
