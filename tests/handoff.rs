@@ -123,13 +123,13 @@ fn raw_exe() -> PathBuf {
     editor_exe().with_file_name("handoff_raw")
 }
 
-/// A file backend this build has (the handoff socket sits beside its lock file).
+/// A file backend this build has (the handoff socket sits beside its lock file), else the
+/// default one (the socket then sits in the test's directory all the same).
 fn file_backend() -> BackendKind {
-    if BackendKind::Flock.is_available() {
-        BackendKind::Flock
-    } else {
-        BackendKind::PidFile
-    }
+    [BackendKind::Flock, BackendKind::PidFile]
+        .into_iter()
+        .find(|b| b.is_available())
+        .unwrap_or(onlyone::DEFAULT_BACKEND)
 }
 
 /// Children killed and reaped on drop.

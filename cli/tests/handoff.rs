@@ -37,7 +37,10 @@ impl Drop for Reap {
 
 fn launch(dir: &std::path::Path, args: &[OsString]) -> Command {
     let mut c = Command::new(EXE);
-    c.args(["run", "-N", "handoff-cli", "-b", "flock", "--lock-dir"])
+    // The build's default backend (abstract, flock or pidfile); the socket sits in `dir`.
+    c.args(["run", "-N"])
+        .arg(format!("handoff-cli-{}", std::process::id()))
+        .arg("--lock-dir")
         .arg(dir)
         .args(["--handoff", "--handoff-timeout", "1", "--"])
         .arg(dir.join("job.sh"))
