@@ -775,6 +775,18 @@ fn flatpak_simulation() -> Outcome {
         dir.join("editor.handoff").exists(),
         "the socket is beside it"
     );
+    // With the socket gone (the lock still held), a secondary is not delivered and names the
+    // holder as being in another sandbox, not by a pid that means nothing in its namespace.
+    std::fs::remove_file(dir.join("editor.handoff")).unwrap();
+    let mut c = sandboxed(&["late"]);
+    c.env("EDITOR_TIMEOUT_MS", "300");
+    let (code, out, err) = run_secondary(c);
+    assert_eq!(code, 69, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        "not-delivered NoListener"
+    );
+    assert!(err.contains("in another sandbox"), "{err}");
     Ok(())
 }
 
