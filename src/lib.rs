@@ -14,6 +14,8 @@
 pub mod asynchronous;
 pub mod backend;
 mod error;
+#[cfg(unix)]
+pub mod handoff;
 mod lock;
 pub mod name;
 /// The former name of [`os`], kept so that code written against 0.1 still compiles.

@@ -68,8 +68,36 @@ impl LockName {
     }
 
     /// The abstract socket name (without the leading NUL) for this lock in `scope`.
+    ///
+    /// Under Snap (the environment variable `SNAP_INSTANCE_NAME` set) the name starts with
+    /// `snap.<instance>.`, the only abstract names strict confinement lets a snap bind (it also
+    /// needs the `network-bind` plug); see [`LockName::abstract_socket_name_in_snap`].
     pub fn abstract_socket_name(&self, scope: Scope) -> String {
-        let prefix = format!("{ABSTRACT_PREFIX}{}/", scope.tag());
+        let snap = std::env::var("SNAP_INSTANCE_NAME").ok();
+        self.abstract_socket_name_in_snap(scope, snap.as_deref().filter(|s| !s.is_empty()))
+    }
+
+    /// The abstract socket name for this lock in `scope` inside the snap `snap_instance`
+    /// (`None`: not in a snap): `snap.<instance>.onlyone/<scope>/<name>`, the long names hashed
+    /// to fit 107 bytes as always.
+    ///
+    /// Strict confinement allows a snap to bind only abstract names starting with
+    /// `snap.$SNAP_INSTANCE_NAME.` (AppArmor `unix (bind) addr="@snap.NAME.**"`); the name
+    /// therefore differs from the one outside snaps, so a snapped program and an unsnapped one
+    /// of the same name do not exclude each other (strict confinement would not let them share
+    /// a name anyway).
+    pub fn abstract_socket_name_in_snap(
+        &self,
+        scope: Scope,
+        snap_instance: Option<&str>,
+    ) -> String {
+        let snap = snap_instance.map_or(String::new(), |s| format!("snap.{s}."));
+        let mut prefix = format!("{snap}{ABSTRACT_PREFIX}{}/", scope.tag());
+        // A hashed name needs 34 bytes; the longest snap instance names (40 + 1 + 10 bytes)
+        // leave less after the usual prefix, so they get a one-letter one.
+        if prefix.len() > ABSTRACT_NAME_MAX - 34 {
+            prefix = format!("{snap}o/{}/", scope.tag());
+        }
         format!(
             "{prefix}{}",
             fit_name(&self.0, ABSTRACT_NAME_MAX - prefix.len())
@@ -275,6 +303,32 @@ impl LockDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snap_abstract_names_start_with_the_instance() {
+        let n = LockName::new("editor").unwrap();
+        let uid = nix::unistd::geteuid().as_raw();
+        assert_eq!(
+            n.abstract_socket_name_in_snap(Scope::User, Some("gedit")),
+            format!("snap.gedit.onlyone/u{uid}/editor")
+        );
+        assert_eq!(
+            n.abstract_socket_name_in_snap(Scope::System, Some("gedit_beta")),
+            "snap.gedit_beta.onlyone/system/editor"
+        );
+        assert_eq!(
+            n.abstract_socket_name_in_snap(Scope::System, None),
+            "onlyone/system/editor"
+        );
+        // The longest instance name (40-byte snap name, 10-byte key) and a long lock name.
+        let long_snap = format!("{}_{}", "s".repeat(40), "k".repeat(10));
+        let long = LockName::new("x".repeat(300)).unwrap();
+        for name in [&n, &long] {
+            let s = name.abstract_socket_name_in_snap(Scope::System, Some(&long_snap));
+            assert!(s.starts_with(&format!("snap.{long_snap}.")), "{s}");
+            assert!(s.len() <= ABSTRACT_NAME_MAX, "{} bytes: {s}", s.len());
+        }
+    }
 
     #[test]
     fn rejects_bad_names() {

@@ -108,6 +108,15 @@ cfg_if::cfg_if! {
         use unix as self_ids;
     }
 }
+// The peer of a connected Unix socket (second-instance handoff): SO_PEERCRED on Linux,
+// getpeereid(3) elsewhere.
+cfg_if::cfg_if! {
+    if #[cfg(any(target_os = "linux", target_os = "android"))] {
+        pub(crate) use linux::{nonblocking_unix_stream, peer_credentials, send_all};
+    } else {
+        pub(crate) use unix::{nonblocking_unix_stream, peer_credentials, send_all};
+    }
+}
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) use imp::flock_try_exclusive;
 #[cfg(feature = "flock")]

@@ -228,6 +228,9 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
+    #[command(flatten)]
+    pub handoff: crate::handoff::HandoffArgs,
+
     /// The command to run, and its arguments
     #[arg(
         value_name = "COMMAND",

@@ -21,6 +21,7 @@ mod cli;
 mod compare;
 mod exit;
 mod generate;
+mod handoff;
 mod job;
 mod json;
 mod locks;

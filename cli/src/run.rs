@@ -69,6 +69,16 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
     let guard = match outcome {
         Acquire::Acquired(g) => g,
         Acquire::Held(holder) => {
+            // --handoff (cli/src/handoff.rs): hand ARGS to the running job instead.
+            if args.handoff.handoff {
+                return crate::handoff::second_launch(
+                    &name,
+                    &args.lock,
+                    &args.handoff,
+                    &argv,
+                    args.quiet,
+                );
+            }
             let stale =
                 held_for(&holder).filter(|&age| args.stale_after.is_some_and(|limit| age >= limit));
             let mut line = conflict_line(&*lock, &holder, wait, args.verbose);
@@ -108,6 +118,18 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
     ];
     if let Some(token) = guard.fencing_token() {
         vars.push(("ONLYONE_FENCING_TOKEN", token.to_string()));
+    }
+    // --handoff (cli/src/handoff.rs): listen for second launches; the job reads them from pipes.
+    let first_launch = match args.handoff.handoff {
+        true => Some(crate::handoff::FirstLaunch::start(
+            &name,
+            &args.lock,
+            &args.handoff,
+        )?),
+        false => None,
+    };
+    if let Some(f) = &first_launch {
+        vars.extend(f.vars());
     }
     if args.verbose {
         eprintln!(

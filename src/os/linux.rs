@@ -589,6 +589,46 @@ fn flock_line_pid(line: &str, dev: u64, ino: u64) -> Option<u32> {
         .flatten()
 }
 
+/// The pid (when it maps into this PID namespace) and uid of the peer of the connected Unix
+/// socket `sock`, as the kernel recorded them at `connect(2)`: `SO_PEERCRED` (unix(7)).
+pub(crate) fn peer_credentials(
+    sock: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<(Option<u32>, u32)> {
+    let cred = nix::sys::socket::getsockopt(&sock, nix::sys::socket::sockopt::PeerCredentials)?;
+    // A peer in a PID namespace this one cannot see is reported as pid 0.
+    let pid = u32::try_from(cred.pid()).ok().filter(|p| *p != 0);
+    Ok((pid, cred.uid()))
+}
+
+/// Writes all of `buf` to the connected socket `sock` with `MSG_NOSIGNAL`, so that a peer that
+/// went away yields `EPIPE` rather than a SIGPIPE that would kill a program that did not ignore
+/// it (send(2)).
+pub(crate) fn send_all(sock: std::os::fd::BorrowedFd<'_>, mut buf: &[u8]) -> std::io::Result<()> {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    while !buf.is_empty() {
+        match send(sock.as_raw_fd(), buf, MsgFlags::MSG_NOSIGNAL) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A non-blocking, close-on-exec Unix stream socket (socket(2) with `SOCK_NONBLOCK |
+/// SOCK_CLOEXEC`: no window in which a fork could inherit it).
+pub(crate) fn nonblocking_unix_stream() -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    Ok(socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        None,
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

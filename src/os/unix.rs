@@ -211,3 +211,49 @@ pub(crate) fn drain_loss_watch(_watch: &LossWatch) {}
 pub(crate) fn owns_tcp_endpoint(_pid: u32, _addr: std::net::IpAddr, _port: u16) -> Option<bool> {
     None
 }
+
+/// The uid of the peer of the connected Unix socket `sock` (`getpeereid(3)`); no pid here.
+/// Where no such call exists the answer is an error, and handoff refuses the peer.
+#[allow(dead_code)] // Linux reads SO_PEERCRED.
+pub(crate) fn peer_credentials(
+    sock: std::os::fd::BorrowedFd<'_>,
+) -> std::io::Result<(Option<u32>, u32)> {
+    cfg_if::cfg_if! {
+        if #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd", target_os = "netbsd"))] {
+            let (uid, _gid) = nix::unistd::getpeereid(sock)?;
+            Ok((None, uid.as_raw()))
+        } else {
+            let _ = sock;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no peer credentials for Unix sockets on this system",
+            ))
+        }
+    }
+}
+
+/// Writes all of `buf` to the connected socket `sock` (write(2)). Not every system has
+/// `MSG_NOSIGNAL`; Rust programs ignore SIGPIPE unless they asked otherwise.
+#[allow(dead_code)] // Linux sends with MSG_NOSIGNAL.
+pub(crate) fn send_all(sock: std::os::fd::BorrowedFd<'_>, buf: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let file = std::fs::File::from(sock.try_clone_to_owned()?);
+    (&file).write_all(buf)
+}
+
+/// A non-blocking, close-on-exec Unix stream socket, for systems whose socket(2) takes no
+/// `SOCK_NONBLOCK | SOCK_CLOEXEC` (macOS): the flags are set right after, with fcntl(2).
+#[allow(dead_code)] // Linux passes the flags to socket(2).
+pub(crate) fn nonblocking_unix_stream() -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    )?;
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
+    fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+    Ok(fd)
+}

@@ -1,0 +1,459 @@
+//! The handoff transport on Unix: a stream socket that the primary listens on, and the
+//! secondary's connect, send and wait for the reply.
+//!
+//! The unit both sides agree on is *one connected `UnixStream` whose first bytes are
+//! [`wire::MAGIC`]*: [`serve_connection`] takes such a stream (accepted from the socket beside
+//! the lock file here, or handed over by a listener shared with lock contenders, which must leave
+//! the magic unread — peek, do not read), checks the peer's uid, reads and checks one request, and
+//! gives the application an [`Activation`] that answers on the same stream.
+//!
+//! Relies on unix(7): `SO_PEERCRED` / `getpeereid(3)` for the sender's uid, a non-blocking
+//! `connect(2)` that fails with `EAGAIN` on a full backlog instead of hanging, and socket
+//! timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`) for every blocking read and write.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{UnixAddr, connect};
+
+use super::Activation;
+use super::wire::{self, Refusal, Reply, Request, WireError};
+
+/// Where activations go: returns the activation back when nobody takes them any more.
+pub(crate) type Sink = Box<dyn Fn(Activation) -> Result<(), Activation> + Send + Sync>;
+
+/// What the primary checks requests against.
+pub(crate) struct Serve {
+    /// Largest request body accepted.
+    pub limit: usize,
+    /// How long a sender may take to send its request once connected.
+    pub read_timeout: Duration,
+    /// The uid senders must have (the primary's effective uid).
+    pub uid: u32,
+}
+
+/// Writes `reply` on `stream`; failures are the sender's problem (it went away).
+pub(crate) fn send_reply(stream: &UnixStream, reply: &Reply) -> io::Result<()> {
+    crate::os::send_all(stream.as_fd(), &wire::encode_reply(reply))
+}
+
+fn refuse(stream: &UnixStream, reason: Refusal, message: String) {
+    let _ = send_reply(stream, &Reply::Refusal { reason, message });
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The sender's pid and uid, or `None` after refusing it: a sender of another uid is refused
+/// before anything is read from it.
+fn check_peer(stream: &UnixStream, serve: &Serve) -> Option<(Option<u32>, u32)> {
+    let (pid, uid) = match crate::os::peer_credentials(stream.as_fd()) {
+        Ok(c) => c,
+        Err(e) => {
+            refuse(
+                stream,
+                Refusal::OtherUser,
+                format!("cannot read the sender's credentials: {e}"),
+            );
+            return None;
+        }
+    };
+    if uid != serve.uid {
+        refuse(
+            stream,
+            Refusal::OtherUser,
+            format!(
+                "the primary runs as uid {}, the sender as uid {uid}: refused",
+                serve.uid
+            ),
+        );
+        return None;
+    }
+    Some((pid, uid))
+}
+
+/// Refuses an expired request, else makes it an activation.
+fn deliver(stream: UnixStream, request: Request, pid: Option<u32>, uid: u32) -> Option<Activation> {
+    if request.expires_ms != 0 && now_ms() > request.expires_ms {
+        refuse(
+            &stream,
+            Refusal::Expired,
+            "the request arrived after its sender's deadline".into(),
+        );
+        return None;
+    }
+    Some(Activation::new(request, pid, uid, stream))
+}
+
+/// Gives `activation` to `sink`; refuses it if nobody takes activations any more.
+pub(crate) fn hand_to(sink: &Sink, activation: Activation) {
+    if let Err(mut back) = sink(activation) {
+        if let Some(s) = back.take_stream() {
+            refuse(
+                &s,
+                Refusal::ShuttingDown,
+                "the primary takes no more activations".into(),
+            );
+        }
+    }
+}
+
+/// Serves one connection whose first bytes are (or should be) a handoff request, blocking (up
+/// to the read timeout) on the caller's thread: refuses a sender of another uid before reading
+/// anything from it, reads one request, refuses malformed, oversized and expired requests, and
+/// hands the rest to the sink. The entry point for a listener shared with lock contenders, which
+/// passes each connection that starts with [`wire::MAGIC`] (peeked, left unread).
+#[allow(dead_code)] // Called by the abstract socket's shared listener once it accepts.
+pub(crate) fn serve_connection(stream: UnixStream, serve: &Serve) -> Option<Activation> {
+    let (pid, uid) = check_peer(&stream, serve)?;
+    stream.set_read_timeout(Some(serve.read_timeout)).ok()?;
+    let request = match wire::read_request(&mut &stream, serve.limit) {
+        Ok(r) => r,
+        Err(WireError::Bad(reason, message)) => {
+            refuse(&stream, reason, message);
+            return None;
+        }
+        // The sender went away or stalled mid-frame: nothing to deliver, nobody to tell.
+        Err(WireError::Io(_)) => return None,
+    };
+    let _ = stream.set_read_timeout(None);
+    deliver(stream, request, pid, uid)
+}
+
+/// The primary's socket beside the lock file, bound and listening, removed on drop.
+#[derive(Debug)]
+pub(crate) struct SocketFile {
+    path: PathBuf,
+    /// Device and inode of the socket we bound, so that drop never removes a newer one.
+    id: (u64, u64),
+}
+
+impl SocketFile {
+    /// Binds `path` (mode 0600) and listens. Only the lock holder calls this, so a socket file
+    /// already there is a former holder's leftover and is replaced.
+    pub(crate) fn bind(path: &Path) -> io::Result<(SocketFile, UnixListener)> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let listener = UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok((
+            SocketFile {
+                path: path.to_owned(),
+                id: (meta.dev(), meta.ino()),
+            },
+            listener,
+        ))
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+            if (meta.dev(), meta.ino()) == self.id {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+/// A connection whose request is still arriving.
+struct Incoming {
+    stream: UnixStream,
+    pid: Option<u32>,
+    uid: u32,
+    buf: Vec<u8>,
+    /// Bytes the frame has: the header's until it is read, then the whole frame's.
+    need: usize,
+    deadline: Instant,
+}
+
+enum Progress {
+    More,
+    Done(Option<Activation>),
+}
+
+/// Reads what has arrived on `c` (non-blocking); when its frame is complete, refuses or delivers
+/// it. `Done` means the connection is finished with (an activation, refused or gone).
+fn progress(c: &mut Incoming, serve: &Serve) -> Progress {
+    use std::io::Read;
+    loop {
+        if c.buf.len() < c.need {
+            let have = c.buf.len();
+            c.buf.resize(c.need, 0);
+            match (&c.stream).read(&mut c.buf[have..]) {
+                Ok(0) => return Progress::Done(None), // gone mid-frame: nothing to deliver
+                Ok(n) => c.buf.truncate(have + n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.buf.truncate(have);
+                    return Progress::More;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => c.buf.truncate(have),
+                Err(_) => return Progress::Done(None),
+            }
+            continue;
+        }
+        let head: &[u8; wire::HEADER] = c.buf[..wire::HEADER].try_into().expect("header");
+        let (kind, len) = match wire::decode_header(head, serve.limit) {
+            Ok(h) => h,
+            Err(e) => {
+                refuse_blocking(&c.stream, e);
+                return Progress::Done(None);
+            }
+        };
+        if c.need == wire::HEADER && len > 0 {
+            c.need = wire::HEADER + len;
+            c.buf.reserve_exact(len);
+            continue;
+        }
+        let request = match wire::request_from(kind, &c.buf[wire::HEADER..]) {
+            Ok(r) => r,
+            Err(e) => {
+                refuse_blocking(&c.stream, e);
+                return Progress::Done(None);
+            }
+        };
+        let activation = c
+            .stream
+            .try_clone()
+            .ok()
+            .filter(|s| s.set_nonblocking(false).is_ok())
+            .and_then(|s| deliver(s, request, c.pid, c.uid));
+        return Progress::Done(activation);
+    }
+}
+
+fn refuse_blocking(stream: &UnixStream, e: WireError) {
+    if let WireError::Bad(reason, message) = e {
+        if stream.set_nonblocking(false).is_ok() {
+            refuse(stream, reason, message);
+        }
+    }
+}
+
+/// The primary's listener and the connections whose requests are still arriving, served by a
+/// poll(2) loop on the thread that asks for the next activation: each connection is read without
+/// blocking and dropped at its read deadline, so that a sender that stalls delays nobody, and no
+/// thread is started per connection.
+pub(crate) struct Server {
+    listener: UnixListener,
+    incoming: Vec<Incoming>,
+    serve: Serve,
+    /// Activations complete but not yet returned (several can complete in one round).
+    ready: std::collections::VecDeque<Activation>,
+}
+
+impl Server {
+    pub(crate) fn new(listener: UnixListener, serve: Serve) -> io::Result<Server> {
+        listener.set_nonblocking(true)?;
+        Ok(Server {
+            listener,
+            incoming: Vec::new(),
+            serve,
+            ready: Default::default(),
+        })
+    }
+
+    /// The next activation; `None` when `deadline` passes, when `stop` is set (and a connection
+    /// woke the loop), or when poll(2) fails.
+    pub(crate) fn next(
+        &mut self,
+        deadline: Option<Instant>,
+        stop: Option<&AtomicBool>,
+    ) -> Option<Activation> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        loop {
+            if let Some(a) = self.ready.pop_front() {
+                return Some(a);
+            }
+            let now = Instant::now();
+            self.incoming.retain(|c| c.deadline > now);
+            let wake = self
+                .incoming
+                .iter()
+                .map(|c| c.deadline)
+                .chain(deadline)
+                .min();
+            let timeout = wake.map_or(PollTimeout::NONE, |t| {
+                let left = t.saturating_duration_since(now);
+                PollTimeout::try_from(left.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
+            });
+            let ready: Vec<bool> = {
+                let mut fds = Vec::with_capacity(self.incoming.len() + 1);
+                fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+                fds.extend(
+                    self.incoming
+                        .iter()
+                        .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
+                );
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => return None,
+                }
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect()
+            };
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return None;
+            }
+            // Connections with data first (their indices are the poll's), then new ones.
+            let mut i = self.incoming.len();
+            while i > 0 {
+                i -= 1;
+                if ready[i + 1] {
+                    if let Progress::Done(a) = progress(&mut self.incoming[i], &self.serve) {
+                        self.incoming.swap_remove(i);
+                        self.ready.extend(a);
+                    }
+                }
+            }
+            if ready[0] {
+                self.accept_all();
+            }
+            if self.ready.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+        }
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock: all taken; anything else (EMFILE): try on the next wake-up.
+                Err(_) => return,
+            };
+            let Some((pid, uid)) = check_peer(&stream, &self.serve) else {
+                continue;
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let mut c = Incoming {
+                stream,
+                pid,
+                uid,
+                buf: Vec::with_capacity(256),
+                need: wire::HEADER,
+                deadline: Instant::now() + self.serve.read_timeout,
+            };
+            // The request is usually there already: no poll round for it.
+            match progress(&mut c, &self.serve) {
+                Progress::More => self.incoming.push(c),
+                Progress::Done(a) => self.ready.extend(a),
+            }
+        }
+    }
+}
+
+/// Serves on a thread of its own until `stop` is set, handing each activation to `sink`.
+pub(crate) fn serve_thread(mut server: Server, sink: Sink, stop: Arc<AtomicBool>) {
+    while let Some(a) = server.next(None, Some(&stop)) {
+        hand_to(&sink, a);
+    }
+}
+
+/// Wakes an accept loop blocked in accept(2) after its stop flag was set.
+pub(crate) fn wake(path: &Path) {
+    let _ = UnixStream::connect(path);
+}
+
+/// Why a connect did not give a connection.
+pub(crate) enum ConnectError {
+    /// Nobody listens at the path (no file, or refused): not ready yet, or gone.
+    NotListening,
+    /// The listener's backlog is full: busy.
+    Busy,
+    /// Anything else.
+    Other(io::Error),
+}
+
+/// Connects to `path` without ever blocking on a full backlog (connect(2) on a non-blocking
+/// socket returns `EAGAIN` there), then makes the socket blocking again.
+pub(crate) fn connect_nonblocking(path: &Path) -> Result<UnixStream, ConnectError> {
+    let fd = crate::os::nonblocking_unix_stream().map_err(ConnectError::Other)?;
+    let addr = UnixAddr::new(path).map_err(|e| ConnectError::Other(e.into()))?;
+    use std::os::fd::AsRawFd;
+    match connect(fd.as_raw_fd(), &addr) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EAGAIN) => return Err(ConnectError::Busy),
+        Err(nix::errno::Errno::ENOENT | nix::errno::Errno::ECONNREFUSED) => {
+            return Err(ConnectError::NotListening);
+        }
+        Err(e) => return Err(ConnectError::Other(e.into())),
+    }
+    let stream = UnixStream::from(fd);
+    stream.set_nonblocking(false).map_err(ConnectError::Other)?;
+    Ok(stream)
+}
+
+/// What became of a request on a connected stream.
+pub(crate) enum Exchange {
+    /// The primary replied.
+    Replied(Reply),
+    /// The request was not sent in full: nothing can have reached the application.
+    NotSent(io::Error),
+    /// The request was sent in full and no reply came before the deadline, or the connection
+    /// broke first.
+    NoReply(io::Error),
+}
+
+fn remaining(deadline: Instant) -> Option<Duration> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    // A zero timeout means "none" to the socket options: keep at least a millisecond.
+    Some(left.max(Duration::from_millis(1)))
+}
+
+/// Sends `frame` and waits for the reply until `deadline`.
+pub(crate) fn exchange(stream: &UnixStream, frame: &[u8], deadline: Instant) -> Exchange {
+    if let Err(e) = stream.set_write_timeout(remaining(deadline)) {
+        return Exchange::NotSent(e);
+    }
+    if let Err(e) = crate::os::send_all(stream.as_fd(), frame) {
+        // A primary that refused early (a frame over its limit) replied and closed before
+        // reading the rest: its refusal is already in our receive queue.
+        if stream
+            .set_read_timeout(Some(Duration::from_millis(1)))
+            .is_ok()
+        {
+            if let Ok(r @ Reply::Refusal { .. }) = wire::read_reply(&mut &*stream, wire::MAX_BODY) {
+                return Exchange::Replied(r);
+            }
+        }
+        return Exchange::NotSent(e);
+    }
+    loop {
+        if let Err(e) = stream.set_read_timeout(remaining(deadline)) {
+            return Exchange::NoReply(e);
+        }
+        match wire::read_reply(&mut &*stream, wire::MAX_BODY) {
+            Ok(r) => return Exchange::Replied(r),
+            Err(WireError::Io(e))
+                if e.kind() == io::ErrorKind::Interrupted && Instant::now() < deadline => {}
+            Err(e) => return Exchange::NoReply(e.into_io()),
+        }
+    }
+}
+
+/// Encodes `request` for the wire.
+pub(crate) fn encode(request: &Request, limit: usize) -> Result<Vec<u8>, String> {
+    wire::encode_request(request, limit)
+}
