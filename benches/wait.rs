@@ -6,27 +6,45 @@
 //! the gap is measured on `CLOCK_MONOTONIC` from just before the release (or the `kill`) to just
 //! after the waiter's acquire returned.
 
+#[cfg(unix)]
 use std::io::{BufRead, BufReader, Write};
+#[cfg(unix)]
 use std::process::{Child, Command, Stdio};
+#[cfg(unix)]
 use std::time::Duration;
 
+#[cfg(unix)]
 use nix::sys::signal::{Signal, kill};
+#[cfg(unix)]
 use nix::time::{ClockId, clock_gettime};
+#[cfg(unix)]
 use nix::unistd::Pid;
+#[cfg(unix)]
 use onlyone::{Acquire, BackendKind, Builder, Lock};
 
+#[cfg(unix)]
 const ROLE: &str = "ONLYONE_WAIT_BENCH_ROLE";
 
 /// `CLOCK_PROCESS_CPUTIME_ID`, by its libc number: nix names it on some systems only (not illumos).
+#[cfg(unix)]
 fn process_cpu_clock() -> ClockId {
     ClockId::from_raw(nix::libc::CLOCK_PROCESS_CPUTIME_ID)
 }
 
+#[cfg(unix)]
 fn now_ns(clock: ClockId) -> u128 {
     let t = clock_gettime(clock).expect("clock_gettime");
     t.tv_sec() as u128 * 1_000_000_000 + t.tv_nsec() as u128
 }
 
+/// The body measures Unix waits (signals, `CLOCK_MONOTONIC` across processes, `/proc`); on
+/// Windows the bench builds and says so (figures from Wine would not be Windows figures).
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("the wait benchmark measures Unix waits; nothing to measure here");
+}
+
+#[cfg(unix)]
 fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         child(&role);
@@ -62,15 +80,18 @@ fn main() {
     }
 }
 
+#[cfg(unix)]
 fn pct(sorted_us: &[f64], p: usize) -> f64 {
     sorted_us[(sorted_us.len() * p / 100).min(sorted_us.len() - 1)]
 }
 
+#[cfg(unix)]
 struct Proc {
     child: Child,
     out: BufReader<std::process::ChildStdout>,
 }
 
+#[cfg(unix)]
 impl Proc {
     fn spawn(role: &str) -> Proc {
         let mut child = Command::new(std::env::current_exe().expect("current_exe"))
@@ -94,6 +115,7 @@ impl Proc {
     }
 }
 
+#[cfg(unix)]
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -101,6 +123,7 @@ impl Drop for Proc {
     }
 }
 
+#[cfg(unix)]
 fn field(line: &str, prefix: &str) -> u128 {
     line.strip_prefix(prefix)
         .and_then(|v| v.parse().ok())
@@ -108,6 +131,7 @@ fn field(line: &str, prefix: &str) -> u128 {
 }
 
 /// Sorted gaps in µs.
+#[cfg(unix)]
 fn measure(backend: BackendKind, dir: &std::path::Path, trials: usize, sigkill: bool) -> Vec<f64> {
     let mut gaps = Vec::with_capacity(trials);
     for i in 0..trials {
@@ -133,6 +157,7 @@ fn measure(backend: BackendKind, dir: &std::path::Path, trials: usize, sigkill: 
 }
 
 /// CPU time a waiter spends over a 2 s wait on a lock that stays held.
+#[cfg(unix)]
 fn waiter_cpu(backend: BackendKind, dir: &std::path::Path) -> Duration {
     let name = format!("wait-cpu-{}", std::process::id());
     let role = |r: &str| format!("{r} {backend} {name} {}", dir.display());
@@ -142,6 +167,7 @@ fn waiter_cpu(backend: BackendKind, dir: &std::path::Path) -> Duration {
     Duration::from_nanos(field(&waiter.line(), "cpu ") as u64)
 }
 
+#[cfg(unix)]
 fn wait_until_sleeping_in_poll(pid: u32) {
     let path = format!("/proc/{pid}/syscall");
     loop {
@@ -155,6 +181,7 @@ fn wait_until_sleeping_in_poll(pid: u32) {
 }
 
 /// The child roles: `hold B NAME DIR`, `wait B NAME DIR`, `wait2s B NAME DIR`.
+#[cfg(unix)]
 fn child(role: &str) {
     let words: Vec<&str> = role.splitn(4, ' ').collect();
     let backend: BackendKind = words[1].parse().expect("backend");

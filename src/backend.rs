@@ -21,13 +21,20 @@
 //! `abstract-socket` feature is on, else `flock`, else the PID file.
 
 use std::fmt;
+#[cfg(unix)]
 use std::fs;
+#[cfg(unix)]
 use std::os::fd::{AsFd, BorrowedFd};
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{Error, ErrorKind};
@@ -47,13 +54,16 @@ use crate::name::{LockDir, LockName, Scope};
     )))
 )]
 pub mod abstract_socket;
-#[cfg(feature = "flock")]
+#[cfg(all(feature = "flock", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "flock")))]
 pub mod flock;
-#[cfg(feature = "pidfile")]
+#[cfg(all(feature = "named-mutex", windows))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "named-mutex", windows))))]
+pub mod named_mutex;
+#[cfg(all(feature = "pidfile", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "pidfile")))]
 pub mod pidfile;
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
@@ -61,6 +71,14 @@ cfg_if::cfg_if! {
     if #[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))] {
         /// The backend this build uses unless told otherwise.
         pub const DEFAULT_BACKEND: BackendKind = BackendKind::AbstractSocket;
+    } else if #[cfg(all(feature = "named-mutex", windows))] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::NamedMutex;
+    } else if #[cfg(windows)] {
+        compile_error!(
+            "onlyone: on Windows the backend is the named mutex: enable the `named-mutex` \
+             feature (the file backends `flock` and `pidfile` are not ported to Windows yet)"
+        );
     } else if #[cfg(feature = "flock")] {
         /// The backend this build uses unless told otherwise.
         pub const DEFAULT_BACKEND: BackendKind = BackendKind::Flock;
@@ -171,13 +189,17 @@ impl Builder {
             BackendKind::AbstractSocket => Ok(Box::new(abstract_socket::AbstractSocketLock::new(
                 name, self.scope,
             ))),
-            #[cfg(feature = "flock")]
+            #[cfg(all(feature = "named-mutex", windows))]
+            BackendKind::NamedMutex => Ok(Box::new(named_mutex::NamedMutexLock::with_dir(
+                name, self.scope, dir,
+            ))),
+            #[cfg(all(feature = "flock", unix))]
             BackendKind::Flock => Ok(Box::new(flock::FlockLock::with_dir(name, self.scope, dir))),
-            #[cfg(feature = "pidfile")]
+            #[cfg(all(feature = "pidfile", unix))]
             BackendKind::PidFile => Ok(Box::new(pidfile::PidFileLock::with_dir(
                 name, self.scope, dir,
             ))),
-            #[cfg(feature = "postgres")]
+            #[cfg(all(feature = "postgres", unix))]
             BackendKind::Postgres => Ok(Box::new(match self.database_url {
                 Some(url) => postgres::PostgresLock::new(name, &url.0)?,
                 None => postgres::PostgresLock::from_env(name)?,
@@ -198,11 +220,19 @@ impl Builder {
 pub(crate) struct Deadline(Option<Instant>);
 
 impl Deadline {
+    #[cfg(unix)]
     pub(crate) fn expired(&self) -> bool {
         self.0.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// Time left, `None` for no limit.
+    #[cfg(windows)]
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
     /// Time left as a poll(2) timeout, rounded up to whole milliseconds.
+    #[cfg(unix)]
     fn poll_timeout(&self) -> PollTimeout {
         match self.0 {
             None => PollTimeout::NONE,
@@ -217,6 +247,7 @@ impl Deadline {
 
 /// Sleeps in poll(2) until one of `fds` reports an event or the deadline passes. Returns whether
 /// an event came. Retries on `EINTR`.
+#[cfg(unix)]
 pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Result<bool, Errno> {
     loop {
         if deadline.expired() {
@@ -233,6 +264,15 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sleeps in `WaitForMultipleObjects` until one of `handles` is signalled or the deadline passes.
+#[cfg(windows)]
+pub(crate) fn wait_for_event(
+    handles: &[std::os::windows::io::BorrowedHandle<'_>],
+    deadline: Deadline,
+) -> std::io::Result<bool> {
+    crate::os::wait_for_handles(handles, deadline.remaining())
 }
 
 /// Makes sure a file backend's directory exists and is safe to use.
@@ -252,6 +292,7 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
 ///   or swap the lock files (two holders). Users other than root get an error that says how to
 ///   create it when it is missing.
 // Only the file backends (flock, pidfile) call it.
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
     if dir.create && scope == Scope::System {
@@ -295,7 +336,7 @@ pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
 ///
 /// Stale recovery in the sticky directory: a user cannot remove another user's stale PID file
 /// (`EPERM`, reported with the path); root or the file's owner can.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn untrusted_file(
     dir: &LockDir,
     scope: Scope,
@@ -318,6 +359,7 @@ pub(crate) fn untrusted_file(
 }
 
 /// The system scope's default directory: see [`prepare_dir`].
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn prepare_system_dir(path: &Path) -> Result<(), Error> {
     use nix::fcntl::{OFlag, open};
@@ -401,6 +443,7 @@ fn prepare_system_dir(path: &Path) -> Result<(), Error> {
 }
 
 // Only the file backends (flock, pidfile) call it.
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Error> {
     let describe = format!("lock directory {}", path.display());
@@ -445,7 +488,7 @@ fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Erro
 /// `/proc/PID/stat` a second time (liveness has just compared its start time with the record's).
 /// That second read was a quarter of a contended try's cost. Records without a start time go
 /// through `from_pid`, which reads it from `/proc`.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Holder {
     let Some(start_ticks) = id.start_ticks else {
         return crate::Holder::from_pid(id.pid, Some(id.uid), None);
@@ -471,7 +514,7 @@ pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Hold
 /// cannot judge it: in another PID namespace (its pid means nothing here, so none is given), or
 /// a process that exists but cannot be seen (`hidepid=2`, `ProtectProc=invisible`). Held either
 /// way: unknown is never dead.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn unknown_record_holder(id: &crate::os::ProcessIdentity) -> crate::Holder {
     let here = crate::os::ProcessIdentity::current();
     let other_ns = matches!((id.pid_ns, here.pid_ns), (Some(a), Some(b)) if a != b);
@@ -493,7 +536,7 @@ pub(crate) fn unknown_record_holder(id: &crate::os::ProcessIdentity) -> crate::H
 /// there means held: the lock itself is let go again. A directory that cannot be used there (an
 /// `XDG_RUNTIME_DIR` that cannot be written, say) is skipped: no old onlyone could lock in it
 /// either.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn paired_try(primary: Acquire, legacy: Option<&dyn Lock>) -> Result<Acquire, Error> {
     let guard = match (primary, legacy) {
         (Acquire::Acquired(guard), Some(_)) => guard,
@@ -509,7 +552,7 @@ pub(crate) fn paired_try(primary: Acquire, legacy: Option<&dyn Lock>) -> Result<
 
 /// [`paired_try`] for one try of a wait: the wake-up of a held compatibility lock is the one to
 /// sleep on.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn paired_attempt(
     primary: Attempt,
     legacy: Option<&dyn Lock>,
@@ -527,7 +570,7 @@ pub(crate) fn paired_attempt(
 }
 
 /// Who holds a lock with a compatibility lock: its own holder, else the old directory's.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn paired_holder(
     primary: Option<crate::Holder>,
     legacy: Option<&dyn Lock>,
@@ -540,7 +583,7 @@ pub(crate) fn paired_holder(
 }
 
 /// A compatibility lock whose directory cannot be used counts as absent.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 fn legacy_result<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -551,6 +594,7 @@ fn legacy_result<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
 
 /// Turns an `open(2)` failure on a lock file into an error that names the cause.
 // Only the file backends (flock, pidfile) call it.
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     let (kind, context) = match errno {
@@ -575,6 +619,8 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
 
 /// The wait loop behind every backend's [`Lock::acquire_timeout`]: try, sleep on the
 /// [`WakeUp`](crate::WakeUp) the try returned, try again — other waiters race for the lock too.
+// The wait's error is an errno on Unix, an `io::Error` already on Windows.
+#[cfg_attr(windows, allow(clippy::useless_conversion))]
 pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut pacing = Pacing::default();
@@ -589,12 +635,18 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
         let Sleep::Until(until) = sleep else {
             continue;
         };
+        #[cfg(unix)]
         let fds: Vec<BorrowedFd<'_>> = wake.sources().iter().map(|f| f.as_fd()).collect();
+        #[cfg(windows)]
+        let fds: Vec<std::os::windows::io::BorrowedHandle<'_>> = {
+            use std::os::windows::io::AsHandle;
+            wake.sources().iter().map(|f| f.as_handle()).collect()
+        };
         wait_for_event(&fds, Deadline(until)).map_err(|e| {
-            crate::error::sys(
+            Error::new(
                 ErrorKind::Io,
                 format!("cannot wait for {}", lock.resource()),
-                e,
+                e.into(),
             )
         })?;
     }
@@ -656,14 +708,14 @@ impl Pacing {
 
 /// Watches a lock file for its release (see the OS layer's `watch_file`): set up *before* a try,
 /// so that a release between the try and the wait is not missed.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn watch_file(path: &Path) -> Option<crate::WakeSource> {
     crate::os::watch_file(path).map(crate::WakeSource::new)
 }
 
 /// The wake-up for a file backend whose lock is held by `holder`: the file watch set up before
 /// the try, plus a wait for the holder's exit (pidfd, kqueue) when it can be named.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn file_wake_up(
     watch: Option<crate::WakeSource>,
     holder: &crate::Holder,

@@ -374,11 +374,14 @@ mod tests {
     #[test]
     fn held_while_the_holder_or_the_job_lives() {
         let me = ProcessIdentity::current();
-        let mut child = std::process::Command::new("true")
+        // A process that exits at once, on every OS: this test binary listing its tests.
+        let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .arg("--list")
+            .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("spawn true");
+            .expect("spawn a short-lived child");
         let gone_pid = child.id();
-        child.wait().expect("reap true");
+        child.wait().expect("reap the child");
         let gone = ProcessIdentity {
             pid: gone_pid,
             ..me.clone()

@@ -262,6 +262,9 @@ fn why_absent(backend: BackendKind) -> String {
         BackendKind::AbstractSocket if !linux => {
             "abstract Unix sockets exist only on Linux".to_owned()
         }
+        BackendKind::NamedMutex if !cfg!(windows) => {
+            "Windows named mutexes exist only on Windows".to_owned()
+        }
         BackendKind::Postgres if backend.is_available() => {
             "needs a PostgreSQL server; compare measures the local backends only".to_owned()
         }
