@@ -69,7 +69,7 @@ cfg_if::cfg_if! {
         };
         #[cfg(feature = "named-mutex")]
         pub(crate) use windows::{
-            Mutex, MutexWait, Namespace, current_user, private_namespaces, sid_text,
+            Mutex, MutexWait, Namespace, current_user, private_namespaces, sid_text, wait_for_exit,
         };
     } else {
         compile_error!(

@@ -59,6 +59,10 @@ mod suite {
             waiter_acquires_when_the_holder_is_killed,
         ),
         (
+            "lock_lives_as_long_as_the_recorded_job",
+            lock_lives_as_long_as_the_recorded_job,
+        ),
+        (
             "acquire_on_one_thread_release_on_another",
             acquire_on_one_thread_release_on_another,
         ),
@@ -219,6 +223,22 @@ mod suite {
                 }
                 ExitCode::SUCCESS
             }
+            ["holdjob", name, dir, job] => {
+                let lock = lock(name, Path::new(dir));
+                let mut guard = lock.try_acquire().expect("try").guard().expect("free");
+                let job: u32 = job.parse().expect("job pid");
+                assert!(guard.record_job(job).expect("record the job"));
+                let _ = writeln!(out, "acquired {}", std::process::id());
+                let _ = out.flush();
+                let _ = std::io::stdin().read_to_end(&mut Vec::new());
+                ExitCode::SUCCESS
+            }
+            ["sleep"] => {
+                let _ = writeln!(out, "acquired {}", std::process::id());
+                let _ = out.flush();
+                let _ = std::io::stdin().read_to_end(&mut Vec::new());
+                ExitCode::SUCCESS
+            }
             ["rounds", name, dir, n, marker] => {
                 let lock = lock(name, Path::new(dir));
                 let n: u32 = n.parse().expect("rounds");
@@ -373,6 +393,41 @@ mod suite {
         let holder = here.try_acquire().unwrap().holder().cloned().expect("held");
         assert_eq!(holder.pid, Some(pid), "the stale record is not believed");
         next.finish();
+        Ok(())
+    }
+
+    /// A holder that named a job in its record and died: the lock stays held by the job until
+    /// the job exits (what keeps `onlyone run`'s lock alive while its job object kills the job).
+    fn lock_lives_as_long_as_the_recorded_job(dir: &Path) -> Outcome {
+        let name = unique("job");
+        let mut job = Contender::start("sleep");
+        let job_pid: u32 = job
+            .line()
+            .strip_prefix("acquired ")
+            .and_then(|p| p.parse().ok())
+            .expect("the job's pid");
+        let mut holder = Contender::start(&format!("holdjob {name} {} {job_pid}", dir.display()));
+        assert!(holder.line().starts_with("acquired "));
+        holder.kill();
+        let here = lock(&name, dir);
+        let held = here.try_acquire().unwrap();
+        assert_eq!(
+            held.holder().and_then(|h| h.pid),
+            Some(job_pid),
+            "held by the job while it runs"
+        );
+        let waited = here
+            .acquire_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(!waited.is_acquired(), "a wait ends held while the job runs");
+        let waiter = std::thread::spawn({
+            let name = name.clone();
+            let dir = dir.to_owned();
+            move || lock(&name, &dir).acquire_timeout(None)
+        });
+        job.kill();
+        let got = waiter.join().expect("waiter").expect("wait");
+        assert!(got.is_acquired(), "free once the job exited");
         Ok(())
     }
 

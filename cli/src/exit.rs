@@ -181,6 +181,7 @@ pub fn for_spawn_error(e: &io::Error) -> u8 {
 }
 
 /// execve(2) errors every Unix has (POSIX).
+#[cfg(unix)]
 const EXEC_ERRORS: [i32; 8] = [
     nix::libc::EACCES,
     nix::libc::EPERM,
@@ -191,6 +192,11 @@ const EXEC_ERRORS: [i32; 8] = [
     nix::libc::ETXTBSY,
     nix::libc::E2BIG,
 ];
+
+/// CreateProcessW errors for a file that is there but cannot be run: access denied, not a
+/// valid Win32 application.
+#[cfg(windows)]
+const EXEC_ERRORS: [i32; 2] = [5, 193];
 
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {

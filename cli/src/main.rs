@@ -21,6 +21,11 @@ mod cli;
 mod compare;
 mod exit;
 mod generate;
+#[cfg(unix)]
+mod job;
+// Windows: a job object instead of process groups and signals (the job/ files are Unix's).
+#[cfg(windows)]
+#[path = "job/windows.rs"]
 mod job;
 mod json;
 mod locks;

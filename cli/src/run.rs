@@ -2,24 +2,34 @@
 
 use std::ffi::OsString;
 use std::io;
+#[cfg(unix)]
 use std::os::unix::process::CommandExt;
+#[cfg(unix)]
 use std::process::Command;
 use std::time::Duration;
 
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+#[cfg(unix)]
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+#[cfg(unix)]
 use nix::unistd::Pid;
-use onlyone::{Acquire, Guard, Holder, HolderKind, Lock};
+#[cfg(unix)]
+use onlyone::Guard;
+use onlyone::{Acquire, Holder, HolderKind, Lock};
 
 use crate::cli::{RunArgs, Wait};
 use crate::exit::{self, Failure};
+#[cfg(unix)]
 use crate::job::{Job, Origin, Received, Signals};
 
 /// What `--kill-after` is when not given.
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
 
 /// The signals onlyone forwards to the job.
+#[cfg(unix)]
 const FORWARDED: [Signal; 6] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -92,23 +102,38 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
             show_argv(&argv)
         );
     }
+    #[cfg(unix)]
     if args.no_fork {
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).envs(vars);
         return Err(exec_in_place(cmd, guard, &argv[0]));
     }
+    #[cfg(windows)]
+    if args.no_fork {
+        return Err(Failure::new(
+            exit::UNAVAILABLE,
+            "--no-fork is not available on Windows, which cannot replace a process by another \
+             (no execve): onlyone runs the job as a child in a job object",
+        ));
+    }
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !vars.iter().any(|(name, _)| k == name))
         .collect();
     env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+    #[cfg(unix)]
     let job = Job::new(&argv, env)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot run {:?}: {e}", argv[0])))?;
+    #[cfg(windows)]
+    let job = crate::job::Job::new(&argv, env);
     let kill_after = args.kill_after.unwrap_or(DEFAULT_KILL_AFTER);
     let window = match crate::once::claim(&args, lock.name().as_str())? {
         Ok(window) => window,
         Err(skipped) => return Ok(skipped),
     };
+    #[cfg(unix)]
     let result = supervise(&job, guard, &argv[0], kill_after, args.verbose);
+    #[cfg(windows)]
+    let result = crate::job::supervise(&job, guard, &argv[0], kill_after, args.verbose);
     crate::once::finish(window, &result);
     result
 }
@@ -162,7 +187,7 @@ fn show_argv(argv: &[OsString]) -> String {
 }
 
 /// Why COMMAND could not be started, with the status sh(1) would give.
-fn spawn_failure(program: &OsString, e: io::Error) -> Failure {
+pub(crate) fn spawn_failure(program: &OsString, e: io::Error) -> Failure {
     Failure::new(
         exit::for_spawn_error(&e),
         format!("cannot run {:?}: {e}", program.to_string_lossy()),
@@ -170,6 +195,7 @@ fn spawn_failure(program: &OsString, e: io::Error) -> Failure {
 }
 
 /// `-F`: exec COMMAND in place, the lock's descriptor handed over. Returns only on failure.
+#[cfg(unix)]
 fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     if let Some(fd) = guard.as_fd() {
@@ -187,6 +213,7 @@ fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure 
 }
 
 /// Runs the job as a child, forwards signals to it, waits for it, releases the lock.
+#[cfg(unix)]
 fn supervise(
     job: &Job,
     mut guard: Guard,
@@ -254,6 +281,7 @@ fn supervise(
 }
 
 /// How the job ended, in words: `exited with status 3`, `was killed by SIGTERM (core dumped)`.
+#[cfg(unix)]
 fn describe_end(status: WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, c) => format!("exited with status {c}"),
@@ -267,6 +295,7 @@ fn describe_end(status: WaitStatus) -> String {
 }
 
 /// The job's exit status as onlyone's: its code, or 128+N when killed by signal N.
+#[cfg(unix)]
 fn exit_code(status: WaitStatus) -> u8 {
     match status {
         WaitStatus::Exited(_, c) => c as u8,
@@ -276,6 +305,7 @@ fn exit_code(status: WaitStatus) -> u8 {
 }
 
 /// Reaps the job if it has exited (`waitpid(WNOHANG)`); stops and continues are not exits.
+#[cfg(unix)]
 fn try_wait(pid: Pid) -> Result<Option<WaitStatus>, Errno> {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
@@ -288,6 +318,7 @@ fn try_wait(pid: Pid) -> Result<Option<WaitStatus>, Errno> {
 }
 
 /// Blocks until the job exits (when signals cannot be forwarded).
+#[cfg(unix)]
 fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
     loop {
         match waitpid(pid, None) {
@@ -301,6 +332,7 @@ fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
 /// Waits for the job, forwarding the signals `signals` receives (except SIGCHLD) to it. If the
 /// guard says the lock is lost (its loss descriptor becomes readable), stops the job — SIGTERM,
 /// then SIGKILL after `kill_after` — and records why in `lost`.
+#[cfg(unix)]
 fn wait_forwarding(
     pid: Pid,
     mut signals: Signals,
@@ -408,6 +440,7 @@ fn wait_forwarding(
 /// whose foreground process group is onlyone's: a Ctrl-C then reaches the job once, and a
 /// `kill -INT` sent to onlyone alone from elsewhere is not passed on. Every other signal is
 /// forwarded.
+#[cfg(unix)]
 fn from_terminal(received: &Received, job: Pid) -> bool {
     use nix::unistd::{getpgid, getpgrp, tcgetpgrp};
     let terminal_may_have_sent = match received.origin {
@@ -422,6 +455,7 @@ fn from_terminal(received: &Received, job: Pid) -> bool {
 }
 
 /// Whether `fd` (if any) is readable right now.
+#[cfg(unix)]
 fn still_readable(fd: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let Some(fd) = fd else {

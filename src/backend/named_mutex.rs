@@ -26,6 +26,11 @@
 //!   reported as unidentified (it has taken the mutex and not yet written its record, or it
 //!   cannot write in the directory). A file mapping in `Global\` would avoid the file, but
 //!   creating one needs a privilege ordinary users lack.
+//! - **The job outlives its holder by a moment.** `onlyone run` names its job in the record
+//!   ([`Guard::record_job`]) and runs it in a job object that kills it when onlyone dies; the
+//!   mutex is abandoned at once, the job is killed a little later. So a new holder that finds a
+//!   record whose holder is dead and whose job still runs waits (within its timeout) for that job
+//!   to exit before it counts as holding the lock; a try reports the lock held by the job.
 //! - **Waiting** blocks the owner thread in `WaitForSingleObject` with the timeout: no polling.
 //!   [`Lock::holder`] takes the mutex for an instant (a zero-timeout wait) when it is free, so an
 //!   abandoned state it finds is reported to nobody after it.
@@ -33,9 +38,9 @@
 use std::fs;
 use std::io;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex as StdMutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
 use crate::lock::{
@@ -173,6 +178,8 @@ impl NamedMutexLock {
     /// Takes the lock, waiting up to `timeout` in the owner thread.
     fn take(&self, timeout: Option<Duration>) -> Result<Acquire, Error> {
         let (answer_tx, answer_rx) = mpsc::channel::<Result<MutexWait, Error>>();
+        let record = Arc::new(StdMutex::new(String::new()));
+        let thread_record = Arc::clone(&record);
         let (release_tx, release_rx) = mpsc::channel::<()>();
         let record_path = self.record_path();
         let create_dir = self.dir.create.then(|| self.dir.path.clone());
@@ -190,6 +197,7 @@ impl NamedMutexLock {
                     timeout,
                     &record_path,
                     create_dir,
+                    &thread_record,
                     answer_tx,
                     release_rx,
                 )
@@ -209,6 +217,8 @@ impl NamedMutexLock {
             }
             Ok(Ok(wait)) => Ok(Acquire::Acquired(Guard::new(
                 Box::new(HeldMutex {
+                    record,
+                    record_path: self.record_path(),
                     release: Some(release_tx),
                     thread: Some(thread),
                     abandoned: wait == MutexWait::Abandoned,
@@ -265,9 +275,11 @@ fn owner_thread(
     timeout: Option<Duration>,
     record_path: &std::path::Path,
     create_dir: Option<PathBuf>,
+    record: &StdMutex<String>,
     answer: mpsc::Sender<Result<MutexWait, Error>>,
     release: mpsc::Receiver<()>,
 ) -> Result<(), Error> {
+    let start = Instant::now();
     let opened = match lock.open() {
         Ok(o) => o,
         Err(e) => {
@@ -290,17 +302,26 @@ fn owner_thread(
         let _ = answer.send(Ok(wait));
         return Ok(());
     }
+    let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+    if !previous_job_gone(record_path, left) {
+        let _ = opened.mutex.release();
+        let _ = answer.send(Ok(MutexWait::Timeout));
+        return Ok(());
+    }
     // Best effort: a holder that cannot write its record still holds the lock; readers then
     // report it as unidentified.
     if let Some(dir) = create_dir {
         let _ = fs::create_dir_all(dir);
     }
     let mine = crate::record::format(&ProcessIdentity::current());
-    let written = write_record(record_path, &mine).is_ok();
+    if write_record(record_path, &mine).is_ok() {
+        *record.lock().unwrap_or_else(|e| e.into_inner()) = mine;
+    }
     let _ = answer.send(Ok(wait));
     // Released by the guard: a message, or its sender dropped.
     let _ = release.recv();
-    if written && fs::read(record_path).is_ok_and(|b| b == mine.as_bytes()) {
+    let mine = record.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if !mine.is_empty() && fs::read(record_path).is_ok_and(|b| b == mine.as_bytes()) {
         let _ = fs::remove_file(record_path);
     }
     opened.mutex.release().map_err(|e| {
@@ -310,6 +331,25 @@ fn owner_thread(
             e,
         )
     })
+}
+
+/// Whether the job a dead previous holder left running (its record, still in place: a holder
+/// that released removed it) has exited, waiting up to `timeout` for it.
+fn previous_job_gone(record_path: &std::path::Path, timeout: Option<Duration>) -> bool {
+    let Some(record) = fs::read(record_path)
+        .ok()
+        .and_then(|b| crate::record::parse_record(&b).ok())
+    else {
+        return true;
+    };
+    let Some(job) = record.job_identity() else {
+        return true;
+    };
+    if record.holder.liveness() == Liveness::Alive {
+        // A live holder released (its record could not be removed): its job is its business.
+        return true;
+    }
+    crate::os::wait_for_exit(job.pid, job.start_ticks, timeout)
 }
 
 /// Writes `record` to `path` through a new file renamed over it (MoveFileExW with
@@ -325,6 +365,9 @@ fn write_record(path: &std::path::Path, record: &str) -> io::Result<()> {
 /// A held mutex: the channel to its owner thread, and the thread.
 #[derive(Debug)]
 struct HeldMutex {
+    /// The record this holder wrote (empty if it could not), removed at release if unchanged.
+    record: Arc<StdMutex<String>>,
+    record_path: PathBuf,
     release: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<Result<(), Error>>>,
     abandoned: bool,
@@ -367,6 +410,27 @@ impl HeldLock for HeldMutex {
     fn previous_holder_died(&self) -> bool {
         self.abandoned
     }
+
+    /// Rewrites the record with the `job` line, so that the next holder waits for the job if
+    /// this process dies first.
+    fn record_job(&mut self, pid: u32, start_ticks: Option<u64>) -> Result<bool, Error> {
+        let text = crate::record::format_record(
+            &crate::record::Record::new(ProcessIdentity::current())
+                .with_job(crate::record::Job { pid, start_ticks }),
+        );
+        write_record(&self.record_path, &text).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "cannot write the holder record {}",
+                    self.record_path.display()
+                ),
+                e,
+            )
+        })?;
+        *self.record.lock().unwrap_or_else(|e| e.into_inner()) = text;
+        Ok(true)
+    }
 }
 
 impl Drop for HeldMutex {
@@ -394,7 +458,14 @@ impl Lock for NamedMutexLock {
             )
         })?;
         if wait == MutexWait::Timeout {
-            return Ok(Some(self.read_holder()));
+            let mut holder = self.read_holder();
+            // Pinned by a process handle, opened before its creation time is compared with the
+            // record's: the handle then names the recorded process or nothing (`--replace`).
+            if let (Some(pid), Some(start)) = (holder.pid, holder.start_ticks) {
+                holder.process = crate::lock::HolderProcess::pin(pid)
+                    .filter(|_| crate::os::stat(pid).is_some_and(|s| s.start_ticks == start));
+            }
+            return Ok(Some(holder));
         }
         opened.mutex.release().map_err(|e| {
             Error::new(

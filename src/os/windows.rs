@@ -220,6 +220,21 @@ pub(crate) fn pin_process(pid: u32) -> Option<OwnedHandle> {
     .ok()
 }
 
+/// Waits up to `timeout` (`None`: no limit) for process `pid`, started at `start_ticks`, to
+/// exit. `true` when it has exited or is not that process (any more); `false` on timeout.
+#[cfg(feature = "named-mutex")]
+pub(crate) fn wait_for_exit(pid: u32, start_ticks: Option<u64>, timeout: Option<Duration>) -> bool {
+    let Ok(process) = open_process(pid, PROCESS_QUERY_LIMITED_INFORMATION | PROCESS_SYNCHRONIZE)
+    else {
+        return true;
+    };
+    if start_ticks.is_some() && creation_time(process.as_handle_ref()) != start_ticks {
+        return true;
+    }
+    // SAFETY: `process` is open with SYNCHRONIZE access.
+    unsafe { WaitForSingleObject(process.as_raw_handle(), millis(timeout)) != WAIT_TIMEOUT }
+}
+
 /// Terminates the pinned process (TerminateProcess, exit code 1). `NotFound` when it has exited.
 pub(crate) fn terminate_pinned(process: BorrowedHandle<'_>) -> io::Result<()> {
     if has_exited(process) {
