@@ -15,10 +15,12 @@
 //! | [`AbstractSocket`](BackendKind::AbstractSocket) | `bind("\0onlyone/...")`, `listen` | at once, by the kernel | pid, uid (`SO_PEERCRED`), command | network namespace |
 //! | [`Flock`](BackendKind::Flock) | `flock(2)` on `NAME.lock` | at once, by the kernel | record in the file, `/proc/locks` | the file's inode (local filesystems) |
 //! | [`PidFile`](BackendKind::PidFile) | `NAME.pid` linked into place | on the next acquire (stale detection) | record in the file | PID namespace, the directory |
+//! | [`NamedMutex`](BackendKind::NamedMutex) | `CreateMutexW` + `WaitForSingleObject` on a backend thread (Windows) | at once, by the kernel (abandoned) | record `NAME.holder` in the lock directory | the session (user scope), the machine (system scope) |
 //! | [`Postgres`](BackendKind::Postgres) | `pg_advisory_lock(key)` on a session of its own | when the server sees the session end (at once; ~10 s for a vanished host) | `application_name`: pid, host, job | the database |
 //!
 //! The default is chosen at compile time: the abstract socket on Linux and Android when the
-//! `abstract-socket` feature is on, else `flock`, else the PID file.
+//! `abstract-socket` feature is on, the named mutex on Windows (feature `named-mutex`), else
+//! `flock`, else the PID file.
 
 use std::fmt;
 #[cfg(unix)]

@@ -5,8 +5,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The exceptions: registering an owned descriptor with tokio (src/asynchronous.rs), and the OS
 // files that call FFI where no safe wrapper exists (src/os/{macos,freebsd,netbsd,illumos}.rs), and
-// on Windows the OS file and the named-mutex backend, which call the Win32 API through
-// `windows-sys` (src/os/windows.rs, src/backend/named_mutex.rs).
+// on Windows the OS file and its mutex part, which call the Win32 API through `windows-sys`
+// (src/os/windows.rs, src/os/windows/mutex.rs; the named-mutex backend itself has no `unsafe`).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::all)]
