@@ -802,7 +802,7 @@ impl Guard {
     /// descriptor a child could inherit. The flock backend writes the line into its record so
     /// that holder lookups name the child once this process is gone; its lock itself lives as
     /// long as some process keeps the locked descriptor open, so hand the child that descriptor
-    /// ([`Guard::as_fd`]) as well. Other backends record nothing (`Ok(false)`). Call it before
+    /// (`Guard::as_fd`, Unix) as well. Other backends record nothing (`Ok(false)`). Call it before
     /// the child runs anything that needs the lock.
     pub fn record_job(&mut self, pid: u32) -> Result<bool, Error> {
         let start_ticks = process::stat(pid).map(|s| s.start_ticks);
