@@ -59,6 +59,10 @@ pub mod abstract_socket;
 #[cfg(all(feature = "flock", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "flock")))]
 pub mod flock;
+// Windows: the same backend with `LockFileEx` (src/backend/flock/windows.rs).
+#[cfg(all(feature = "flock", windows))]
+#[path = "backend/flock/windows.rs"]
+pub mod flock;
 #[cfg(all(feature = "named-mutex", windows))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "named-mutex", windows))))]
 pub mod named_mutex;
@@ -76,10 +80,13 @@ cfg_if::cfg_if! {
     } else if #[cfg(all(feature = "named-mutex", windows))] {
         /// The backend this build uses unless told otherwise.
         pub const DEFAULT_BACKEND: BackendKind = BackendKind::NamedMutex;
+    } else if #[cfg(all(feature = "flock", windows))] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::Flock;
     } else if #[cfg(windows)] {
         compile_error!(
-            "onlyone: on Windows the backend is the named mutex: enable the `named-mutex` \
-             feature (the file backends `flock` and `pidfile` are not ported to Windows yet)"
+            "onlyone: on Windows enable the `named-mutex` or `flock` feature (the PID file \
+             backend is not ported to Windows yet)"
         );
     } else if #[cfg(feature = "flock")] {
         /// The backend this build uses unless told otherwise.
@@ -195,7 +202,7 @@ impl Builder {
             BackendKind::NamedMutex => Ok(Box::new(named_mutex::NamedMutexLock::with_dir(
                 name, self.scope, dir,
             ))),
-            #[cfg(all(feature = "flock", unix))]
+            #[cfg(feature = "flock")]
             BackendKind::Flock => Ok(Box::new(flock::FlockLock::with_dir(name, self.scope, dir))),
             #[cfg(all(feature = "pidfile", unix))]
             BackendKind::PidFile => Ok(Box::new(pidfile::PidFileLock::with_dir(

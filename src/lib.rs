@@ -52,7 +52,7 @@ pub use name::{LockName, Scope};
     )))
 )]
 pub use backend::abstract_socket::AbstractSocketLock;
-#[cfg(all(feature = "flock", unix))]
+#[cfg(feature = "flock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "flock")))]
 pub use backend::flock::FlockLock;
 #[cfg(all(feature = "named-mutex", windows))]

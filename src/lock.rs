@@ -300,7 +300,7 @@ impl BackendKind {
                 any(target_os = "linux", target_os = "android")
             )),
             BackendKind::NamedMutex => cfg!(all(feature = "named-mutex", windows)),
-            BackendKind::Flock => cfg!(all(feature = "flock", unix)),
+            BackendKind::Flock => cfg!(feature = "flock"),
             BackendKind::PidFile => cfg!(all(feature = "pidfile", unix)),
             BackendKind::Postgres => cfg!(all(feature = "postgres", unix)),
         }

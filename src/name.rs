@@ -96,7 +96,7 @@ impl LockName {
     /// The name inside a Windows kernel object name (a mutex's): as is when it fits in `room`
     /// and has no `\` (which separates namespaces there), else the hashed form. Object names are
     /// case-sensitive, so `Job` and `job` stay two locks.
-    #[cfg(windows)]
+    #[cfg(all(windows, feature = "named-mutex"))]
     pub(crate) fn object_name(&self, room: usize) -> String {
         if self.0.contains('\\') {
             hashed_name(&self.0, room)

@@ -63,6 +63,22 @@ mod suite {
             lock_lives_as_long_as_the_recorded_job,
         ),
         (
+            "flock_two_contenders_and_a_killed_holder",
+            flock_two_contenders_and_a_killed_holder,
+        ),
+        (
+            "flock_lock_range_is_beyond_the_record",
+            flock_lock_range_is_beyond_the_record,
+        ),
+        (
+            "flock_refuses_a_symbolic_link",
+            flock_refuses_a_symbolic_link,
+        ),
+        (
+            "flock_eight_processes_never_two_holders",
+            flock_eight_processes_never_two_holders,
+        ),
+        (
             "acquire_on_one_thread_release_on_another",
             acquire_on_one_thread_release_on_another,
         ),
@@ -137,6 +153,24 @@ mod suite {
         format!("win-{label}-{}-{nanos}", std::process::id())
     }
 
+    /// The flock backend's lock (LockFileEx) for `name` in `dir`.
+    fn flock(name: &str, dir: &Path) -> Box<dyn Lock> {
+        Builder::new(name)
+            .backend(BackendKind::Flock)
+            .lock_dir(dir)
+            .build()
+            .expect("build the flock lock")
+    }
+
+    /// The lock of a role: `f...` roles use the flock backend, the others the named mutex.
+    fn role_lock(role: &str, name: &str, dir: &Path) -> Box<dyn Lock> {
+        if role.starts_with('f') {
+            flock(name, dir)
+        } else {
+            lock(name, dir)
+        }
+    }
+
     fn lock(name: &str, dir: &Path) -> Box<dyn Lock> {
         Builder::new(name)
             .backend(BackendKind::NamedMutex)
@@ -207,8 +241,8 @@ mod suite {
         let words: Vec<&str> = role.split(' ').collect();
         let out = &mut std::io::stdout();
         match words.as_slice() {
-            ["hold", name, dir] => {
-                let lock = lock(name, Path::new(dir));
+            [kind @ ("hold" | "fhold"), name, dir] => {
+                let lock = role_lock(kind, name, Path::new(dir));
                 match lock.try_acquire().expect("try") {
                     Acquire::Acquired(guard) => {
                         let _ = writeln!(out, "acquired {}", std::process::id());
@@ -239,8 +273,8 @@ mod suite {
                 let _ = std::io::stdin().read_to_end(&mut Vec::new());
                 ExitCode::SUCCESS
             }
-            ["rounds", name, dir, n, marker] => {
-                let lock = lock(name, Path::new(dir));
+            [kind @ ("rounds" | "frounds"), name, dir, n, marker] => {
+                let lock = role_lock(kind, name, Path::new(dir));
                 let n: u32 = n.parse().expect("rounds");
                 let marker = PathBuf::from(marker);
                 let mut overlaps = 0;
@@ -428,6 +462,128 @@ mod suite {
         job.kill();
         let got = waiter.join().expect("waiter").expect("wait");
         assert!(got.is_acquired(), "free once the job exited");
+        Ok(())
+    }
+
+    /// flock (LockFileEx): two processes, one holds and is named; killed, the next acquires.
+    fn flock_two_contenders_and_a_killed_holder(dir: &Path) -> Outcome {
+        let name = unique("flock");
+        let mut first = Contender::start(&format!("fhold {name} {}", dir.display()));
+        let line = first.line();
+        let pid: u32 = line
+            .strip_prefix("acquired ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the first should acquire, said {line:?}"));
+        let mut second = Contender::start(&format!("fhold {name} {}", dir.display()));
+        assert_eq!(second.line(), format!("held Some({pid})"));
+        second.finish();
+        let here = flock(&name, dir);
+        assert_eq!(here.holder().unwrap().and_then(|h| h.pid), Some(pid));
+        first.kill();
+        let guard = here
+            .try_acquire()
+            .unwrap()
+            .guard()
+            .expect("released by the death");
+        guard.verify().expect("still the same file");
+        guard.release().expect("release");
+        assert_eq!(here.holder().unwrap(), None);
+        Ok(())
+    }
+
+    /// The lock byte lies at 0x7FFF_FFFF_0000_0000, never over the record: another handle can
+    /// lock the record's bytes and read them while the lock is held, and cannot lock that byte.
+    /// (Windows locks are mandatory, Wine's are not: this pins the range where Wine cannot show
+    /// a lock that would hide the record.)
+    fn flock_lock_range_is_beyond_the_record(dir: &Path) -> Outcome {
+        use std::os::windows::io::AsRawHandle;
+        use windows_sys::Win32::Storage::FileSystem::{
+            LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, UnlockFileEx,
+        };
+        use windows_sys::Win32::System::IO::OVERLAPPED;
+
+        let name = unique("range");
+        let mut holder = Contender::start(&format!("fhold {name} {}", dir.display()));
+        assert!(holder.line().starts_with("acquired "));
+        let path = dir.join(format!("{name}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open the lock file");
+        let lock_at = |offset: u64, len: u32| {
+            let mut o: OVERLAPPED = Default::default();
+            o.Anonymous.Anonymous.Offset = offset as u32;
+            o.Anonymous.Anonymous.OffsetHigh = (offset >> 32) as u32;
+            // SAFETY: an open handle; `o` carries the offset and outlives the synchronous call.
+            let ok = unsafe {
+                LockFileEx(
+                    file.as_raw_handle(),
+                    LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY,
+                    0,
+                    len,
+                    0,
+                    &mut o,
+                )
+            };
+            if ok != 0 {
+                // SAFETY: unlocks the range just locked.
+                unsafe { UnlockFileEx(file.as_raw_handle(), 0, len, 0, &mut o) };
+            }
+            ok != 0
+        };
+        assert!(lock_at(0, 4096), "the record's bytes are not locked");
+        assert!(!lock_at(0x7FFF_FFFF_0000_0000, 1), "the lock byte is held");
+        let record = std::fs::read_to_string(&path).expect("read the record");
+        assert!(
+            record.starts_with(&format!("{}\n", holder.child.id())),
+            "{record:?}"
+        );
+        holder.finish();
+        Ok(())
+    }
+
+    /// A symbolic link where the lock file belongs is refused, its target untouched.
+    fn flock_refuses_a_symbolic_link(dir: &Path) -> Outcome {
+        let name = unique("link");
+        let target = dir.join("target");
+        std::fs::write(&target, "untouched").unwrap();
+        if let Err(e) =
+            std::os::windows::fs::symlink_file(&target, dir.join(format!("{name}.lock")))
+        {
+            return Err(Skip(format!("cannot create a symbolic link here: {e}")));
+        }
+        let link = dir.join(format!("{name}.lock"));
+        if !std::fs::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(Skip(
+                "the link made here is not reported as a reparse point (Wine presents it as the \
+                 file it names); the refusal rests on Microsoft's documentation of \
+                 FILE_FLAG_OPEN_REPARSE_POINT and FILE_ATTRIBUTE_REPARSE_POINT"
+                    .into(),
+            ));
+        }
+        let err = flock(&name, dir).try_acquire().unwrap_err();
+        assert_eq!(err.kind(), onlyone::ErrorKind::Symlink, "{err}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "untouched");
+        Ok(())
+    }
+
+    /// flock: 8 processes x 200 rounds never overlap.
+    fn flock_eight_processes_never_two_holders(dir: &Path) -> Outcome {
+        let name = unique("frace");
+        let marker = dir.join("inside");
+        let contenders: Vec<Contender> = (0..8)
+            .map(|_| {
+                Contender::start(&format!(
+                    "frounds {name} {} 200 {}",
+                    dir.display(),
+                    marker.display()
+                ))
+            })
+            .collect();
+        for c in contenders {
+            assert_eq!(c.finish().trim(), "overlaps 0", "two holders at once");
+        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@
 
 use std::ffi::c_void;
 use std::io;
-use std::os::windows::ffi::{OsStrExt, OsStringExt};
+use std::os::windows::ffi::OsStringExt;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -34,6 +34,10 @@ use windows_sys::Win32::System::Threading::{
 use super::{Liveness, ProcStat, ProcessIdentity};
 use crate::name::Scope;
 
+#[cfg(feature = "flock")]
+mod file;
+#[cfg(feature = "flock")]
+pub(crate) use file::{LOCK_OFFSET, file_id, try_lock_byte, unlock_byte};
 #[cfg(feature = "named-mutex")]
 mod mutex;
 #[cfg(feature = "named-mutex")]
@@ -46,7 +50,9 @@ const FILETIME_UNIX_OFFSET_SECS: u64 = 11_644_473_600;
 const MAX_WAIT_HANDLES: usize = 64;
 
 /// `text` as a NUL-terminated UTF-16 string.
+#[cfg(feature = "named-mutex")]
 pub(crate) fn wide(text: &str) -> Vec<u16> {
+    use std::os::windows::ffi::OsStrExt;
     std::ffi::OsStr::new(text)
         .encode_wide()
         .chain(std::iter::once(0))
@@ -288,6 +294,8 @@ pub(crate) fn millis(timeout: Option<Duration>) -> u32 {
 /// The user this process runs as: its SID, and the default owner of the objects it creates
 /// (the user, or for an elevated administrator the Administrators group).
 #[derive(Debug)]
+// Only the named mutex reads the SIDs; every build reads the relative id.
+#[cfg_attr(not(feature = "named-mutex"), allow(dead_code))]
 pub(crate) struct UserSid {
     /// The user's SID, as bytes.
     pub(crate) sid: Vec<u8>,
