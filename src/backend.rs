@@ -66,6 +66,10 @@ pub mod flock;
 #[cfg(all(feature = "named-mutex", windows))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "named-mutex", windows))))]
 pub mod named_mutex;
+// Windows: the PID file with OpenProcess + GetProcessTimes identities (src/backend/pidfile/windows.rs).
+#[cfg(all(feature = "pidfile", windows))]
+#[path = "backend/pidfile/windows.rs"]
+pub mod pidfile;
 #[cfg(all(feature = "pidfile", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "pidfile")))]
 pub mod pidfile;
@@ -83,10 +87,13 @@ cfg_if::cfg_if! {
     } else if #[cfg(all(feature = "flock", windows))] {
         /// The backend this build uses unless told otherwise.
         pub const DEFAULT_BACKEND: BackendKind = BackendKind::Flock;
+    } else if #[cfg(all(feature = "pidfile", windows))] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::PidFile;
     } else if #[cfg(windows)] {
         compile_error!(
-            "onlyone: on Windows enable the `named-mutex` or `flock` feature (the PID file \
-             backend is not ported to Windows yet)"
+            "onlyone needs at least one backend: enable the `named-mutex`, `flock` or `pidfile` \
+             feature"
         );
     } else if #[cfg(feature = "flock")] {
         /// The backend this build uses unless told otherwise.
@@ -204,7 +211,7 @@ impl Builder {
             ))),
             #[cfg(feature = "flock")]
             BackendKind::Flock => Ok(Box::new(flock::FlockLock::with_dir(name, self.scope, dir))),
-            #[cfg(all(feature = "pidfile", unix))]
+            #[cfg(feature = "pidfile")]
             BackendKind::PidFile => Ok(Box::new(pidfile::PidFileLock::with_dir(
                 name, self.scope, dir,
             ))),

@@ -58,7 +58,7 @@ pub use backend::flock::FlockLock;
 #[cfg(all(feature = "named-mutex", windows))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "named-mutex", windows))))]
 pub use backend::named_mutex::NamedMutexLock;
-#[cfg(all(feature = "pidfile", unix))]
+#[cfg(feature = "pidfile")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pidfile")))]
 pub use backend::pidfile::PidFileLock;
 #[cfg(all(feature = "postgres", unix))]

@@ -301,7 +301,7 @@ impl BackendKind {
             )),
             BackendKind::NamedMutex => cfg!(all(feature = "named-mutex", windows)),
             BackendKind::Flock => cfg!(feature = "flock"),
-            BackendKind::PidFile => cfg!(all(feature = "pidfile", unix)),
+            BackendKind::PidFile => cfg!(feature = "pidfile"),
             BackendKind::Postgres => cfg!(all(feature = "postgres", unix)),
         }
     }

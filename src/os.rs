@@ -13,7 +13,7 @@
 //! | FreeBSD (`os/freebsd.rs`) | `sysctl(KERN_PROC_PID)` (µs since the epoch), `KERN_PROC_ARGS` | `kern.boot_id` (14.0+) | kqueue `EVFILT_PROC` | kqueue `EVFILT_VNODE` | named temp + `link` |
 //! | NetBSD (`os/netbsd.rs`) | `sysctl(KERN_PROC2)` (µs since the epoch), `KERN_PROC_ARGS` | none | kqueue `EVFILT_PROC` | kqueue `EVFILT_VNODE` | named temp + `link` |
 //! | illumos (`os/illumos.rs`) | `/proc/PID/psinfo` (ns since the epoch) | none | bounded backoff | bounded backoff | named temp + `link` |
-//! | Windows (`os/windows.rs`) | `OpenProcess` + `GetProcessTimes` (100 ns since 1601), image path; "uid": the RID of the user's SID | none | `WaitForSingleObject` on the process handle | backoff (`LockFileEx` has no unlock event) | (no PID file yet) |
+//! | Windows (`os/windows.rs`) | `OpenProcess` + `GetProcessTimes` (100 ns since 1601), image path; "uid": the RID of the user's SID | none | `WaitForSingleObject` on the process handle | backoff (`LockFileEx` has no unlock event) | temporary file + `CreateHardLinkW` |
 //!
 //! Start tokens are compared only for equality, and only with tokens read on the same machine:
 //! their unit differs per OS. Code common to every Unix (liveness by `kill(2)`, the named temporary
@@ -68,8 +68,12 @@ cfg_if::cfg_if! {
             as_read_here, default_dir, effective_uid, has_exited, liveness, pin_process,
             terminate_pinned, wait_for_handles,
         };
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
+        pub(crate) use windows::LOCK_OFFSET;
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
+        pub(crate) use windows::try_lock_byte;
         #[cfg(feature = "flock")]
-        pub(crate) use windows::{LOCK_OFFSET, file_id, try_lock_byte, unlock_byte};
+        pub(crate) use windows::{file_id, unlock_byte};
         #[cfg(feature = "named-mutex")]
         pub(crate) use windows::{
             Mutex, MutexWait, Namespace, current_user, private_namespaces, sid_text, wait_for_exit,

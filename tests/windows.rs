@@ -79,6 +79,14 @@ mod suite {
             flock_eight_processes_never_two_holders,
         ),
         (
+            "pidfile_two_contenders_and_a_stale_takeover",
+            pidfile_two_contenders_and_a_stale_takeover,
+        ),
+        (
+            "pidfile_eight_processes_never_two_holders",
+            pidfile_eight_processes_never_two_holders,
+        ),
+        (
             "acquire_on_one_thread_release_on_another",
             acquire_on_one_thread_release_on_another,
         ),
@@ -164,11 +172,20 @@ mod suite {
 
     /// The lock of a role: `f...` roles use the flock backend, the others the named mutex.
     fn role_lock(role: &str, name: &str, dir: &Path) -> Box<dyn Lock> {
-        if role.starts_with('f') {
-            flock(name, dir)
-        } else {
-            lock(name, dir)
+        match role.chars().next() {
+            Some('f') => flock(name, dir),
+            Some('p') => pidfile(name, dir),
+            _ => lock(name, dir),
         }
+    }
+
+    /// The PID file backend's lock for `name` in `dir`.
+    fn pidfile(name: &str, dir: &Path) -> Box<dyn Lock> {
+        Builder::new(name)
+            .backend(BackendKind::PidFile)
+            .lock_dir(dir)
+            .build()
+            .expect("build the PID file lock")
     }
 
     fn lock(name: &str, dir: &Path) -> Box<dyn Lock> {
@@ -241,7 +258,7 @@ mod suite {
         let words: Vec<&str> = role.split(' ').collect();
         let out = &mut std::io::stdout();
         match words.as_slice() {
-            [kind @ ("hold" | "fhold"), name, dir] => {
+            [kind @ ("hold" | "fhold" | "phold"), name, dir] => {
                 let lock = role_lock(kind, name, Path::new(dir));
                 match lock.try_acquire().expect("try") {
                     Acquire::Acquired(guard) => {
@@ -273,7 +290,13 @@ mod suite {
                 let _ = std::io::stdin().read_to_end(&mut Vec::new());
                 ExitCode::SUCCESS
             }
-            [kind @ ("rounds" | "frounds"), name, dir, n, marker] => {
+            [
+                kind @ ("rounds" | "frounds" | "prounds"),
+                name,
+                dir,
+                n,
+                marker,
+            ] => {
                 let lock = role_lock(kind, name, Path::new(dir));
                 let n: u32 = n.parse().expect("rounds");
                 let marker = PathBuf::from(marker);
@@ -576,6 +599,59 @@ mod suite {
             .map(|_| {
                 Contender::start(&format!(
                     "frounds {name} {} 200 {}",
+                    dir.display(),
+                    marker.display()
+                ))
+            })
+            .collect();
+        for c in contenders {
+            assert_eq!(c.finish().trim(), "overlaps 0", "two holders at once");
+        }
+        Ok(())
+    }
+
+    /// PID file: two processes, one holds and is named; killed, its stale file is taken over
+    /// (the record names a dead process), and released files are removed.
+    fn pidfile_two_contenders_and_a_stale_takeover(dir: &Path) -> Outcome {
+        let name = unique("pid");
+        let mut first = Contender::start(&format!("phold {name} {}", dir.display()));
+        let line = first.line();
+        let pid: u32 = line
+            .strip_prefix("acquired ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the first should acquire, said {line:?}"));
+        let mut second = Contender::start(&format!("phold {name} {}", dir.display()));
+        assert_eq!(second.line(), format!("held Some({pid})"));
+        second.finish();
+        first.kill();
+        let here = pidfile(&name, dir);
+        assert!(
+            dir.join(format!("{name}.pid")).exists(),
+            "the dead holder's file stays"
+        );
+        assert_eq!(here.holder().unwrap(), None, "a dead holder holds nothing");
+        let guard = here
+            .try_acquire()
+            .unwrap()
+            .guard()
+            .expect("stale file taken over");
+        guard.verify().expect("our record");
+        guard.release().expect("release");
+        assert!(
+            !dir.join(format!("{name}.pid")).exists(),
+            "removed at release"
+        );
+        Ok(())
+    }
+
+    /// PID file: 8 processes x 200 rounds never overlap.
+    fn pidfile_eight_processes_never_two_holders(dir: &Path) -> Outcome {
+        let name = unique("prace");
+        let marker = dir.join("inside");
+        let contenders: Vec<Contender> = (0..8)
+            .map(|_| {
+                Contender::start(&format!(
+                    "prounds {name} {} 200 {}",
                     dir.display(),
                     marker.display()
                 ))

@@ -34,10 +34,12 @@ use windows_sys::Win32::System::Threading::{
 use super::{Liveness, ProcStat, ProcessIdentity};
 use crate::name::Scope;
 
-#[cfg(feature = "flock")]
+#[cfg(any(feature = "flock", feature = "pidfile"))]
 mod file;
+#[cfg(any(feature = "flock", feature = "pidfile"))]
+pub(crate) use file::{LOCK_OFFSET, try_lock_byte};
 #[cfg(feature = "flock")]
-pub(crate) use file::{LOCK_OFFSET, file_id, try_lock_byte, unlock_byte};
+pub(crate) use file::{file_id, unlock_byte};
 #[cfg(feature = "named-mutex")]
 mod mutex;
 #[cfg(feature = "named-mutex")]

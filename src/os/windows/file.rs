@@ -12,9 +12,12 @@ use std::io;
 use std::os::windows::io::AsRawHandle;
 
 use windows_sys::Win32::Foundation::ERROR_LOCK_VIOLATION;
+#[cfg(feature = "flock")]
 use windows_sys::Win32::Storage::FileSystem::{
-    BY_HANDLE_FILE_INFORMATION, GetFileInformationByHandle, LOCKFILE_EXCLUSIVE_LOCK,
-    LOCKFILE_FAIL_IMMEDIATELY, LockFileEx, UnlockFileEx,
+    BY_HANDLE_FILE_INFORMATION, GetFileInformationByHandle, UnlockFileEx,
+};
+use windows_sys::Win32::Storage::FileSystem::{
+    LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY, LockFileEx,
 };
 use windows_sys::Win32::System::IO::{OVERLAPPED, OVERLAPPED_0, OVERLAPPED_0_0};
 
@@ -62,6 +65,7 @@ pub(crate) fn try_lock_byte(file: &File, offset: u64) -> io::Result<bool> {
 }
 
 /// Unlocks the byte at `offset` (closing the handle unlocks it too).
+#[cfg(feature = "flock")]
 pub(crate) fn unlock_byte(file: &File, offset: u64) -> io::Result<()> {
     let mut overlapped = overlapped_at(offset);
     // SAFETY: as for `try_lock_byte`.
@@ -73,6 +77,7 @@ pub(crate) fn unlock_byte(file: &File, offset: u64) -> io::Result<()> {
 
 /// What names an open file: its volume's serial number, its file index, and its attributes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg(feature = "flock")]
 pub(crate) struct FileId {
     /// Volume serial number and file index: the same file whatever path reaches it.
     pub(crate) id: (u32, u64),
@@ -81,6 +86,7 @@ pub(crate) struct FileId {
 }
 
 /// The identity of an open file (GetFileInformationByHandle).
+#[cfg(feature = "flock")]
 pub(crate) fn file_id(file: &File) -> io::Result<FileId> {
     // SAFETY: all-zero bytes are a valid BY_HANDLE_FILE_INFORMATION (integers only).
     let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
