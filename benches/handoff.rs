@@ -13,18 +13,25 @@
 //!
 //! Prints the median and p99 of each case in µs and the ratios to `raw`. Linux and other Unix.
 
+#[cfg(unix)]
 use std::io::{Read, Write};
+#[cfg(unix)]
 use std::os::unix::net::{UnixListener, UnixStream};
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use onlyone::BackendKind;
+#[cfg(unix)]
 use onlyone::handoff::{Handoff, Message, Outcome, Start};
 
+#[cfg(unix)]
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e6
 }
 
+#[cfg(unix)]
 fn measure(rounds: usize, mut f: impl FnMut()) -> (f64, f64) {
     for _ in 0..rounds / 10 {
         f();
@@ -39,6 +46,7 @@ fn measure(rounds: usize, mut f: impl FnMut()) -> (f64, f64) {
     (percentile(&t, 0.5), percentile(&t, 0.99))
 }
 
+#[cfg(unix)]
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--list") {
@@ -111,4 +119,10 @@ fn main() {
             median / raw_case.0
         );
     }
+}
+
+/// Unix only: there is nothing to run here.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("the handoff benchmark measures Unix sockets; nothing to measure here");
 }

@@ -22,14 +22,21 @@
 //! Secondary: writes the answer's bytes to stdout and exits with its code; `not-delivered
 //! REASON` (exit 69), `unknown` (exit 75) on stdout otherwise; errors exit 70.
 
+#[cfg(unix)]
 use std::ffi::OsString;
+#[cfg(unix)]
 use std::io::Write;
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
+#[cfg(unix)]
 use std::time::Duration;
 
+#[cfg(unix)]
 use onlyone::BackendKind;
+#[cfg(unix)]
 use onlyone::handoff::{Activation, Handoff, IfGone, Message, Outcome, Start};
 
+#[cfg(unix)]
 fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "-".into();
@@ -37,6 +44,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+#[cfg(unix)]
 fn print_activation(out: &mut impl Write, a: &Activation) {
     let args: Vec<String> = a.args().iter().map(|x| hex(x.as_bytes())).collect();
     let pid = a.pid().map_or("none".to_owned(), |p| p.to_string());
@@ -56,6 +64,7 @@ fn print_activation(out: &mut impl Write, a: &Activation) {
     let _ = out.flush();
 }
 
+#[cfg(unix)]
 fn answer_bytes(args: &[OsString]) -> Vec<u8> {
     let mut v = Vec::new();
     for (i, a) in args.iter().enumerate() {
@@ -67,6 +76,7 @@ fn answer_bytes(args: &[OsString]) -> Vec<u8> {
     v
 }
 
+#[cfg(unix)]
 fn report(outcome: Outcome) -> i32 {
     let mut out = std::io::stdout().lock();
     match outcome {
@@ -88,6 +98,7 @@ fn report(outcome: Outcome) -> i32 {
     }
 }
 
+#[cfg(unix)]
 fn main() {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let Some(gate) = env("EDITOR_GATE") {
@@ -139,4 +150,10 @@ fn main() {
             std::process::exit(70)
         }
     }
+}
+
+/// Unix only: there is nothing to run here.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("editor: second-instance handoff is Unix only (no named-pipe transport yet)");
 }

@@ -12,15 +12,20 @@
 //! (ms since the epoch, 0 = none), cwd, argument count u32 and arguments, environment count u32
 //! and pairs; every string a u32 LE length and its bytes.
 
+#[cfg(unix)]
 use std::io::{Read, Write};
+#[cfg(unix)]
 use std::os::unix::ffi::OsStrExt;
+#[cfg(unix)]
 use std::os::unix::net::UnixStream;
 
+#[cfg(unix)]
 fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
 }
 
+#[cfg(unix)]
 fn main() {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     assert!(argv.len() >= 3, "usage: handoff_raw SOCKET MODE [ARG...]");
@@ -78,4 +83,10 @@ fn main() {
         ),
         k => println!("unknown-kind {k}"),
     }
+}
+
+/// Unix only: there is nothing to run here.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("handoff_raw: second-instance handoff is Unix only");
 }

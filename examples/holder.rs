@@ -36,13 +36,26 @@
 //!
 //! It exits on end of input, releasing the lock by dropping the guard.
 
+#[cfg(unix)]
 use std::io::{BufRead, Write};
+#[cfg(unix)]
 use std::os::fd::AsFd;
+#[cfg(unix)]
 use std::process::{Command, Stdio};
+#[cfg(unix)]
 use std::time::Duration;
 
+#[cfg(unix)]
 use onlyone::{Acquire, BackendKind, Builder, Guard, Lock, Scope};
 
+/// The helper is Unix only (fork, descriptors, signals); tests/windows.rs runs its contenders itself.
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("holder: Unix only");
+    std::process::exit(2);
+}
+
+#[cfg(unix)]
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
@@ -159,6 +172,7 @@ fn main() {
     }
 }
 
+#[cfg(unix)]
 fn acquire(lock: &dyn Lock, wait: Option<&str>, out: &mut impl Write) -> Option<Guard> {
     let timeout = match wait {
         None => Some(Duration::ZERO),
@@ -181,12 +195,14 @@ fn acquire(lock: &dyn Lock, wait: Option<&str>, out: &mut impl Write) -> Option<
 }
 
 /// Clears close-on-exec so that the next child keeps the lock (on purpose).
+#[cfg(unix)]
 fn hand_over(fd: std::os::fd::BorrowedFd<'_>) {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     fcntl(fd.as_fd(), FcntlArg::F_SETFD(FdFlag::empty())).unwrap_or_else(|e| fail(e));
 }
 
 /// The `race` order: see the module docs.
+#[cfg(unix)]
 fn race(lock: &dyn Lock, args: &str) -> (u64, u64) {
     fn usage<T>(args: &str) -> T {
         fail(format!(
@@ -275,6 +291,7 @@ fn race(lock: &dyn Lock, args: &str) -> (u64, u64) {
 }
 
 /// The inode of the held lock file (0 for a lock without a file).
+#[cfg(unix)]
 fn inode(guard: &Guard) -> u64 {
     use std::os::unix::fs::MetadataExt;
     match guard.as_fd() {
@@ -285,6 +302,7 @@ fn inode(guard: &Guard) -> u64 {
 }
 
 /// Sleeps `us` microseconds (0: just yields): how long a racer holds, not a synchronisation.
+#[cfg(unix)]
 fn pause(us: u64) {
     if us == 0 {
         std::thread::yield_now();
@@ -294,8 +312,10 @@ fn pause(us: u64) {
 }
 
 /// xorshift64*: enough randomness for picking timeouts, no dependency.
+#[cfg(unix)]
 struct Rng(u64);
 
+#[cfg(unix)]
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
@@ -306,6 +326,7 @@ impl Rng {
 }
 
 /// The `bind` order: a socket bound to an abstract name, listening or not (Linux only).
+#[cfg(unix)]
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn squat(args: &str) -> std::os::fd::OwnedFd {
     use nix::sys::socket::{
@@ -330,15 +351,18 @@ fn squat(args: &str) -> std::os::fd::OwnedFd {
     fd
 }
 
+#[cfg(unix)]
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn squat(_args: &str) -> std::os::fd::OwnedFd {
     fail("abstract sockets exist only on Linux and Android")
 }
 
+#[cfg(unix)]
 fn say(out: &mut impl Write, line: &str) {
     writeln!(out, "{line}").and_then(|()| out.flush()).ok();
 }
 
+#[cfg(unix)]
 fn fail(e: impl std::fmt::Display) -> ! {
     eprintln!("holder: {e}");
     std::process::exit(1);

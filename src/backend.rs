@@ -15,19 +15,28 @@
 //! | [`AbstractSocket`](BackendKind::AbstractSocket) | `bind("\0onlyone/...")`, `listen` | at once, by the kernel | pid, uid (`SO_PEERCRED`), command | network namespace |
 //! | [`Flock`](BackendKind::Flock) | `flock(2)` on `NAME.lock` | at once, by the kernel | record in the file, `/proc/locks` | the file's inode (local filesystems) |
 //! | [`PidFile`](BackendKind::PidFile) | `NAME.pid` linked into place | on the next acquire (stale detection) | record in the file | PID namespace, the directory |
+//! | [`NamedMutex`](BackendKind::NamedMutex) | `CreateMutexW` + `WaitForSingleObject` on a backend thread (Windows) | at once, by the kernel (abandoned) | record `NAME.holder` in the lock directory | the session (user scope), the machine (system scope) |
 //! | [`Postgres`](BackendKind::Postgres) | `pg_advisory_lock(key)` on a session of its own | when the server sees the session end (at once; ~10 s for a vanished host) | `application_name`: pid, host, job | the database |
 //!
 //! The default is chosen at compile time: the abstract socket on Linux and Android when the
-//! `abstract-socket` feature is on, else `flock`, else the PID file.
+//! `abstract-socket` feature is on, the named mutex on Windows (feature `named-mutex`), else
+//! `flock`, else the PID file.
 
 use std::fmt;
+#[cfg(unix)]
 use std::fs;
+#[cfg(unix)]
 use std::os::fd::{AsFd, BorrowedFd};
+#[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Path, PathBuf};
+#[cfg(unix)]
+use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use crate::error::{Error, ErrorKind};
@@ -47,13 +56,24 @@ use crate::name::{LockDir, LockName, Scope};
     )))
 )]
 pub mod abstract_socket;
-#[cfg(feature = "flock")]
+#[cfg(all(feature = "flock", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "flock")))]
 pub mod flock;
-#[cfg(feature = "pidfile")]
+// Windows: the same backend with `LockFileEx` (src/backend/flock/windows.rs).
+#[cfg(all(feature = "flock", windows))]
+#[path = "backend/flock/windows.rs"]
+pub mod flock;
+#[cfg(all(feature = "named-mutex", windows))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "named-mutex", windows))))]
+pub mod named_mutex;
+// Windows: the PID file with OpenProcess + GetProcessTimes identities (src/backend/pidfile/windows.rs).
+#[cfg(all(feature = "pidfile", windows))]
+#[path = "backend/pidfile/windows.rs"]
+pub mod pidfile;
+#[cfg(all(feature = "pidfile", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "pidfile")))]
 pub mod pidfile;
-#[cfg(feature = "postgres")]
+#[cfg(all(feature = "postgres", unix))]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 
@@ -61,6 +81,20 @@ cfg_if::cfg_if! {
     if #[cfg(all(feature = "abstract-socket", any(target_os = "linux", target_os = "android")))] {
         /// The backend this build uses unless told otherwise.
         pub const DEFAULT_BACKEND: BackendKind = BackendKind::AbstractSocket;
+    } else if #[cfg(all(feature = "named-mutex", windows))] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::NamedMutex;
+    } else if #[cfg(all(feature = "flock", windows))] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::Flock;
+    } else if #[cfg(all(feature = "pidfile", windows))] {
+        /// The backend this build uses unless told otherwise.
+        pub const DEFAULT_BACKEND: BackendKind = BackendKind::PidFile;
+    } else if #[cfg(windows)] {
+        compile_error!(
+            "onlyone needs at least one backend: enable the `named-mutex`, `flock` or `pidfile` \
+             feature"
+        );
     } else if #[cfg(feature = "flock")] {
         /// The backend this build uses unless told otherwise.
         pub const DEFAULT_BACKEND: BackendKind = BackendKind::Flock;
@@ -173,6 +207,12 @@ impl Builder {
             BackendKind::AbstractSocket => Ok(Box::new(abstract_socket::AbstractSocketLock::new(
                 name, self.scope,
             ))),
+            #[cfg(all(feature = "named-mutex", windows))]
+            BackendKind::NamedMutex => Ok(Box::new(named_mutex::NamedMutexLock::with_dir(
+                name,
+                self.scope,
+                dir(),
+            ))),
             #[cfg(feature = "flock")]
             BackendKind::Flock => Ok(Box::new(flock::FlockLock::with_dir(
                 name,
@@ -185,7 +225,7 @@ impl Builder {
                 self.scope,
                 dir(),
             ))),
-            #[cfg(feature = "postgres")]
+            #[cfg(all(feature = "postgres", unix))]
             BackendKind::Postgres => Ok(Box::new(match self.database_url {
                 Some(url) => postgres::PostgresLock::new(name, &url.0)?,
                 None => postgres::PostgresLock::from_env(name)?,
@@ -206,11 +246,19 @@ impl Builder {
 pub(crate) struct Deadline(Option<Instant>);
 
 impl Deadline {
+    #[cfg(unix)]
     pub(crate) fn expired(&self) -> bool {
         self.0.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// Time left, `None` for no limit.
+    #[cfg(windows)]
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        self.0.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
     /// Time left as a poll(2) timeout, rounded up to whole milliseconds.
+    #[cfg(unix)]
     fn poll_timeout(&self) -> PollTimeout {
         match self.0 {
             None => PollTimeout::NONE,
@@ -225,6 +273,7 @@ impl Deadline {
 
 /// Sleeps in poll(2) until one of `fds` reports an event or the deadline passes. Returns whether
 /// an event came. Retries on `EINTR`.
+#[cfg(unix)]
 pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Result<bool, Errno> {
     loop {
         if deadline.expired() {
@@ -241,6 +290,15 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sleeps in `WaitForMultipleObjects` until one of `handles` is signalled or the deadline passes.
+#[cfg(windows)]
+pub(crate) fn wait_for_event(
+    handles: &[std::os::windows::io::BorrowedHandle<'_>],
+    deadline: Deadline,
+) -> std::io::Result<bool> {
+    crate::os::wait_for_handles(handles, deadline.remaining())
 }
 
 /// Makes sure a file backend's directory exists and is safe to use.
@@ -260,6 +318,7 @@ pub(crate) fn wait_for_event(fds: &[BorrowedFd<'_>], deadline: Deadline) -> Resu
 ///   or swap the lock files (two holders). Users other than root get an error that says how to
 ///   create it when it is missing.
 // Only the file backends (flock, pidfile) call it.
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
     if dir.create && scope == Scope::System {
@@ -303,7 +362,7 @@ pub(crate) fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
 ///
 /// Stale recovery in the sticky directory: a user cannot remove another user's stale PID file
 /// (`EPERM`, reported with the path); root or the file's owner can.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn untrusted_file(
     dir: &LockDir,
     scope: Scope,
@@ -328,6 +387,7 @@ pub(crate) fn untrusted_file(
 }
 
 /// The system scope's default directory: see [`prepare_dir`].
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn prepare_system_dir(path: &Path) -> Result<(), Error> {
     use nix::fcntl::{OFlag, open};
@@ -411,6 +471,7 @@ fn prepare_system_dir(path: &Path) -> Result<(), Error> {
 }
 
 // Only the file backends (flock, pidfile) call it.
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Error> {
     let describe = format!("lock directory {}", path.display());
@@ -455,7 +516,7 @@ fn check_dir(path: &Path, meta: &fs::Metadata, private: bool) -> Result<(), Erro
 /// `/proc/PID/stat` a second time (liveness has just compared its start time with the record's).
 /// That second read was a quarter of a contended try's cost. Records without a start time go
 /// through `from_pid`, which reads it from `/proc`.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Holder {
     let Some(start_ticks) = id.start_ticks else {
         return crate::Holder::from_pid(id.pid, Some(id.uid), None);
@@ -481,7 +542,7 @@ pub(crate) fn live_record_holder(id: &crate::os::ProcessIdentity) -> crate::Hold
 /// cannot judge it: in another PID namespace (its pid means nothing here, so none is given), or
 /// a process that exists but cannot be seen (`hidepid=2`, `ProtectProc=invisible`). Held either
 /// way: unknown is never dead.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn unknown_record_holder(id: &crate::os::ProcessIdentity) -> crate::Holder {
     let here = crate::os::ProcessIdentity::current();
     let other_ns = matches!((id.pid_ns, here.pid_ns), (Some(a), Some(b)) if a != b);
@@ -503,7 +564,7 @@ pub(crate) fn unknown_record_holder(id: &crate::os::ProcessIdentity) -> crate::H
 /// there means held: the lock itself is let go again. A directory that cannot be used there (an
 /// `XDG_RUNTIME_DIR` that cannot be written, say) is skipped: no old onlyone could lock in it
 /// either.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn paired_try(primary: Acquire, legacy: Option<&dyn Lock>) -> Result<Acquire, Error> {
     let guard = match (primary, legacy) {
         (Acquire::Acquired(guard), Some(_)) => guard,
@@ -519,7 +580,7 @@ pub(crate) fn paired_try(primary: Acquire, legacy: Option<&dyn Lock>) -> Result<
 
 /// [`paired_try`] for one try of a wait: the wake-up of a held compatibility lock is the one to
 /// sleep on.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn paired_attempt(
     primary: Attempt,
     legacy: Option<&dyn Lock>,
@@ -537,7 +598,7 @@ pub(crate) fn paired_attempt(
 }
 
 /// Who holds a lock with a compatibility lock: its own holder, else the old directory's.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn paired_holder(
     primary: Option<crate::Holder>,
     legacy: Option<&dyn Lock>,
@@ -550,7 +611,7 @@ pub(crate) fn paired_holder(
 }
 
 /// A compatibility lock whose directory cannot be used counts as absent.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 fn legacy_result<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -561,6 +622,7 @@ fn legacy_result<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
 
 /// Turns an `open(2)` failure on a lock file into an error that names the cause.
 // Only the file backends (flock, pidfile) call it.
+#[cfg(unix)]
 #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
 pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
     let (kind, context) = match errno {
@@ -589,6 +651,7 @@ pub(crate) fn open_error(path: &Path, errno: Errno) -> Error {
 /// at the head of the line, sleep on the [`WakeUp`](crate::WakeUp) the try returned. Only the head sets up a wake-up
 /// (an inotify watch, a connection to the holder, a flock thread). Newcomers that do not wait
 /// race for the lock too.
+#[cfg(unix)]
 pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let wait_error = |e| {
@@ -637,11 +700,13 @@ pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Resul
 
 /// A waiter's place in the line of waiters, joined after its first failed try (none where the
 /// build has no line, or no place could be had: the waiter is then a head).
+#[cfg(unix)]
 #[derive(Debug)]
 pub(crate) struct Line {
     place: Option<crate::queue::Place>,
 }
 
+#[cfg(unix)]
 impl Line {
     /// Joins the line of `lock`'s waiters.
     pub(crate) fn join<L: Lock + ?Sized>(lock: &L) -> Line {
@@ -679,6 +744,38 @@ impl Line {
             Acquire::Acquired(g) => Acquire::Acquired(self.keep(g)),
             held => held,
         })
+    }
+}
+
+/// The wait loop behind every backend's [`Lock::acquire_timeout`] on Windows: try, sleep on the
+/// [`WakeUp`](crate::WakeUp) the try returned (handles), try again — other waiters race for the
+/// lock too. (No line of waiters here: a named mutex's own wait queue hands it over.)
+#[cfg(windows)]
+pub fn wait_loop<L: Lock + ?Sized>(lock: &L, timeout: Option<Duration>) -> Result<Acquire, Error> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pacing = Pacing::default();
+    loop {
+        let (holder, wake) = match lock.attempt()? {
+            Attempt::Acquired(g) => return Ok(Acquire::Acquired(g)),
+            Attempt::Held(h, w) => (h, w),
+        };
+        let Some(sleep) = pacing.next(&wake, deadline, Instant::now()) else {
+            return Ok(Acquire::Held(holder));
+        };
+        let Sleep::Until(until) = sleep else {
+            continue;
+        };
+        let fds: Vec<std::os::windows::io::BorrowedHandle<'_>> = {
+            use std::os::windows::io::AsHandle;
+            wake.sources().iter().map(|f| f.as_handle()).collect()
+        };
+        wait_for_event(&fds, Deadline(until)).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot wait for {}", lock.resource()),
+                e,
+            )
+        })?;
     }
 }
 
@@ -738,14 +835,14 @@ impl Pacing {
 
 /// Watches a lock file for its release (see the OS layer's `watch_file`): set up *before* a try,
 /// so that a release between the try and the wait is not missed.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn watch_file(path: &Path) -> Option<crate::WakeSource> {
     crate::os::watch_file(path).map(crate::WakeSource::new)
 }
 
 /// The wake-up for a file backend whose lock is held by `holder`: the file watch set up before
 /// the try, plus a wait for the holder's exit (pidfd, kqueue) when it can be named.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) fn file_wake_up(
     watch: Option<crate::WakeSource>,
     holder: &crate::Holder,
@@ -843,6 +940,7 @@ pub(crate) fn release_watch(path: &Path, locked_only: bool) -> Option<crate::Wak
 
 /// Elsewhere: no thread per waiter (no line of waiters there); see the Linux version.
 #[cfg(all(
+    unix,
     any(feature = "flock", feature = "pidfile"),
     not(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable)))
 ))]
@@ -857,6 +955,7 @@ pub(crate) fn release_watch(_path: &Path, _locked_only: bool) -> Option<crate::W
 /// The mask is set before the thread starts (it inherits it), and restored in the caller.
 // Unused where there is neither the abstract socket nor the line of waiters (other systems; the
 // portable build without the abstract socket).
+#[cfg(unix)]
 #[allow(dead_code)]
 pub(crate) fn spawn_quiet(
     name: &str,

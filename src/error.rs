@@ -100,6 +100,7 @@ impl From<Error> for io::Error {
 }
 
 /// Wraps a `nix` errno with context.
+#[cfg(unix)]
 pub(crate) fn sys(kind: ErrorKind, context: impl Into<String>, errno: nix::errno::Errno) -> Error {
     Error::new(kind, context, io::Error::from(errno))
 }

@@ -2,7 +2,10 @@
 //! known of a [`Holder`], and the [`BackendKind`]s. Imports no backend.
 
 use std::fmt;
+#[cfg(unix)]
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+#[cfg(windows)]
+use std::os::windows::io::{AsHandle, AsRawHandle, BorrowedHandle};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
@@ -142,8 +145,15 @@ pub struct WakeUp {
 }
 
 /// One descriptor a waiter sleeps on. Dropping it releases whatever it watches.
+#[cfg(unix)]
 pub struct WakeSource(Box<dyn AsFd + Send + Sync>);
 
+/// One waitable handle a waiter sleeps on (Windows: signalled when the lock may be free, such as
+/// a process handle of the holder). Dropping it releases whatever it watches.
+#[cfg(windows)]
+pub struct WakeSource(Box<dyn AsHandle + Send + Sync>);
+
+#[cfg(unix)]
 impl WakeSource {
     /// Wraps anything that owns a pollable descriptor.
     pub fn new(source: impl AsFd + Send + Sync + 'static) -> WakeSource {
@@ -151,18 +161,43 @@ impl WakeSource {
     }
 }
 
+#[cfg(windows)]
+impl WakeSource {
+    /// Wraps anything that owns a waitable handle.
+    pub fn new(source: impl AsHandle + Send + Sync + 'static) -> WakeSource {
+        WakeSource(Box::new(source))
+    }
+}
+
+#[cfg(windows)]
+impl AsHandle for WakeSource {
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.0.as_handle()
+    }
+}
+
+#[cfg(windows)]
+impl fmt::Debug for WakeSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WakeSource({:?})", self.0.as_handle().as_raw_handle())
+    }
+}
+
+#[cfg(unix)]
 impl AsFd for WakeSource {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.0.as_fd()
     }
 }
 
+#[cfg(unix)]
 impl AsRawFd for WakeSource {
     fn as_raw_fd(&self) -> RawFd {
         self.0.as_fd().as_raw_fd()
     }
 }
 
+#[cfg(unix)]
 impl fmt::Debug for WakeSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WakeSource({})", self.as_raw_fd())
@@ -233,6 +268,9 @@ impl WakeUp {
 pub enum BackendKind {
     /// A listening Unix socket bound in Linux's abstract namespace (unix(7)). Feature `abstract-socket`.
     AbstractSocket,
+    /// A Windows named mutex (`CreateMutexW`), owned by a thread of the backend. Feature
+    /// `named-mutex`; Windows only, where it is the default.
+    NamedMutex,
     /// `flock(2)` on a lock file. Feature `flock`.
     Flock,
     /// A PID file with the holder's start time and boot id. Feature `pidfile`.
@@ -243,17 +281,20 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// Every kind, in the order onlyone presents them.
-    pub const ALL: [BackendKind; 4] = [
+    pub const ALL: [BackendKind; 5] = [
         BackendKind::AbstractSocket,
+        BackendKind::NamedMutex,
         BackendKind::Flock,
         BackendKind::PidFile,
         BackendKind::Postgres,
     ];
 
-    /// The name used on the command line and in output: `abstract`, `flock`, `pidfile`, `postgres`.
+    /// The name used on the command line and in output: `abstract`, `mutex`, `flock`, `pidfile`,
+    /// `postgres`.
     pub fn as_str(self) -> &'static str {
         match self {
             BackendKind::AbstractSocket => "abstract",
+            BackendKind::NamedMutex => "mutex",
             BackendKind::Flock => "flock",
             BackendKind::PidFile => "pidfile",
             BackendKind::Postgres => "postgres",
@@ -267,9 +308,10 @@ impl BackendKind {
                 feature = "abstract-socket",
                 any(target_os = "linux", target_os = "android")
             )),
+            BackendKind::NamedMutex => cfg!(all(feature = "named-mutex", windows)),
             BackendKind::Flock => cfg!(feature = "flock"),
             BackendKind::PidFile => cfg!(feature = "pidfile"),
-            BackendKind::Postgres => cfg!(feature = "postgres"),
+            BackendKind::Postgres => cfg!(all(feature = "postgres", unix)),
         }
     }
 
@@ -293,13 +335,14 @@ impl FromStr for BackendKind {
     fn from_str(s: &str) -> Result<Self, Error> {
         match s {
             "abstract" | "abstract-socket" => Ok(BackendKind::AbstractSocket),
+            "mutex" | "named-mutex" => Ok(BackendKind::NamedMutex),
             "flock" => Ok(BackendKind::Flock),
             "pidfile" | "pid-file" => Ok(BackendKind::PidFile),
             "postgres" | "postgresql" => Ok(BackendKind::Postgres),
             other => Err(Error::msg(
                 ErrorKind::InvalidInput,
                 format!("unknown backend {other:?}"),
-                "expected one of: abstract, flock, pidfile, postgres",
+                "expected one of: abstract, mutex, flock, pidfile, postgres",
             )),
         }
     }
@@ -343,16 +386,28 @@ pub struct Holder {
 ///
 /// Anywhere else (another PID namespace, a holder that cannot be seen, another machine, an OS
 /// without pidfds) there is none, and `onlyone run --replace` refuses.
+///
+/// On Windows the pin is a process handle (`OpenProcess` with `PROCESS_TERMINATE`), opened after
+/// the holder's creation time was compared with the record's.
 #[derive(Clone)]
 pub struct HolderProcess {
     pid: u32,
-    fd: std::sync::Arc<std::os::fd::OwnedFd>,
+    fd: std::sync::Arc<Pinned>,
 }
+
+/// What pins a process: a pidfd on Unix, a process handle on Windows.
+#[cfg(unix)]
+type Pinned = std::os::fd::OwnedFd;
+#[cfg(windows)]
+type Pinned = std::os::windows::io::OwnedHandle;
 
 impl HolderProcess {
     /// Pins `pid` (pidfd_open(2)); the caller then proves that the pinned process holds the lock.
     #[cfg_attr(
-        not(any(feature = "flock", feature = "pidfile", feature = "postgres")),
+        not(all(
+            unix,
+            any(feature = "flock", feature = "pidfile", feature = "postgres")
+        )),
         allow(dead_code)
     )]
     pub(crate) fn pin(pid: u32) -> Option<HolderProcess> {
@@ -364,6 +419,7 @@ impl HolderProcess {
 
     /// Wraps a pidfd the kernel gave for the process with `pid` (in our PID namespace).
     #[allow(dead_code)] // Only the abstract-socket backend (Linux, Android) gets one this way.
+    #[cfg(unix)]
     pub(crate) fn from_fd(pid: u32, fd: std::os::fd::OwnedFd) -> HolderProcess {
         HolderProcess {
             pid,
@@ -376,17 +432,33 @@ impl HolderProcess {
         self.pid
     }
 
-    /// Sends it SIGTERM through the pidfd. `ESRCH` when it has exited.
+    /// Sends it SIGTERM through the pidfd. `ESRCH` when it has exited. On Windows, which has no
+    /// polite signal for a process without a console it shares, `TerminateProcess` like
+    /// [`HolderProcess::kill`].
     pub fn terminate(&self) -> std::io::Result<()> {
-        crate::os::signal_pinned(self.fd.as_fd(), false)
+        #[cfg(unix)]
+        return crate::os::signal_pinned(self.fd.as_fd(), false);
+        #[cfg(windows)]
+        return crate::os::terminate_pinned(self.fd.as_handle());
     }
 
-    /// Sends it SIGKILL through the pidfd. `ESRCH` when it has exited.
+    /// Sends it SIGKILL through the pidfd (Windows: `TerminateProcess` on the handle). `ESRCH`
+    /// when it has exited.
     pub fn kill(&self) -> std::io::Result<()> {
-        crate::os::signal_pinned(self.fd.as_fd(), true)
+        #[cfg(unix)]
+        return crate::os::signal_pinned(self.fd.as_fd(), true);
+        #[cfg(windows)]
+        return crate::os::terminate_pinned(self.fd.as_handle());
+    }
+
+    /// Whether it has exited (Windows: its process handle is signalled).
+    #[cfg(windows)]
+    pub fn has_exited(&self) -> bool {
+        crate::os::has_exited(self.fd.as_handle())
     }
 
     /// Whether it has exited (its pidfd is readable).
+    #[cfg(unix)]
     pub fn has_exited(&self) -> bool {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
@@ -394,6 +466,15 @@ impl HolderProcess {
     }
 }
 
+#[cfg(windows)]
+impl AsHandle for HolderProcess {
+    /// The process handle: signalled once the process has exited.
+    fn as_handle(&self) -> BorrowedHandle<'_> {
+        self.fd.as_handle()
+    }
+}
+
+#[cfg(unix)]
 impl AsFd for HolderProcess {
     /// The pidfd: readable once the process has exited.
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -409,6 +490,7 @@ impl PartialEq for HolderProcess {
 
 impl Eq for HolderProcess {}
 
+#[cfg(unix)]
 impl fmt::Debug for HolderProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -492,6 +574,18 @@ impl fmt::Debug for LazyHolder {
     }
 }
 
+#[cfg(windows)]
+impl fmt::Debug for HolderProcess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HolderProcess(pid {}, handle {:?})",
+            self.pid,
+            self.fd.as_raw_handle()
+        )
+    }
+}
+
 /// How a lock's holder presented itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -546,7 +640,7 @@ impl Holder {
             (None, _) => false,
         };
         let uid = uid.or_else(|| same_process.then(|| process::uid_of(pid)).flatten());
-        let me = nix::unistd::geteuid().as_raw();
+        let me = crate::os::effective_uid();
         let start_ticks = start_ticks.or(stat.map(|s| s.start_ticks));
         Holder {
             kind: match uid {
@@ -654,7 +748,22 @@ pub trait HeldLock: fmt::Debug + Send + Sync {
 
     /// The descriptor whose lifetime is the lock's (abstract socket, lock file), if there is one.
     /// A process that hands the lock to a child on purpose clears its close-on-exec flag.
+    #[cfg(unix)]
     fn as_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// The handle whose lifetime is the lock's, if there is one (none for the named mutex, which
+    /// its backend's thread owns).
+    #[cfg(windows)]
+    fn as_handle(&self) -> Option<BorrowedHandle<'_>> {
+        None
+    }
+
+    /// Whether the previous holder died holding the lock (a Windows mutex acquired as
+    /// `WAIT_ABANDONED`): whatever it protected may be half done. `false` where the backend
+    /// cannot tell.
+    fn previous_holder_died(&self) -> bool {
+        false
+    }
 
     /// A number that grows with every acquisition of this lock name, for backends that keep one.
     fn fencing_token(&self) -> Option<u64> {
@@ -666,6 +775,7 @@ pub trait HeldLock: fmt::Debug + Send + Sync {
     /// lock file deleted or replaced). A loss is a failed [`HeldLock::verify`], never the event
     /// alone; `verify` must also clear what made the descriptor readable when the lock is still
     /// held (an inotify watch also fires on a harmless `touch`).
+    #[cfg(unix)]
     fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
@@ -725,8 +835,23 @@ impl Guard {
 
     /// The descriptor that embodies the lock, if the backend has one. It is close-on-exec; a
     /// program that wants a child to keep the lock after it dies clears that flag on purpose.
+    #[cfg(unix)]
     pub fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         self.held.as_fd()
+    }
+
+    /// The handle that embodies the lock, if the backend has one (Windows; the named mutex has
+    /// none: a thread of its backend owns it).
+    #[cfg(windows)]
+    pub fn as_handle(&self) -> Option<BorrowedHandle<'_>> {
+        self.held.as_handle()
+    }
+
+    /// Whether the previous holder died holding the lock: a Windows named mutex acquired as
+    /// abandoned (`WAIT_ABANDONED`). Whatever it protected may be half done. `false` where the
+    /// backend cannot tell (a lock released by the kernel at a holder's death looks free).
+    pub fn previous_holder_died(&self) -> bool {
+        self.held.previous_holder_died()
     }
 
     /// The fencing token of this acquisition, for backends that keep one.
@@ -743,6 +868,7 @@ impl Guard {
     /// `Ok` means the event was harmless (a `touch`, a `chmod`) and the descriptor is quiet
     /// again. `None` for backends whose lock lives as long as this process, or when no watch
     /// can be had (`verify` still tells).
+    #[cfg(unix)]
     pub fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
         self.held.loss_fd()
     }
@@ -757,7 +883,7 @@ impl Guard {
     /// descriptor a child could inherit. The flock backend writes the line into its record so
     /// that holder lookups name the child once this process is gone; its lock itself lives as
     /// long as some process keeps the locked descriptor open, so hand the child that descriptor
-    /// ([`Guard::as_fd`]) as well. Other backends record nothing (`Ok(false)`). Call it before
+    /// (`Guard::as_fd`, Unix) as well. Other backends record nothing (`Ok(false)`). Call it before
     /// the child runs anything that needs the lock.
     pub fn record_job(&mut self, pid: u32) -> Result<bool, Error> {
         let start_ticks = process::stat(pid).map(|s| s.start_ticks);
@@ -769,7 +895,10 @@ impl Guard {
     /// Also holds `legacy`, the same lock in the old default directory: see
     /// `Scope::legacy_default_dir`. Released after this one; its loss is not this lock's loss
     /// (the old directory may vanish at logout: that is why it was left).
-    #[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
+    #[cfg_attr(
+        not(all(unix, any(feature = "flock", feature = "pidfile"))),
+        allow(dead_code)
+    )]
     pub(crate) fn with_legacy(self, legacy: Guard) -> Guard {
         Guard {
             held: Box::new(WithLegacy {
@@ -781,6 +910,7 @@ impl Guard {
         }
     }
 
+    #[cfg(unix)]
     /// Keeps a waiter's slot in the line of waiters (see the crate's `queue` module) until the
     /// lock is released, and closes it right after: the release then wakes the one waiter behind.
     pub(crate) fn with_wait_slot(self, slot: std::os::fd::OwnedFd) -> Guard {
@@ -797,12 +927,14 @@ impl Guard {
 
 /// A held lock and the slot its taker had in the line of waiters (fields drop in order: the lock
 /// first, then the slot, whose hang-up wakes the next waiter).
+#[cfg(unix)]
 #[derive(Debug)]
 struct WithWaitSlot {
     main: Box<dyn HeldLock>,
     _slot: std::os::fd::OwnedFd,
 }
 
+#[cfg(unix)]
 impl HeldLock for WithWaitSlot {
     fn verify(&self) -> Result<(), Error> {
         self.main.verify()
@@ -835,7 +967,10 @@ impl HeldLock for WithWaitSlot {
 /// A lock and its compatibility lock in the old default directory (fields drop in order: the lock
 /// itself first).
 #[derive(Debug)]
-#[cfg_attr(not(any(feature = "flock", feature = "pidfile")), allow(dead_code))]
+#[cfg_attr(
+    not(all(unix, any(feature = "flock", feature = "pidfile"))),
+    allow(dead_code)
+)]
 struct WithLegacy {
     main: Box<dyn HeldLock>,
     legacy: Box<dyn HeldLock>,
@@ -853,14 +988,25 @@ impl HeldLock for WithLegacy {
         result
     }
 
+    #[cfg(unix)]
     fn as_fd(&self) -> Option<BorrowedFd<'_>> {
         self.main.as_fd()
+    }
+
+    #[cfg(windows)]
+    fn as_handle(&self) -> Option<BorrowedHandle<'_>> {
+        self.main.as_handle()
+    }
+
+    fn previous_holder_died(&self) -> bool {
+        self.main.previous_holder_died()
     }
 
     fn fencing_token(&self) -> Option<u64> {
         self.main.fencing_token()
     }
 
+    #[cfg(unix)]
     fn loss_fd(&self) -> Option<BorrowedFd<'_>> {
         self.main.loss_fd()
     }

@@ -105,9 +105,32 @@ impl LockName {
     }
 
     /// The file name (no directory) for this lock with `extension` (`"lock"`, `"pid"`).
+    ///
+    /// On Windows a name that is not a safe file name there is written in the hashed form
+    /// `#<prefix>~<32 hex digits>` (which no plain name can take, since those never start with
+    /// `#`): one with an upper-case letter (the file system folds case, so `Job` and `job` would
+    /// share a file while their mutexes differ), one of `<>:"\|?*`, a trailing dot or space
+    /// (Windows strips them), or a reserved device name (`CON`, `NUL`, `COM1`, `LPT1`, ...,
+    /// also with an extension: `nul.txt`).
     pub fn file_name(&self, extension: &str) -> String {
         let room = FILE_NAME_MAX - extension.len() - 1;
+        #[cfg(windows)]
+        if !is_plain_windows_file_name(&self.0) {
+            return format!("{}.{extension}", hashed_name(&self.0, room));
+        }
         format!("{}.{extension}", fit_name(&self.0, room))
+    }
+
+    /// The name inside a Windows kernel object name (a mutex's): as is when it fits in `room`
+    /// and has no `\` (which separates namespaces there), else the hashed form. Object names are
+    /// case-sensitive, so `Job` and `job` stay two locks.
+    #[cfg(all(windows, feature = "named-mutex"))]
+    pub(crate) fn object_name(&self, room: usize) -> String {
+        if self.0.contains('\\') {
+            hashed_name(&self.0, room)
+        } else {
+            fit_name(&self.0, room)
+        }
     }
 }
 
@@ -146,6 +169,40 @@ fn fit_name(name: &str, room: usize) -> String {
     format!("#{prefix}~{hash}")
 }
 
+/// The hashed form `#<prefix>~<32 hex digits>` of `name` in `room` bytes, its prefix kept to
+/// lower-case letters, digits, `-`, `_` and `.` (safe in Windows file and object names).
+#[cfg(windows)]
+fn hashed_name(name: &str, room: usize) -> String {
+    let hash = format!("{:032x}", fnv1a_128(name.as_bytes()));
+    let prefix: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .map(|c| c.to_ascii_lowercase())
+        .take(room.saturating_sub(hash.len() + 2))
+        .collect();
+    format!("#{prefix}~{hash}")
+}
+
+/// Whether `name` is a file name Windows keeps as written and tells apart from every other
+/// plain name: see [`LockName::file_name`].
+#[cfg(windows)]
+fn is_plain_windows_file_name(name: &str) -> bool {
+    const RESERVED: [&str; 6] = ["con", "prn", "aux", "nul", "conin$", "conout$"];
+    let base = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    let base = base.to_lowercase();
+    let device = RESERVED.contains(&base.as_str())
+        || ((base.starts_with("com") || base.starts_with("lpt"))
+            && base.chars().count() == 4
+            && base[3..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || "¹²³".contains(c)));
+    !device
+        && !name.ends_with(['.', ' '])
+        && !name
+            .chars()
+            .any(|c| c.is_uppercase() || "<>:\"\\|?*".contains(c))
+}
+
 /// FNV-1a with the 128-bit parameters (offset basis and prime from the FNV specification).
 ///
 /// Stable across releases and platforms: lock names that do not fit are mapped with it, and the
@@ -175,7 +232,7 @@ pub enum Scope {
 impl Scope {
     fn tag(self) -> String {
         match self {
-            Scope::User => format!("u{}", nix::unistd::geteuid().as_raw()),
+            Scope::User => format!("u{}", crate::os::effective_uid()),
             Scope::System => "system".to_owned(),
         }
     }
@@ -199,13 +256,19 @@ impl Scope {
     ///   error that says how to create it. A directory another user created, or a symbolic link,
     ///   is refused with an error naming the path and its owner. In that sticky directory a
     ///   file's owner can delete it under its holder: root locks only files root owns there.
+    ///
+    /// On Windows: [`Scope::User`] is `%LOCALAPPDATA%\onlyone` (the user's profile, which only
+    /// the user and administrators may write), [`Scope::System`] `%ProgramData%\onlyone`. The
+    /// named mutex keeps only its holder records there.
     pub fn default_dir(self) -> PathBuf {
+        #[cfg(windows)]
+        return crate::os::default_dir(self);
+        #[cfg(unix)]
         match self {
             Scope::System => PathBuf::from("/run/lock/onlyone"),
-            Scope::User => PathBuf::from(format!(
-                "/var/tmp/onlyone-{}",
-                nix::unistd::geteuid().as_raw()
-            )),
+            Scope::User => {
+                PathBuf::from(format!("/var/tmp/onlyone-{}", crate::os::effective_uid()))
+            }
         }
     }
 
@@ -214,12 +277,16 @@ impl Scope {
     /// `/run/user/<uid>/onlyone` when `/run/user/<uid>` exists, else `/tmp/onlyone-<uid>`; `None`
     /// for [`Scope::System`] (unchanged). Locks in the default directory also take their lock
     /// here, so that an old onlyone in the same environment sees them held, and they see its.
+    /// Windows has no earlier version: `None`.
     pub fn legacy_default_dir(self) -> Option<PathBuf> {
+        if cfg!(windows) {
+            return None;
+        }
         match self {
             Scope::System => None,
             Scope::User => Some(legacy_user_dir(
                 std::env::var_os("XDG_RUNTIME_DIR"),
-                nix::unistd::geteuid().as_raw(),
+                crate::os::effective_uid(),
                 |p| p.is_dir(),
             )),
         }
@@ -304,6 +371,7 @@ impl LockDir {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn snap_abstract_names_start_with_the_instance() {
         let n = LockName::new("editor").unwrap();
@@ -364,6 +432,7 @@ mod tests {
     /// The default directories, pinned: the new one per uid, and the old, environment-dependent
     /// one whose compatibility lock new versions take (old and new must exclude each other).
     #[test]
+    #[cfg(unix)]
     fn default_directories_are_pinned() {
         let uid = nix::unistd::geteuid().as_raw();
         assert_eq!(

@@ -13,6 +13,7 @@
 //! | FreeBSD (`os/freebsd.rs`) | `sysctl(KERN_PROC_PID)` (µs since the epoch), `KERN_PROC_ARGS` | `kern.boot_id` (14.0+) | kqueue `EVFILT_PROC` | kqueue `EVFILT_VNODE` | named temp + `link` |
 //! | NetBSD (`os/netbsd.rs`) | `sysctl(KERN_PROC2)` (µs since the epoch), `KERN_PROC_ARGS` | none | kqueue `EVFILT_PROC` | kqueue `EVFILT_VNODE` | named temp + `link` |
 //! | illumos (`os/illumos.rs`) | `/proc/PID/psinfo` (ns since the epoch) | none | bounded backoff | bounded backoff | named temp + `link` |
+//! | Windows (`os/windows.rs`) | `OpenProcess` + `GetProcessTimes` (100 ns since 1601), image path; "uid": the RID of the user's SID | none | `WaitForSingleObject` on the process handle | backoff (`LockFileEx` has no unlock event) | temporary file + `CreateHardLinkW` |
 //!
 //! Start tokens are compared only for equality, and only with tokens read on the same machine:
 //! their unit differs per OS. Code common to every Unix (liveness by `kill(2)`, the named temporary
@@ -26,10 +27,14 @@
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::sys::signal::kill;
+#[cfg(unix)]
 use nix::unistd::Pid;
 
+#[cfg(unix)]
 pub(crate) mod unix;
 
 cfg_if::cfg_if! {
@@ -55,15 +60,34 @@ cfg_if::cfg_if! {
     } else if #[cfg(any(target_os = "illumos", target_os = "solaris"))] {
         mod illumos;
         use illumos as imp;
+    } else if #[cfg(windows)] {
+        mod windows;
+        use windows as imp;
+        use windows as self_ids;
+        pub(crate) use windows::{
+            as_read_here, default_dir, effective_uid, has_exited, liveness, pin_process,
+            terminate_pinned, wait_for_handles,
+        };
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
+        pub(crate) use windows::LOCK_OFFSET;
+        #[cfg(any(feature = "flock", feature = "pidfile"))]
+        pub(crate) use windows::try_lock_byte;
+        #[cfg(feature = "flock")]
+        pub(crate) use windows::{file_id, unlock_byte};
+        #[cfg(feature = "named-mutex")]
+        pub(crate) use windows::{
+            Mutex, MutexWait, Namespace, current_user, private_namespaces, sid_text, wait_for_exit,
+        };
     } else {
         compile_error!(
-            "onlyone supports Linux, Android, macOS, FreeBSD, NetBSD and illumos; \
+            "onlyone supports Linux, Android, macOS, FreeBSD, NetBSD, illumos and Windows; \
              this target has no OS layer yet"
         );
     }
 }
 
 // What replaces the OS's own event sources and O_TMPFILE in the portable build.
+#[cfg(unix)]
 cfg_if::cfg_if! {
     if #[cfg(onlyone_portable)] {
         #[cfg(any(feature = "flock", feature = "pidfile"))]
@@ -79,6 +103,7 @@ cfg_if::cfg_if! {
 }
 // Pinning a process (a pidfd) and signalling only the pinned process: Linux's alone (not in the
 // portable build, which takes the path of systems without pidfds).
+#[cfg(unix)]
 cfg_if::cfg_if! {
     if #[cfg(all(any(target_os = "linux", target_os = "android"), not(onlyone_portable)))] {
         #[cfg_attr(not(feature = "abstract-socket"), allow(unused_imports))]
@@ -91,6 +116,7 @@ cfg_if::cfg_if! {
 }
 // The caller's own identity through `/proc/self` (Linux) or its pid (elsewhere); time-namespace
 // start times; the loss watch; the socket check of a PostgreSQL holder.
+#[cfg(unix)]
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
         pub(crate) use linux::as_read_here;
@@ -113,18 +139,25 @@ cfg_if::cfg_if! {
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {
         pub(crate) use linux::{nonblocking_unix_stream, peer_credentials, send_all};
-    } else {
+    } else if #[cfg(unix)] {
         pub(crate) use unix::{nonblocking_unix_stream, peer_credentials, send_all};
     }
 }
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 pub(crate) use imp::flock_try_exclusive;
-#[cfg(feature = "flock")]
+#[cfg(all(unix, feature = "flock"))]
 pub(crate) use imp::{flock_shared_probe, flock_unlock};
-#[cfg(feature = "flock")]
+#[cfg(all(unix, feature = "flock"))]
 pub(crate) use imp::{flock_table_holder, holds_flock};
-#[cfg(feature = "pidfile")]
+#[cfg(all(unix, feature = "pidfile"))]
 pub(crate) use unix::replace_file;
+
+/// The effective uid of the calling process. On Windows, which has no uids, the relative id
+/// (the last sub-authority) of the user's SID: 1001 for the first user made after setup.
+#[cfg(unix)]
+pub(crate) fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
 
 /// Whether this build uses the portable code paths on Linux (see the module docs).
 pub const PORTABLE_BUILD: bool = cfg!(onlyone_portable);
@@ -169,7 +202,7 @@ impl ProcessIdentity {
             start_ticks: self_ids::self_stat().map(|s| s.start_ticks),
             boot_id: boot_id().map(str::to_owned),
             pid_ns: self_ids::self_pid_namespace(),
-            uid: nix::unistd::geteuid().as_raw(),
+            uid: effective_uid(),
         }
     }
 }
@@ -221,6 +254,7 @@ pub fn start_time(start_ticks: u64) -> Option<SystemTime> {
 /// OS: equal, or - for records written before start times were normalised to the initial time
 /// namespace's clock, by a process in our own time namespace - equal to the value as our
 /// namespace shows it.
+#[cfg(unix)]
 fn same_start(recorded: u64, now: u64) -> bool {
     recorded == now || recorded == as_read_here(now)
 }
@@ -242,7 +276,20 @@ impl ProcessIdentity {
     /// Dead: another boot; `kill(pid, 0)` says `ESRCH`; a zombie; a different start token (the pid
     /// was reused). Alive: `kill` succeeds or says `EPERM` (another user's live process). Unknown:
     /// the record comes from another PID namespace, where its pid means nothing.
+    ///
+    /// On Windows: dead when `OpenProcess` says no such process, when the process handle is
+    /// signalled (it exited; opening a pid can succeed shortly after its process died) or when
+    /// its creation time (`GetProcessTimes`) is not the record's; alive when it cannot be opened
+    /// for lack of rights (another user's process).
     pub fn liveness(&self) -> Liveness {
+        #[cfg(windows)]
+        return liveness(self);
+        #[cfg(unix)]
+        self.liveness_unix()
+    }
+
+    #[cfg(unix)]
+    fn liveness_unix(&self) -> Liveness {
         let here = ProcessIdentity::current();
         if let (Some(recorded), Some(now)) = (&self.boot_id, &here.boot_id) {
             if recorded != now {
@@ -288,7 +335,7 @@ impl ProcessIdentity {
 
 /// A wait for one process to exit: a descriptor that becomes readable when it has exited, after
 /// the kernel closed all its files (and so dropped its locks).
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 #[cfg_attr(any(target_os = "illumos", target_os = "solaris"), allow(dead_code))]
 pub(crate) enum ProcessWatch {
     /// Poll this for `POLLIN`.
@@ -301,13 +348,13 @@ pub(crate) enum ProcessWatch {
 
 /// Whether the process with `pid` is the one that started at `start`, checked after the caller
 /// pinned it (a pidfd or a kqueue registration), so that the answer holds for the pinned process.
-#[cfg(any(feature = "flock", feature = "pidfile"))]
+#[cfg(all(unix, any(feature = "flock", feature = "pidfile")))]
 #[cfg_attr(any(target_os = "illumos", target_os = "solaris"), allow(dead_code))]
 pub(crate) fn is_same_process(pid: u32, start: Option<u64>) -> bool {
     stat(pid).is_some_and(|s| s.state != 'Z' && start.is_none_or(|t| same_start(t, s.start_ticks)))
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -1,5 +1,8 @@
 //! Each backend against real processes: who holds, SIGKILL, inheritance, races, bad input.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 
 use std::fs;

@@ -23,9 +23,11 @@
 //! made only inside private mount namespaces (the host's `/proc`, `/run` and `/tmp` are never
 //! touched); temporary directories are removed.
 
+#[cfg(unix)]
 mod common;
-#[cfg(feature = "postgres")]
+#[cfg(all(unix, feature = "postgres"))]
 mod pg;
+#[cfg(unix)]
 mod reliability_common;
 
 #[cfg(target_os = "linux")]

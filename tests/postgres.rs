@@ -4,6 +4,9 @@
 //! `cargo test --features postgres --test postgres`. Without server binaries the tests skip with
 //! a message naming the Debian package; with `CI=true` they fail instead.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod pg;
 

@@ -2,6 +2,9 @@
 //! during a 8-process race), symbolic and hard links planted at the lock paths, unwritable,
 //! missing and read-only directories, a full filesystem.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

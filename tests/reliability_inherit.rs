@@ -2,6 +2,9 @@
 //! handed over on purpose or not) or forks without exec, and then releases or dies. Each cell
 //! of the table is asserted; the README copies the table.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

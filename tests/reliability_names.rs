@@ -1,6 +1,9 @@
 //! Names: the mapping from a lock name to its kernel resource is injective, fits the kernel's
 //! limits, and is stable across releases (two versions of onlyone must find each other's locks).
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

@@ -2,6 +2,9 @@
 //! contenders coming and going against one holder, and a neighbour that used up the inotify
 //! instances a waiter needs.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

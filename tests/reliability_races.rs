@@ -5,6 +5,9 @@
 //!
 //! Scale: `ONLYONE_TEST_SCALE=full` for the README figures (16 x 1000 holds per backend).
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

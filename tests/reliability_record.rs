@@ -3,6 +3,9 @@
 //! target `fuzz/fuzz_targets/record_parse.rs`. PID files and lock files can be written by
 //! anyone: the parser must never panic, and must accept only what makes sense.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

@@ -12,6 +12,9 @@
 //! The witness rules out two holders at once: a frozen process still holds its lock, so the kill
 //! line is written while it provably holds nothing it could lose to anyone else.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

@@ -7,6 +7,9 @@
 //! - **stale** (the recorded process is gone, a zombie, another boot's, or its pid now belongs to
 //!   a process started at another time): taken over, and the file then holds our record.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

@@ -1,6 +1,9 @@
 //! Waiting for a held lock, per backend: woken by a release in a live holder, by the holder's
 //! death, and giving up at the deadline with the holder's identity.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 
 use std::path::Path;

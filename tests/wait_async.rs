@@ -3,6 +3,9 @@
 //!
 //! One test function, run alone in this binary, so that counting descriptors is exact.
 
+// The Unix suite: Windows has its own (tests/windows.rs).
+#![cfg(unix)]
+
 mod common;
 
 use std::time::Duration;

@@ -10,6 +10,8 @@
 //!
 //! Scale: `ONLYONE_TEST_SCALE=full` (CI) for 64 waiters and 100,000 contenders.
 
+#![cfg(unix)]
+
 mod common;
 mod reliability_common;
 

@@ -228,6 +228,8 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
+    // Second-instance handoff: Unix only (the Windows named pipe is not built yet).
+    #[cfg(unix)]
     #[command(flatten)]
     pub handoff: crate::handoff::HandoffArgs,
 

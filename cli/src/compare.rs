@@ -207,6 +207,9 @@ impl Machine {
                     .map(|(_, v)| v.trim().to_owned())
             })
             .unwrap_or_else(|| "unknown CPU".to_owned());
+        #[cfg(windows)]
+        let kernel = "Windows".to_owned();
+        #[cfg(unix)]
         let kernel = nix::sys::utsname::uname()
             .map(|u| {
                 format!(
@@ -261,6 +264,9 @@ fn why_absent(backend: BackendKind) -> String {
     match backend {
         BackendKind::AbstractSocket if !linux => {
             "abstract Unix sockets exist only on Linux".to_owned()
+        }
+        BackendKind::NamedMutex if !cfg!(windows) => {
+            "Windows named mutexes exist only on Windows".to_owned()
         }
         BackendKind::Postgres if backend.is_available() => {
             "needs a PostgreSQL server; compare measures the local backends only".to_owned()
@@ -430,7 +436,7 @@ fn crosses_network_namespaces(backend: BackendKind, dir: &Path) -> Fallible<Cell
             },
         )
     };
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         return Ok(documented());
     }
     let name = lock_name(backend, "netns");
@@ -658,11 +664,13 @@ struct ScratchDir(PathBuf);
 
 impl ScratchDir {
     fn create(parent: Option<&Path>) -> Result<ScratchDir, String> {
-        use std::os::unix::fs::DirBuilderExt;
         let parent = parent.map_or_else(std::env::temp_dir, Path::to_owned);
         let path = parent.join(format!("onlyone-compare-{}", std::process::id()));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
+        #[cfg_attr(windows, allow(unused_mut))]
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
             .create(&path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(ScratchDir(path))
@@ -1016,6 +1024,14 @@ fn xml(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// Whether onlyone runs as root (the namespace measurements need it; Windows has none).
+fn is_root() -> bool {
+    #[cfg(unix)]
+    return nix::unistd::geteuid().is_root();
+    #[cfg(windows)]
+    return false;
 }
 
 #[cfg(test)]

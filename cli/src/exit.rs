@@ -34,6 +34,7 @@ pub const ALREADY_RAN: u8 = 79;
 /// started.
 pub const STALE: u8 = 80;
 /// `--max-runtime`: the job ran out of time and onlyone stopped it (as timeout(1) exits).
+#[cfg_attr(windows, allow(dead_code))]
 pub const TIMED_OUT: u8 = 124;
 /// The command was found but could not be executed (as in sh(1)).
 pub const CANNOT_EXECUTE: u8 = 126;
@@ -196,6 +197,7 @@ pub fn for_spawn_error(e: &io::Error) -> u8 {
 }
 
 /// execve(2) errors every Unix has (POSIX).
+#[cfg(unix)]
 const EXEC_ERRORS: [i32; 8] = [
     nix::libc::EACCES,
     nix::libc::EPERM,
@@ -206,6 +208,11 @@ const EXEC_ERRORS: [i32; 8] = [
     nix::libc::ETXTBSY,
     nix::libc::E2BIG,
 ];
+
+/// CreateProcessW errors for a file that is there but cannot be run: access denied, not a
+/// valid Win32 application.
+#[cfg(windows)]
+const EXEC_ERRORS: [i32; 2] = [5, 193];
 
 cfg_if::cfg_if! {
     if #[cfg(any(target_os = "linux", target_os = "android"))] {

@@ -24,6 +24,7 @@ use std::cell::RefCell;
 use std::io::IsTerminal;
 
 /// The syslog socket, unless `ONLYONE_SYSLOG_SOCKET` names another.
+#[cfg(unix)]
 const SYSLOG_SOCKET: &str = "/dev/log";
 
 /// `--log` values.
@@ -41,6 +42,7 @@ pub enum Dest {
 
 /// What happened, the `ONLYONE_EVENT=` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(windows, allow(dead_code))]
 pub enum Event {
     /// The job was not started: the lock is held.
     Skipped,
@@ -86,6 +88,7 @@ enum System {
     Want(Dest, bool),
     #[cfg(target_os = "linux")]
     Journal(Box<systemd_journal_logger::JournalLog>),
+    #[cfg(unix)]
     Syslog(Box<syslog::Logger<syslog::LoggerBackend, syslog::Formatter3164>>),
     /// Nothing listens: standard error alone.
     Absent,
@@ -150,11 +153,14 @@ impl Log {
     fn system_line(&self, level: ::log::Level, line: &str, fields: &[(&str, String)]) {
         // Only the journal carries the fields; syslog has the line.
         #[cfg(not(target_os = "linux"))]
-        let _ = fields;
+        let _ = (fields, line, level);
         let mut system = self.system.borrow_mut();
         if let System::Want(dest, explicit) = *system {
             *system = open(dest, explicit);
         }
+        #[cfg(windows)]
+        let _ = (line, level);
+        #[cfg(unix)]
         let result = match &mut *system {
             System::Off | System::Want(..) | System::Absent => return,
             #[cfg(target_os = "linux")]
@@ -169,6 +175,7 @@ impl Log {
                         .build(),
                 )
             }
+            #[cfg(unix)]
             System::Syslog(syslog) => {
                 let message = format!("{}: {line}", self.name);
                 match level {
@@ -179,6 +186,7 @@ impl Log {
                 .map_err(std::io::Error::other)
             }
         };
+        #[cfg(unix)]
         if let Err(e) = result {
             eprintln!("onlyone: warning: cannot write to the system log: {e}");
             *system = System::Absent;
@@ -198,13 +206,25 @@ fn open(dest: Dest, explicit: bool) -> System {
             ));
         }
     }
+    #[cfg(windows)]
+    {
+        // No syslog on Windows (the Event Log is not written): standard error alone.
+        if explicit {
+            eprintln!("onlyone: warning: no system log on Windows; logging to standard error only");
+        }
+        let _ = dest;
+        System::Absent
+    }
+    #[cfg(unix)]
     let path = std::env::var_os("ONLYONE_SYSLOG_SOCKET").unwrap_or_else(|| SYSLOG_SOCKET.into());
+    #[cfg(unix)]
     let formatter = syslog::Formatter3164 {
         facility: syslog::Facility::LOG_USER,
         hostname: None,
         process: "onlyone".to_owned(),
         pid: std::process::id(),
     };
+    #[cfg(unix)]
     match syslog::unix_custom(formatter, &path) {
         Ok(logger) => System::Syslog(Box::new(logger)),
         Err(_) if !explicit => System::Absent,

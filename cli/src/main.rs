@@ -3,7 +3,8 @@
 //! `unsafe` is denied here and allowed only on the functions that need it, each block with its
 //! `SAFETY` comment: the C entry point below; in `job.rs` and `job/`, starting the job (the
 //! clone(2) of `job/linux.rs`, the fork(2) of `job/posix.rs`, and the code the child runs before
-//! execve(2)), the signal handler of the self-pipe and its installation, and resetting SIGCHLD.
+//! execve(2)), the signal handler of the self-pipe and its installation, and resetting SIGCHLD;
+//! on Windows the job object, the suspended start and the console handler (`job/windows.rs`).
 //!
 //! On glibc Linux onlyone has no Rust `fn main`: the C runtime calls the exported `main` below
 //! directly and the Rust runtime's start-up is skipped, which saves a tenth of a millisecond per
@@ -21,7 +22,13 @@ mod cli;
 mod compare;
 mod exit;
 mod generate;
+#[cfg(unix)]
 mod handoff;
+#[cfg(unix)]
+mod job;
+// Windows: a job object instead of process groups and signals (the job/ files are Unix's).
+#[cfg(windows)]
+#[path = "job/windows.rs"]
 mod job;
 mod json;
 mod locks;

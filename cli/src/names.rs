@@ -8,7 +8,6 @@
 //! too (the command as typed, not as found in `PATH`). The mapping is stable across releases.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStrExt;
 
 /// Longest `<base>` part, in bytes.
 const BASE_MAX: usize = 40;
@@ -17,14 +16,18 @@ const BASE_MAX: usize = 40;
 pub fn derive(argv: &[OsString]) -> String {
     let mut encoded = Vec::new();
     for arg in argv {
-        let bytes = arg.as_bytes();
+        // On Unix the raw bytes; on Windows WTF-8 (UTF-8 for every valid string).
+        let bytes = arg.as_encoded_bytes();
         encoded.extend_from_slice(bytes.len().to_string().as_bytes());
         encoded.push(b':');
         encoded.extend_from_slice(bytes);
         encoded.push(b',');
     }
     let hash = onlyone::name::fnv1a_128(&encoded);
-    let program = argv.first().map(|a| a.as_bytes()).unwrap_or_default();
+    let program = argv
+        .first()
+        .map(|a| a.as_encoded_bytes())
+        .unwrap_or_default();
     let last = program
         .rsplit(|&b| b == b'/')
         .find(|part| !part.is_empty())

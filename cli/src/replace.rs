@@ -19,9 +19,9 @@ use onlyone::{Acquire, Holder, HolderKind, HolderProcess, Lock};
 
 use crate::log::{Event, Log};
 
-/// Whether a holder can be pinned by a pidfd here.
-const PIDFDS: bool =
-    cfg!(any(target_os = "linux", target_os = "android")) && !onlyone::os::PORTABLE_BUILD;
+/// Whether a holder can be pinned by a pidfd here (on Windows: by a process handle).
+const PIDFDS: bool = cfg!(windows)
+    || (cfg!(any(target_os = "linux", target_os = "android")) && !onlyone::os::PORTABLE_BUILD);
 
 use crate::exit::{self, Failure};
 
@@ -128,7 +128,7 @@ fn signal(target: &HolderProcess, kill: bool) -> Result<(), Failure> {
     };
     match result {
         Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(nix::libc::ESRCH) => Ok(()),
+        Err(e) if has_exited(&e) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(Failure::new(
             exit::NOPERM,
             format!("not permitted to signal the holder, pid {}", target.pid()),
@@ -138,4 +138,18 @@ fn signal(target: &HolderProcess, kill: bool) -> Result<(), Failure> {
             e,
         )),
     }
+}
+
+/// Whether signalling failed because the holder has exited (`ESRCH`; on Windows the pinned
+/// handle reports `NotFound`).
+#[cfg(unix)]
+fn has_exited(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(nix::libc::ESRCH)
+}
+
+/// Whether signalling failed because the holder has exited (`ESRCH`; on Windows the pinned
+/// handle reports `NotFound`).
+#[cfg(windows)]
+fn has_exited(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound
 }

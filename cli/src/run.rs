@@ -2,18 +2,27 @@
 
 use std::ffi::OsString;
 use std::io;
+#[cfg(unix)]
 use std::os::unix::process::CommandExt;
+#[cfg(unix)]
 use std::process::Command;
 use std::time::Duration;
 
+#[cfg(unix)]
 use nix::errno::Errno;
+#[cfg(unix)]
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+#[cfg(unix)]
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+#[cfg(unix)]
 use nix::unistd::Pid;
-use onlyone::{Acquire, Guard, Holder, HolderKind, Lock};
+#[cfg(unix)]
+use onlyone::Guard;
+use onlyone::{Acquire, Holder, HolderKind, Lock};
 
 use crate::cli::{RunArgs, Wait};
 use crate::exit::{self, Failure};
+#[cfg(unix)]
 use crate::job::{Job, Origin, Received, Signals};
 use crate::log::{Event, Log};
 
@@ -21,6 +30,7 @@ use crate::log::{Event, Log};
 const DEFAULT_KILL_AFTER: Duration = Duration::from_secs(10);
 
 /// The signals onlyone forwards to the job.
+#[cfg(unix)]
 const FORWARDED: [Signal; 6] = [
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -70,6 +80,7 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         Acquire::Acquired(g) => g,
         Acquire::Held(holder) => {
             // --handoff (cli/src/handoff.rs): hand ARGS to the running job instead.
+            #[cfg(unix)]
             if args.handoff.handoff {
                 return crate::handoff::second_launch(
                     &name,
@@ -120,6 +131,7 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         vars.push(("ONLYONE_FENCING_TOKEN", token.to_string()));
     }
     // --handoff (cli/src/handoff.rs): listen for second launches; the job reads them from pipes.
+    #[cfg(unix)]
     let first_launch = match args.handoff.handoff {
         true => Some(crate::handoff::FirstLaunch::start(
             &name,
@@ -128,6 +140,7 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         )?),
         false => None,
     };
+    #[cfg(unix)]
     if let Some(f) = &first_launch {
         vars.extend(f.vars());
     }
@@ -140,30 +153,47 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
             show_argv(&argv)
         );
     }
+    #[cfg(unix)]
     if args.no_fork {
         let mut cmd = Command::new(&argv[0]);
         cmd.args(&argv[1..]).envs(vars);
         return Err(exec_in_place(cmd, guard, &argv[0]));
     }
+    #[cfg(windows)]
+    if args.no_fork {
+        return Err(Failure::new(
+            exit::UNAVAILABLE,
+            "--no-fork is not available on Windows, which cannot replace a process by another \
+             (no execve): onlyone runs the job as a child in a job object",
+        ));
+    }
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
         .filter(|(k, _)| !vars.iter().any(|(name, _)| k == name))
         .collect();
     env.extend(vars.into_iter().map(|(k, v)| (k.into(), v.into())));
+    #[cfg(unix)]
     let job = Job::new(&argv, env)
         .map_err(|e| Failure::new(exit::USAGE, format!("cannot run {:?}: {e}", argv[0])))?;
+    #[cfg(windows)]
+    let job = crate::job::Job::new(&argv, env);
     let kill_after = args.kill_after.unwrap_or(DEFAULT_KILL_AFTER);
     let window = match crate::once::claim(&args, lock.name().as_str(), &log)? {
         Ok(window) => window,
         Err(skipped) => return Ok(skipped),
     };
-    let watch = Watch {
-        terminal: crate::job::foreground_terminal(),
-        kill_after,
-        max_runtime: args.max_runtime,
-        verbose: args.verbose,
-        log: &log,
+    #[cfg(unix)]
+    let result = {
+        let watch = Watch {
+            terminal: crate::job::foreground_terminal(),
+            kill_after,
+            max_runtime: args.max_runtime,
+            verbose: args.verbose,
+            log: &log,
+        };
+        supervise(job, guard, &argv[0], &watch)
     };
-    let result = supervise(job, guard, &argv[0], &watch);
+    #[cfg(windows)]
+    let result = crate::job::supervise(&job, guard, &argv[0], kill_after, args.verbose);
     crate::once::finish(window, &result);
     result
 }
@@ -227,7 +257,7 @@ fn show_argv(argv: &[OsString]) -> String {
 }
 
 /// Why COMMAND could not be started, with the status sh(1) would give.
-fn spawn_failure(program: &OsString, e: io::Error) -> Failure {
+pub(crate) fn spawn_failure(program: &OsString, e: io::Error) -> Failure {
     Failure::new(
         exit::for_spawn_error(&e),
         format!("cannot run {:?}: {e}", program.to_string_lossy()),
@@ -235,6 +265,7 @@ fn spawn_failure(program: &OsString, e: io::Error) -> Failure {
 }
 
 /// `-F`: exec COMMAND in place, the lock's descriptor handed over. Returns only on failure.
+#[cfg(unix)]
 fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     if let Some(fd) = guard.as_fd() {
@@ -252,6 +283,7 @@ fn exec_in_place(mut cmd: Command, guard: Guard, program: &OsString) -> Failure 
 }
 
 /// What onlyone watches while the job runs, and how it stops it.
+#[cfg(unix)]
 struct Watch<'a> {
     /// The terminal the job's group was given, if any.
     terminal: Option<std::os::fd::RawFd>,
@@ -262,6 +294,7 @@ struct Watch<'a> {
 }
 
 /// Why onlyone stopped the job, if it did.
+#[cfg(unix)]
 #[derive(Default)]
 struct Stopped {
     /// The lock was lost: why.
@@ -273,6 +306,7 @@ struct Stopped {
 /// Runs the job as a child in a process group of its own (given the terminal when onlyone has
 /// it), forwards signals to that group, waits for the job, takes the terminal back, releases
 /// the lock.
+#[cfg(unix)]
 fn supervise(
     mut job: Job,
     mut guard: Guard,
@@ -363,6 +397,7 @@ fn supervise(
 }
 
 /// How the job ended, in words: `exited with status 3`, `was killed by SIGTERM (core dumped)`.
+#[cfg(unix)]
 fn describe_end(status: WaitStatus) -> String {
     match status {
         WaitStatus::Exited(_, c) => format!("exited with status {c}"),
@@ -376,6 +411,7 @@ fn describe_end(status: WaitStatus) -> String {
 }
 
 /// The job's exit status as onlyone's: its code, or 128+N when killed by signal N.
+#[cfg(unix)]
 fn exit_code(status: WaitStatus) -> u8 {
     match status {
         WaitStatus::Exited(_, c) => c as u8,
@@ -387,6 +423,7 @@ fn exit_code(status: WaitStatus) -> u8 {
 /// Reaps the job if it has exited (`waitpid(WNOHANG | WUNTRACED)`); stops and continues are not
 /// exits. A job stopped by the terminal (Ctrl-Z) while it has the terminal stops onlyone too, so
 /// that the shell sees a stopped job and takes the terminal back ([`follow_stop`]).
+#[cfg(unix)]
 fn try_wait(pid: Pid, terminal: Option<std::os::fd::RawFd>) -> Result<Option<WaitStatus>, Errno> {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::WUNTRACED)) {
@@ -409,6 +446,7 @@ fn try_wait(pid: Pid, terminal: Option<std::os::fd::RawFd>) -> Result<Option<Wai
 /// job-control shell's child would appear to its shell. When the shell continues onlyone (`fg`),
 /// it gives the terminal to the job's group again and continues the group (`bg`: onlyone is then
 /// in the background and leaves the terminal alone).
+#[cfg(unix)]
 fn follow_stop(job: Pid, fd: std::os::fd::RawFd, signal: Signal) {
     use nix::unistd::{getpgrp, tcgetpgrp};
     let own = getpgrp();
@@ -431,6 +469,7 @@ fn follow_stop(job: Pid, fd: std::os::fd::RawFd, signal: Signal) {
 }
 
 /// Blocks until the job exits (when signals cannot be forwarded).
+#[cfg(unix)]
 fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
     loop {
         match waitpid(pid, None) {
@@ -445,6 +484,7 @@ fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
 /// group. Stops the job's group — SIGTERM, then SIGKILL after `kill_after` — when the guard says
 /// the lock is lost (its loss descriptor becomes readable; why goes to `stopped.lost`) or when
 /// `--max-runtime` runs out (`stopped.timed_out`).
+#[cfg(unix)]
 fn wait_forwarding(
     pid: Pid,
     mut signals: Signals,
@@ -580,6 +620,7 @@ fn wait_forwarding(
 
 /// The job's descendants that left its process group, which a signal to the group misses, for
 /// a message: `; not signalled, outside the job's process group: pid 12 (daemon)`.
+#[cfg(unix)]
 fn outside_group(job: Pid) -> String {
     match crate::job::escaped(job, job) {
         Some(found) if found.is_empty() => String::new(),
@@ -606,6 +647,7 @@ fn outside_group(job: Pid) -> String {
 /// whose foreground process group is onlyone's: a Ctrl-C then reaches the job once, and a
 /// `kill -INT` sent to onlyone alone from elsewhere is not passed on. Every other signal is
 /// forwarded.
+#[cfg(unix)]
 fn from_terminal(received: &Received, job: Pid) -> bool {
     use nix::unistd::{getpgid, getpgrp, tcgetpgrp};
     let terminal_may_have_sent = match received.origin {
@@ -620,6 +662,7 @@ fn from_terminal(received: &Received, job: Pid) -> bool {
 }
 
 /// Whether `fd` (if any) is readable right now.
+#[cfg(unix)]
 fn still_readable(fd: Option<std::os::fd::BorrowedFd<'_>>) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let Some(fd) = fd else {

@@ -163,7 +163,7 @@ pub fn break_lock(args: BreakLockArgs) -> Result<u8, Failure> {
 }
 
 /// `break-lock --force`: removes the PID file of `lock`.
-#[cfg(feature = "pidfile")]
+#[cfg(all(unix, feature = "pidfile"))]
 fn force_remove(name: &str, lock: &dyn Lock) -> Result<u8, Failure> {
     use onlyone::PidFileLock;
     let path = std::path::PathBuf::from(lock.resource());
@@ -193,7 +193,7 @@ fn force_remove(name: &str, lock: &dyn Lock) -> Result<u8, Failure> {
 }
 
 /// Without the PID-file backend there is no PID file to remove (`locks::build` has said so).
-#[cfg(not(feature = "pidfile"))]
+#[cfg(not(all(unix, feature = "pidfile")))]
 fn force_remove(_name: &str, _lock: &dyn Lock) -> Result<u8, Failure> {
     Err(Failure::new(
         crate::exit::UNAVAILABLE,

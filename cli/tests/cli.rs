@@ -11,6 +11,9 @@
 //! sockets are Linux-only (`#[cfg]`, each saying why). `ONLYONE_PORTABLE=1` runs them through the
 //! portable job start of the other systems (see `job_lifetime.rs` for what differs there).
 
+// The Unix suite: Windows has its own (cli/tests/windows.rs).
+#![cfg(unix)]
+
 // The workspace's child-process harness, shared with the library's tests.
 #[path = "../../tests/common/mod.rs"]
 mod common;

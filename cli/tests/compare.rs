@@ -2,6 +2,9 @@
 //! backend with latencies greater than zero and a behaviour matrix whose measured cells hold.
 //! (No timing assertions: the numbers only have to exist.)
 
+// The Unix suite: Windows has its own (cli/tests/windows.rs).
+#![cfg(unix)]
+
 use std::process::Command;
 
 use onlyone::BackendKind;

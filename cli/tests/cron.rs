@@ -10,6 +10,7 @@
 //! `journalctl --sync`, and on pidfds with a bound that only a failure reaches.
 
 // The workspace's child-process harness, shared with the library's tests.
+#[cfg(target_os = "linux")]
 #[path = "../../tests/common/mod.rs"]
 mod common;
 

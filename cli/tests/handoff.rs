@@ -3,6 +3,8 @@
 //! launches exit with the answer, byte-exact arguments included; an unanswered one reports
 //! unknown (75) within its timeout; with the first launch gone, not delivered (69).
 
+#![cfg(unix)]
+
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};

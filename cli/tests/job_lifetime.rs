@@ -7,6 +7,8 @@
 //! Linux-only: the tests read `/proc` and wait on pidfds. Every process is killed when its guard
 //! drops, also when a test fails; the orphaned job is killed by pid.
 
+// The Unix suite: Windows has its own (cli/tests/windows.rs).
+#![cfg(unix)]
 #![cfg(any(target_os = "linux", target_os = "android"))]
 
 #[path = "../../tests/common/mod.rs"]

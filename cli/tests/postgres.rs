@@ -5,6 +5,9 @@
 //! `cargo test -p onlyone-cli --features postgres --test postgres`. Without server binaries the
 //! tests skip with a message naming the Debian package; with `CI=true` they fail instead.
 
+// The Unix suite: Windows has its own (cli/tests/windows.rs).
+#![cfg(unix)]
+
 // The workspace's test harnesses, shared with the library's tests.
 #[path = "../../tests/common/mod.rs"]
 mod common;

@@ -1,0 +1,284 @@
+//! `onlyone run` on Windows (run under Wine in CI, see .ci/run): the job runs in a kill-on-close
+//! job object, dies with its wrapper, and the lock lives at least as long as the job.
+//!
+//! Runs with its own harness (`harness = false`), printing `NAME: ok`, `NAME: FAILED: why` or
+//! `NAME: skipped: why` and `N passed, N failed, N skipped`. The jobs are this test binary
+//! started again (by onlyone) with `ONLYONE_CLI_WIN_ROLE`; every process a test starts is killed
+//! and waited for when its guard drops (a killed wrapper's job dies with its job object).
+
+#[cfg(not(windows))]
+fn main() {
+    println!("windows: skipped: Windows only (job objects)");
+    println!("0 passed, 0 failed, 1 skipped");
+}
+
+#[cfg(windows)]
+fn main() -> std::process::ExitCode {
+    suite::main()
+}
+
+#[cfg(windows)]
+mod suite {
+    use std::io::{BufRead, BufReader};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+    use std::path::Path;
+    use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
+
+    use onlyone::os::{Liveness, ProcessIdentity};
+
+    type TestFn = fn(&Path);
+
+    const TESTS: &[(&str, TestFn)] = &[
+        ("exit_status_passes_through", exit_status_passes_through),
+        ("held_lock_gives_75_and_names_the_job", held_lock_gives_75),
+        ("job_dies_with_its_wrapper", job_dies_with_its_wrapper),
+        (
+            "after_a_killed_wrapper_the_next_job_starts_once_the_first_exited",
+            next_job_waits_for_the_first,
+        ),
+        (
+            "replace_terminates_the_holder_and_its_job",
+            replace_terminates_the_holder,
+        ),
+    ];
+
+    const ROLE: &str = "ONLYONE_CLI_WIN_ROLE";
+
+    pub(crate) fn main() -> ExitCode {
+        if let Ok(role) = std::env::var(ROLE) {
+            return job(&role);
+        }
+        let filters: Vec<String> = std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .collect();
+        let (mut passed, mut failed) = (0, 0);
+        for (name, run) in TESTS {
+            if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
+                continue;
+            }
+            let dir = tempfile::tempdir().expect("temporary directory");
+            match catch_unwind(AssertUnwindSafe(|| run(dir.path()))) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("{name}: ok");
+                }
+                Err(panic) => {
+                    failed += 1;
+                    let why = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    println!("{name}: FAILED: {why}");
+                }
+            }
+        }
+        println!("{passed} passed, {failed} failed, 0 skipped");
+        if failed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }
+    }
+
+    /// The job: `exit N` exits with N; `hold` says `started PID ALIVE` (ALIVE: whether the job
+    /// named by `ONLYONE_CLI_WIN_PREVIOUS=PID START` still runs) and sleeps until killed.
+    fn job(role: &str) -> ExitCode {
+        if let Some(code) = role.strip_prefix("exit ") {
+            return ExitCode::from(code.parse::<u8>().expect("exit code"));
+        }
+        let previous_alive = std::env::var("ONLYONE_CLI_WIN_PREVIOUS")
+            .ok()
+            .and_then(|v| {
+                let (pid, start) = v.split_once(' ')?;
+                Some(ProcessIdentity {
+                    pid: pid.parse().ok()?,
+                    start_ticks: start.parse().ok(),
+                    ..ProcessIdentity::current()
+                })
+            })
+            .is_some_and(|id| !matches!(id.liveness(), Liveness::Dead(_)));
+        println!("started {} {previous_alive}", std::process::id());
+        loop {
+            std::thread::park();
+        }
+    }
+
+    /// An `onlyone` process, killed and waited for when dropped.
+    struct Wrapper {
+        child: Child,
+        stdout: BufReader<ChildStdout>,
+    }
+
+    impl Wrapper {
+        fn start(
+            name: &str,
+            dir: &Path,
+            extra: &[&str],
+            role: &str,
+            env: &[(&str, String)],
+        ) -> Self {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_onlyone"));
+            cmd.args(["run", "-N", name, "--lock-dir"])
+                .arg(dir)
+                .args(extra)
+                .arg("--")
+                .arg(std::env::current_exe().expect("test binary"))
+                .env(ROLE, role)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let mut child = cmd.spawn().expect("start onlyone");
+            let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+            Wrapper { child, stdout }
+        }
+
+        /// The job's `started PID ALIVE` line.
+        fn started(&mut self) -> (u32, bool) {
+            let mut line = String::new();
+            self.stdout.read_line(&mut line).expect("read the job");
+            let mut words = line.split_whitespace().skip(1);
+            let pid = words.next().and_then(|p| p.parse().ok());
+            let alive = words.next().map(|a| a == "true");
+            match (pid, alive) {
+                (Some(p), Some(a)) => (p, a),
+                _ => panic!("the job should have started, said {line:?}"),
+            }
+        }
+
+        fn kill(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for Wrapper {
+        fn drop(&mut self) {
+            self.kill();
+        }
+    }
+
+    fn unique(label: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!("cliwin-{label}-{}-{nanos}", std::process::id())
+    }
+
+    /// Waits up to 10 s for process `pid` to exit; whether it did.
+    fn exits_within_10_s(pid: u32) -> bool {
+        use windows_sys::Win32::Foundation::{CloseHandle, WAIT_OBJECT_0};
+        use windows_sys::Win32::System::Threading::{
+            OpenProcess, PROCESS_SYNCHRONIZE, WaitForSingleObject,
+        };
+        // SAFETY: opens a process by pid; the handle is closed below.
+        let handle = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+        if handle.is_null() {
+            return true; // Gone already.
+        }
+        // SAFETY: an open handle with SYNCHRONIZE access, closed once afterwards.
+        unsafe {
+            let exited = WaitForSingleObject(handle, 10_000) == WAIT_OBJECT_0;
+            CloseHandle(handle);
+            exited
+        }
+    }
+
+    fn exit_status_passes_through(dir: &Path) {
+        let status = Command::new(env!("CARGO_BIN_EXE_onlyone"))
+            .args(["run", "-N", &unique("exit"), "--lock-dir"])
+            .arg(dir)
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .env(ROLE, "exit 7")
+            .status()
+            .expect("run onlyone");
+        assert_eq!(status.code(), Some(7));
+    }
+
+    fn held_lock_gives_75(dir: &Path) {
+        let name = unique("held");
+        let mut first = Wrapper::start(&name, dir, &[], "hold", &[]);
+        let (job, _) = first.started();
+        let out = Command::new(env!("CARGO_BIN_EXE_onlyone"))
+            .args(["run", "-N", &name, "--lock-dir"])
+            .arg(dir)
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .env(ROLE, "exit 0")
+            .output()
+            .expect("run onlyone");
+        assert_eq!(out.status.code(), Some(75));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let wrapper = first.child.id();
+        assert!(
+            stderr.contains(&format!("pid {wrapper}")) || stderr.contains(&format!("pid {job}")),
+            "names the holder: {stderr}"
+        );
+    }
+
+    fn job_dies_with_its_wrapper(dir: &Path) {
+        let mut wrapper = Wrapper::start(&unique("dies"), dir, &[], "hold", &[]);
+        let (job, _) = wrapper.started();
+        wrapper.kill();
+        assert!(
+            exits_within_10_s(job),
+            "the job outlived its killed wrapper"
+        );
+    }
+
+    fn next_job_waits_for_the_first(dir: &Path) {
+        let name = unique("next");
+        let mut first = Wrapper::start(&name, dir, &[], "hold", &[]);
+        let (job, _) = first.started();
+        let start = onlyone::os::stat(job)
+            .map(|s| s.start_ticks)
+            .expect("the job's creation time");
+        first.kill();
+        // At once: the mutex is already abandoned, the job may still run for a moment.
+        let mut second = Wrapper::start(
+            &name,
+            dir,
+            &["--wait", "30"],
+            "hold",
+            &[("ONLYONE_CLI_WIN_PREVIOUS", format!("{job} {start}"))],
+        );
+        let (_, previous_alive) = second.started();
+        assert!(
+            !previous_alive,
+            "the second job started while the first still ran"
+        );
+    }
+
+    /// `--replace`: the holder (the first wrapper, pinned by a process handle after its creation
+    /// time matched its record) is terminated, its job dies with its job object, and the new
+    /// job starts only after the old one exited.
+    fn replace_terminates_the_holder(dir: &Path) {
+        let name = unique("replace");
+        let mut first = Wrapper::start(&name, dir, &[], "hold", &[]);
+        let (job, _) = first.started();
+        let start = onlyone::os::stat(job)
+            .map(|s| s.start_ticks)
+            .expect("the job's creation time");
+        let mut second = Wrapper::start(
+            &name,
+            dir,
+            &["--replace"],
+            "hold",
+            &[("ONLYONE_CLI_WIN_PREVIOUS", format!("{job} {start}"))],
+        );
+        let (_, previous_alive) = second.started();
+        assert!(
+            !previous_alive,
+            "the new job started while the old one still ran"
+        );
+        assert!(
+            exits_within_10_s(first.child.id()),
+            "the replaced wrapper was terminated"
+        );
+    }
+}
