@@ -10,7 +10,7 @@
 //!
 //! Scale: `ONLYONE_TEST_SCALE=full` (CI) for 64 waiters and 100,000 contenders.
 
-#![cfg(unix)]
+#![cfg(any(target_os = "linux", target_os = "android"))]
 
 mod common;
 mod reliability_common;
