@@ -230,6 +230,7 @@ pub(crate) fn watch_process(pid: u32, start: Option<u64>) -> super::ProcessWatch
     not(any(feature = "flock", feature = "pidfile", feature = "postgres")),
     allow(dead_code)
 )]
+#[cfg_attr(onlyone_portable, allow(dead_code))]
 pub(crate) fn pin_process(pid: u32) -> Option<std::os::fd::OwnedFd> {
     use rustix::process::{Pid, PidfdFlags, pidfd_open};
     let raw = i32::try_from(pid).ok().and_then(Pid::from_raw)?;
@@ -238,6 +239,7 @@ pub(crate) fn pin_process(pid: u32) -> Option<std::os::fd::OwnedFd> {
 
 /// Sends SIGTERM (`kill == false`) or SIGKILL through a pidfd (pidfd_send_signal(2)): only the
 /// process it names can receive it.
+#[cfg_attr(onlyone_portable, allow(dead_code))]
 pub(crate) fn signal_pinned(fd: std::os::fd::BorrowedFd<'_>, kill: bool) -> std::io::Result<()> {
     use rustix::process::{Signal, pidfd_send_signal};
     let sig = if kill { Signal::KILL } else { Signal::TERM };
@@ -344,12 +346,17 @@ fn same_ip(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
     canon(a) == canon(b)
 }
 
+// The portable build identifies a peer as the other systems do, by pid.
+#[cfg_attr(onlyone_portable, allow(unused_imports))]
 pub(crate) use peer::peer_pidfd;
 
 /// `SO_PEERPIDFD`, the one `getsockopt(2)` the standard wrappers lack.
 mod peer {
     #![allow(unsafe_code)]
-    #![cfg_attr(not(feature = "abstract-socket"), allow(dead_code))]
+    #![cfg_attr(
+        any(onlyone_portable, not(feature = "abstract-socket")),
+        allow(dead_code)
+    )]
     use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
     use nix::libc;
