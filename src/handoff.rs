@@ -523,11 +523,35 @@ impl Handoff {
         ))
     }
 
-    /// The path of the handoff socket for this application, beside its lock file.
+    /// Where secondaries reach this application's primary: the handoff socket beside its lock
+    /// file (flock, PID file, and under Flatpak), or, with the abstract socket backend, `@` and
+    /// the lock's own abstract name (the [`Guard::resource`]), whose listener carries the
+    /// messages. [`send`] takes either.
     pub fn socket_path(&self) -> Result<PathBuf, Error> {
         let name = LockName::new(self.name.clone())?;
-        let (dir, _, _) = self.placement()?;
-        socket_path(&dir.path, &name)
+        let (dir, backend, _) = self.placement()?;
+        self.endpoint(&dir.path, &name, backend)
+    }
+
+    /// [`Handoff::socket_path`] for a lock in `dir` taken with `backend`.
+    fn endpoint(
+        &self,
+        dir: &Path,
+        name: &LockName,
+        backend: BackendKind,
+    ) -> Result<PathBuf, Error> {
+        #[cfg(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        ))]
+        if backend == BackendKind::AbstractSocket {
+            return Ok(PathBuf::from(format!(
+                "@{}",
+                name.abstract_socket_name(self.scope)
+            )));
+        }
+        let _ = backend; // Every other backend has a lock file to put the socket beside.
+        socket_path(dir, name)
     }
 
     /// Takes the lock and becomes the primary, or hands `message` to the primary and returns the
@@ -546,7 +570,7 @@ impl Handoff {
         let name = LockName::new(self.name.clone())?;
         let (dir, backend, sandbox) = self.placement()?;
         prepare_dir(&dir, self.scope)?;
-        let path = socket_path(&dir.path, &name)?;
+        let path = self.endpoint(&dir.path, &name, backend)?;
         // The lock is the same one `Builder` makes for this name: a default directory stays a
         // default one (with its compatibility lock), so that a plain `onlyone run` of the same
         // name and this handoff exclude each other.
