@@ -41,12 +41,22 @@
 //!   `getpeereid(3)`) before reading its request and refuses another uid; the secondary checks
 //!   that the listener runs as its own uid before sending anything.
 //!
-//! **Transport.** A Unix stream socket beside the lock file, `<lock dir>/<name>.handoff`, mode
-//! 0600 in the user's mode-0700 lock directory, for every backend; the format is in
+//! **Transport.** One Unix stream connection per activation; the format is in
 //! [`wire`](self#wire-format) terms: versioned, length-prefixed, byte strings, at most
-//! [`MAX_MESSAGE`] bytes. (The abstract-socket backend will carry the messages on the lock's own
-//! listener once that listener accepts connections: a connection starting with [`MAGIC`] is a
-//! handoff; until then it uses the socket file too.)
+//! [`MAX_MESSAGE`] bytes. *With the abstract socket backend* (the default on Linux and Android)
+//! the lock's own listener carries the messages, and there is no socket file: secondaries connect
+//! to the lock's abstract name ([`Handoff::socket_path`] gives it as `@` and the name), which the
+//! holder's draining thread accepts (see "Draining" in `onlyone::backend::abstract_socket`).
+//! Connections that send nothing (contenders reading the holder's identity, waiters) stay with
+//! that thread; one whose peer sends a request goes, unread, to a handler the primary registers
+//! when it listens, which passes it to the primary's loop without blocking that thread. Until the
+//! primary listens (see [`Handoff::listen_later`]), or with a holder that does not take
+//! activations, the thread closes such a connection with the request unread: the secondary sees
+//! the connection *reset* (not just closed) before any reply, knows nothing was read, and keeps
+//! trying until its deadline; a connection closed after the request was read is `Unknown`, never
+//! retried. Abstract names have no permissions: the uid checks below are what keeps other users
+//! out. *With flock and the PID file* (and under Flatpak) a socket beside the lock file,
+//! `<lock dir>/<name>.handoff`, mode 0600 in the user's mode-0700 lock directory.
 //!
 //! **Sandboxes.** Under Flatpak (`FLATPAK_ID` set) every instance has its own PID namespace and
 //! maybe its own network namespace, so the lock and the socket live in

@@ -31,6 +31,13 @@ enum Wake {
     /// Connect to the socket file (also removed on drop).
     File(unix::SocketFile),
     /// Write to the wake-up socket of the streams the abstract lock's listener hands over.
+    #[cfg_attr(
+        not(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        )),
+        allow(dead_code)
+    )]
     Handed(unix::Waker),
 }
 

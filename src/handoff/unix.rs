@@ -230,6 +230,13 @@ fn refuse_blocking(stream: &UnixStream, e: WireError) {
 pub(crate) enum Source {
     /// The socket file beside the lock file: accepted here.
     Listener(UnixListener),
+    #[cfg_attr(
+        not(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        )),
+        allow(dead_code)
+    )]
     /// Streams handed over by another thread (the abstract lock's draining thread, through the
     /// handler [`handed`] makes): each is sent on the channel, then a byte written to the other
     /// end of `wake` makes it readable.
@@ -274,6 +281,13 @@ impl Source {
 /// on the draining thread, so it never blocks (an unbounded channel, a non-blocking write of one
 /// byte; a full wake-up socket already has bytes to wake the server). The third value wakes the
 /// server on its own (to stop a serving thread).
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
 pub(crate) fn handed() -> io::Result<(Source, Handler, Waker)> {
     let (wake, waker) = UnixStream::pair()?;
     wake.set_nonblocking(true)?;
@@ -294,12 +308,33 @@ pub(crate) fn handed() -> io::Result<(Source, Handler, Waker)> {
 }
 
 /// What the abstract lock's draining thread calls with each connection whose peer sent bytes.
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
 pub(crate) type Handler = Box<dyn Fn(UnixStream) + Send + Sync>;
 
 /// Wakes the server of a [`Source::Handed`].
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
 #[derive(Clone)]
 pub(crate) struct Waker(Arc<UnixStream>);
 
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
 impl Waker {
     pub(crate) fn wake(&self) {
         use std::io::Write;
