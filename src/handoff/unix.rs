@@ -598,3 +598,60 @@ pub(crate) fn exchange(stream: &UnixStream, frame: &[u8], deadline: Instant) -> 
 pub(crate) fn encode(request: &Request, limit: usize) -> Result<Vec<u8>, String> {
     wire::encode_request(request, limit)
 }
+
+/// Linux's behaviour (unix_release_sock), which only the abstract socket's secondary relies on.
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    /// The kernel behaviour the abstract socket's secondary relies on (see `secondary`): a
+    /// request closed unread by the other end is reported as `Unread` (ECONNRESET), one read to
+    /// its end and then closed without a reply as `NoReply` (end of stream).
+    #[test]
+    fn closed_unread_is_a_reset_read_then_closed_is_the_end_of_the_stream() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let listener = UnixListener::bind(&path).unwrap();
+        let frame = encode(
+            &Request {
+                pid: 1,
+                expires_ms: 0,
+                cwd: "/".into(),
+                args: vec!["x".into()],
+                env: Vec::new(),
+            },
+            wire::MAX_BODY,
+        )
+        .unwrap();
+        for read_it in [false, true] {
+            let client = UnixStream::connect(&path).unwrap();
+            let sent = frame.clone();
+            let waiter = std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                exchange(&client, &sent, deadline)
+            });
+            let (conn, _) = listener.accept().unwrap();
+            if read_it {
+                let mut got = vec![0u8; frame.len()];
+                (&conn).read_exact(&mut got).unwrap();
+                assert_eq!(got, frame);
+            } else {
+                // Wait for the frame (sent with one write: all there once readable), unread.
+                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+                poll(&mut fds, PollTimeout::NONE).unwrap();
+            }
+            drop(conn);
+            match (read_it, waiter.join().unwrap()) {
+                (false, Exchange::Unread(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+                }
+                (true, Exchange::NoReply(e)) => {
+                    assert_ne!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+                }
+                (read_it, _) => panic!("read_it {read_it}: another outcome"),
+            }
+        }
+    }
+}
