@@ -12,7 +12,8 @@
 //! - `EDITOR_NAME` (default `onlyone-editor-example`), `EDITOR_DIR` (lock and socket directory;
 //!   default the scope's), `EDITOR_BACKEND` (`abstract`, `flock`, `pidfile`),
 //!   `EDITOR_TIMEOUT_MS` (default 5000), `EDITOR_IF_GONE=takeover`;
-//! - `EDITOR_SEND_TO=PATH`: skip the lock, hand the arguments to the socket PATH;
+//! - `EDITOR_SEND_TO=PATH`: skip the lock, hand the arguments to the socket PATH (or `@NAME`,
+//!   the abstract socket lock's name, where its own listener carries the messages);
 //! - `EDITOR_GATE=FIFO`: open FIFO for reading first (tests release many launches at once);
 //! - `EDITOR_DIE_ON=ARG`: the primary exits at once, without answering, after printing an
 //!   activation whose first argument is ARG (tests: a primary that read a request, then died).

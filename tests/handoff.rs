@@ -61,12 +61,17 @@ fn main() -> ExitCode {
     let tests: Vec<(&str, TestFn)> = vec![
         ("thousand_secondaries_one_primary", thousand_secondaries),
         ("fifty_at_once_on_a_free_lock", fifty_at_once),
-        ("stopped_primary", stopped_primary),
+        ("stopped_primary", || stopped_primary(false)),
+        ("stopped_primary_abstract", || stopped_primary(true)),
         ("sigkill_mid_message_fail_policy", || {
             sigkill_mid_message(false)
         }),
         ("sigkill_mid_message_takeover_policy", || {
             sigkill_mid_message(true)
+        }),
+        ("sigkill_mid_message_abstract", || {
+            sigkill_mid_message_on(false, true)?;
+            sigkill_mid_message_on(true, true)
         }),
         ("byte_exact_arguments_cwd_token", byte_exact),
         ("listener_later_than_lock", listener_later),
@@ -446,10 +451,15 @@ fn fifty_at_once() -> Outcome {
 
 /// A SIGSTOPped primary: every secondary returns not delivered (69) or unknown (75) within its
 /// timeout + 2 s, none becomes primary; after SIGCONT nothing is delivered twice, the not
-/// delivered ones not at all, and new secondaries are served.
+/// delivered ones not at all, and new secondaries are served. With `on_abstract`, on the abstract
+/// backend, whose lock's draining thread (stopped too) carries the messages.
 #[cfg(unix)]
-fn stopped_primary() -> Outcome {
-    let fx = Fixture::new("stopped");
+fn stopped_primary(on_abstract: bool) -> Outcome {
+    let fx = if on_abstract {
+        abstract_fixture("stopped-abs")?
+    } else {
+        Fixture::new("stopped")
+    };
     let mut kids = Kids::default();
     let primary = start_primary(&mut kids, fx.cmd(&[]));
     primary.signal(Signal::SIGSTOP);
@@ -520,7 +530,24 @@ fn stopped_primary() -> Outcome {
 /// (fail policy) or becomes the primary (takeover policy), never both.
 #[cfg(unix)]
 fn sigkill_mid_message(takeover: bool) -> Outcome {
-    let fx = Fixture::new(if takeover { "kill-take" } else { "kill-fail" });
+    sigkill_mid_message_on(takeover, false)
+}
+
+/// [`sigkill_mid_message`], on the abstract backend with `on_abstract` (the request waits in the
+/// lock's own listener's queue, unaccepted, when the primary dies).
+#[cfg(unix)]
+fn sigkill_mid_message_on(takeover: bool, on_abstract: bool) -> Outcome {
+    let tag = match (takeover, on_abstract) {
+        (true, false) => "kill-take",
+        (false, false) => "kill-fail",
+        (true, true) => "kill-take-abs",
+        (false, true) => "kill-fail-abs",
+    };
+    let fx = if on_abstract {
+        abstract_fixture(tag)?
+    } else {
+        Fixture::new(tag)
+    };
     let mut kids = Kids::default();
     let primary = start_primary(&mut kids, fx.cmd(&[]));
     primary.signal(Signal::SIGSTOP);

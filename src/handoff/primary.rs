@@ -122,10 +122,13 @@ impl PrimaryCore {
 }
 
 /// The primary: holds the lock and receives activations until dropped. Dropping it stops the
-/// listener, removes its socket, then releases the lock; senders whose requests it did not take
-/// see the connection close (not delivered, or unknown if they had sent it in full).
+/// listener, removes its socket file (the abstract socket has none), then releases the lock;
+/// senders whose requests it did not take see the connection close (not delivered, or unknown if
+/// they had sent it in full and it may have been read; on the abstract socket a request left
+/// unread is reset, and its sender tries again, then follows its [`IfGone`](super::IfGone) policy).
 ///
-/// No thread is started: connections are accepted and read on the thread that calls
+/// No thread is started: connections are accepted (on the abstract socket, by the lock's
+/// draining thread, which passes them on) and read on the thread that calls
 /// [`Primary::recv`] (a poll(2) loop over the listener and the requests still arriving), so a
 /// primary that does not call it for a while looks busy to secondaries, which wait up to their
 /// timeout and report unknown; the requests they sent are refused as expired, not delivered late.
