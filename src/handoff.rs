@@ -54,7 +54,9 @@
 //! activations, the thread closes such a connection with the request unread: the secondary sees
 //! the connection *reset* (not just closed) before any reply, knows nothing was read, and keeps
 //! trying until its deadline; a connection closed after the request was read is `Unknown`, never
-//! retried. Abstract names have no permissions: the uid checks below are what keeps other users
+//! retried. A holder whose listener never accepts (onlyone before 0.2, or a lock taken in a
+//! `fork`ed child, which has no draining thread) leaves the request queued: `Unknown` at the
+//! deadline. Abstract names have no permissions: the uid checks below are what keeps other users
 //! out. *With flock and the PID file* (and under Flatpak) a socket beside the lock file,
 //! `<lock dir>/<name>.handoff`, mode 0600 in the user's mode-0700 lock directory.
 //!
