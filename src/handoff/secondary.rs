@@ -87,8 +87,9 @@ impl Handoff {
             if let Some(stream) = stream {
                 match self.exchange(&stream, &frame, deadline, path) {
                     Exchanged::Done(o) => return Ok(Role::Secondary(o)),
-                    // The primary went away before the request was complete: nothing reached its
-                    // application, so trying again (a new primary, or the policy) is safe.
+                    // The primary went away before the request was complete, or (abstract
+                    // socket) closed it unread: nothing reached its application, so trying again
+                    // (the primary once it listens, a new one, or the policy) is safe.
                     Exchanged::Retry(reason) => last = reason,
                 }
             }
