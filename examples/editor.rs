@@ -12,8 +12,11 @@
 //! - `EDITOR_NAME` (default `onlyone-editor-example`), `EDITOR_DIR` (lock and socket directory;
 //!   default the scope's), `EDITOR_BACKEND` (`abstract`, `flock`, `pidfile`),
 //!   `EDITOR_TIMEOUT_MS` (default 5000), `EDITOR_IF_GONE=takeover`;
-//! - `EDITOR_SEND_TO=PATH`: skip the lock, hand the arguments to the socket PATH;
-//! - `EDITOR_GATE=FIFO`: open FIFO for reading first (tests release many launches at once).
+//! - `EDITOR_SEND_TO=PATH`: skip the lock, hand the arguments to the socket PATH (or `@NAME`,
+//!   the abstract socket lock's name, where its own listener carries the messages);
+//! - `EDITOR_GATE=FIFO`: open FIFO for reading first (tests release many launches at once);
+//! - `EDITOR_DIE_ON=ARG`: the primary exits at once, without answering, after printing an
+//!   activation whose first argument is ARG (tests: a primary that read a request, then died).
 //!
 //! Primary output (stdout, one line each): `primary PID` once listening, then per activation
 //! `activation PID_OR_none UID CWD_HEX ARG_HEX,ARG_HEX,... TOKEN_HEX` (hex so that any bytes fit on
@@ -135,8 +138,14 @@ fn main() {
             let _ = writeln!(out, "primary {}", std::process::id());
             let _ = writeln!(out, "own-args {}", message.args.len());
             let _ = out.flush();
+            let die_on = std::env::var_os("EDITOR_DIE_ON");
             while let Some(a) = primary.recv() {
                 print_activation(&mut out, &a);
+                if die_on.is_some() && a.args().first() == die_on.as_ref() {
+                    // No destructor runs: the activation is never answered, its connection
+                    // closes with the process.
+                    std::process::exit(9);
+                }
                 let code = (a.args().len() % 256) as i32;
                 let data = answer_bytes(a.args());
                 if let Err(e) = a.answer(code, &data) {

@@ -6,6 +6,8 @@
 //! ```text
 //! cargo run --example handoff_raw -- SOCKET valid|bad-magic|bad-version|oversize|truncated [ARG...]
 //! ```
+//! SOCKET is a socket file, or `@NAME` for the abstract socket NAME (Linux, Android: the
+//! abstract socket lock's own listener carries the messages).
 //! Prints `answer CODE DATA_LEN`, `refusal REASON_BYTE MESSAGE` or `closed` (no reply).
 //!
 //! Frame: `ONLYONE-HANDOFF`, version 1, kind 1, body length (u32 LE), body: pid u32, expiry u64
@@ -23,6 +25,21 @@ use std::os::unix::net::UnixStream;
 fn put(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_le_bytes());
     out.extend_from_slice(b);
+}
+
+/// Connects to the socket file `path`, or to the abstract socket `@NAME`.
+#[cfg(unix)]
+fn connect(path: &std::ffi::OsStr) -> UnixStream {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(name) = path.as_bytes().strip_prefix(b"@") {
+        #[cfg(target_os = "android")]
+        use std::os::android::net::SocketAddrExt;
+        #[cfg(target_os = "linux")]
+        use std::os::linux::net::SocketAddrExt;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name).expect("address");
+        return UnixStream::connect_addr(&addr).expect("connect");
+    }
+    UnixStream::connect(path).expect("connect")
 }
 
 #[cfg(unix)]
@@ -54,7 +71,7 @@ fn main() {
         "truncated" => frame.truncate(frame.len() - 1),
         _ => {}
     }
-    let mut s = UnixStream::connect(&argv[1]).expect("connect");
+    let mut s = connect(&argv[1]);
     // A primary that refuses early (another uid, a bad header) replies and closes before
     // reading the rest: the send may then fail, and the reply is still there to read.
     let _ = s.write_all(&frame);

@@ -41,12 +41,24 @@
 //!   `getpeereid(3)`) before reading its request and refuses another uid; the secondary checks
 //!   that the listener runs as its own uid before sending anything.
 //!
-//! **Transport.** A Unix stream socket beside the lock file, `<lock dir>/<name>.handoff`, mode
-//! 0600 in the user's mode-0700 lock directory, for every backend; the format is in
+//! **Transport.** One Unix stream connection per activation; the format is in
 //! [`wire`](self#wire-format) terms: versioned, length-prefixed, byte strings, at most
-//! [`MAX_MESSAGE`] bytes. (The abstract-socket backend will carry the messages on the lock's own
-//! listener once that listener accepts connections: a connection starting with [`MAGIC`] is a
-//! handoff; until then it uses the socket file too.)
+//! [`MAX_MESSAGE`] bytes. *With the abstract socket backend* (the default on Linux and Android)
+//! the lock's own listener carries the messages, and there is no socket file: secondaries connect
+//! to the lock's abstract name ([`Handoff::socket_path`] gives it as `@` and the name), which the
+//! holder's draining thread accepts (see "Draining" in `onlyone::backend::abstract_socket`).
+//! Connections that send nothing (contenders reading the holder's identity, waiters) stay with
+//! that thread; one whose peer sends a request goes, unread, to a handler the primary registers
+//! when it listens, which passes it to the primary's loop without blocking that thread. Until the
+//! primary listens (see [`Handoff::listen_later`]), or with a holder that does not take
+//! activations, the thread closes such a connection with the request unread: the secondary sees
+//! the connection *reset* (not just closed) before any reply, knows nothing was read, and keeps
+//! trying until its deadline; a connection closed after the request was read is `Unknown`, never
+//! retried. A holder whose listener never accepts (onlyone before 0.2, or a lock taken in a
+//! `fork`ed child, which has no draining thread) leaves the request queued: `Unknown` at the
+//! deadline. Abstract names have no permissions: the uid checks below are what keeps other users
+//! out. *With flock and the PID file* (and under Flatpak) a socket beside the lock file,
+//! `<lock dir>/<name>.handoff`, mode 0600 in the user's mode-0700 lock directory.
 //!
 //! **Sandboxes.** Under Flatpak (`FLATPAK_ID` set) every instance has its own PID namespace and
 //! maybe its own network namespace, so the lock and the socket live in
@@ -523,11 +535,35 @@ impl Handoff {
         ))
     }
 
-    /// The path of the handoff socket for this application, beside its lock file.
+    /// Where secondaries reach this application's primary: the handoff socket beside its lock
+    /// file (flock, PID file, and under Flatpak), or, with the abstract socket backend, `@` and
+    /// the lock's own abstract name (the [`Guard::resource`]), whose listener carries the
+    /// messages. [`send`] takes either.
     pub fn socket_path(&self) -> Result<PathBuf, Error> {
         let name = LockName::new(self.name.clone())?;
-        let (dir, _, _) = self.placement()?;
-        socket_path(&dir.path, &name)
+        let (dir, backend, _) = self.placement()?;
+        self.endpoint(&dir.path, &name, backend)
+    }
+
+    /// [`Handoff::socket_path`] for a lock in `dir` taken with `backend`.
+    fn endpoint(
+        &self,
+        dir: &Path,
+        name: &LockName,
+        backend: BackendKind,
+    ) -> Result<PathBuf, Error> {
+        #[cfg(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        ))]
+        if backend == BackendKind::AbstractSocket {
+            return Ok(PathBuf::from(format!(
+                "@{}",
+                name.abstract_socket_name(self.scope)
+            )));
+        }
+        let _ = backend; // Every other backend has a lock file to put the socket beside.
+        socket_path(dir, name)
     }
 
     /// Takes the lock and becomes the primary, or hands `message` to the primary and returns the
@@ -546,7 +582,7 @@ impl Handoff {
         let name = LockName::new(self.name.clone())?;
         let (dir, backend, sandbox) = self.placement()?;
         prepare_dir(&dir, self.scope)?;
-        let path = socket_path(&dir.path, &name)?;
+        let path = self.endpoint(&dir.path, &name, backend)?;
         // The lock is the same one `Builder` makes for this name: a default directory stays a
         // default one (with its compatibility lock), so that a plain `onlyone run` of the same
         // name and this handoff exclude each other.

@@ -61,12 +61,17 @@ fn main() -> ExitCode {
     let tests: Vec<(&str, TestFn)> = vec![
         ("thousand_secondaries_one_primary", thousand_secondaries),
         ("fifty_at_once_on_a_free_lock", fifty_at_once),
-        ("stopped_primary", stopped_primary),
+        ("stopped_primary", || stopped_primary(false)),
+        ("stopped_primary_abstract", || stopped_primary(true)),
         ("sigkill_mid_message_fail_policy", || {
             sigkill_mid_message(false)
         }),
         ("sigkill_mid_message_takeover_policy", || {
             sigkill_mid_message(true)
+        }),
+        ("sigkill_mid_message_abstract", || {
+            sigkill_mid_message_on(false, true)?;
+            sigkill_mid_message_on(true, true)
         }),
         ("byte_exact_arguments_cwd_token", byte_exact),
         ("listener_later_than_lock", listener_later),
@@ -75,6 +80,13 @@ fn main() -> ExitCode {
         (
             "flatpak_simulation_two_pid_and_net_namespaces",
             flatpak_simulation,
+        ),
+        ("abstract_lock_listener_carries_messages", abstract_delivery),
+        ("abstract_listen_later", abstract_listen_later),
+        ("abstract_other_uid_refused", abstract_other_uid_refused),
+        (
+            "abstract_read_then_died_unknown_never_twice",
+            abstract_read_then_died,
         ),
     ];
     let require = std::env::var("ONLYONE_REQUIRE_ROOT_TESTS").is_ok_and(|v| v == "1");
@@ -439,10 +451,15 @@ fn fifty_at_once() -> Outcome {
 
 /// A SIGSTOPped primary: every secondary returns not delivered (69) or unknown (75) within its
 /// timeout + 2 s, none becomes primary; after SIGCONT nothing is delivered twice, the not
-/// delivered ones not at all, and new secondaries are served.
+/// delivered ones not at all, and new secondaries are served. With `on_abstract`, on the abstract
+/// backend, whose lock's draining thread (stopped too) carries the messages.
 #[cfg(unix)]
-fn stopped_primary() -> Outcome {
-    let fx = Fixture::new("stopped");
+fn stopped_primary(on_abstract: bool) -> Outcome {
+    let fx = if on_abstract {
+        abstract_fixture("stopped-abs")?
+    } else {
+        Fixture::new("stopped")
+    };
     let mut kids = Kids::default();
     let primary = start_primary(&mut kids, fx.cmd(&[]));
     primary.signal(Signal::SIGSTOP);
@@ -513,7 +530,24 @@ fn stopped_primary() -> Outcome {
 /// (fail policy) or becomes the primary (takeover policy), never both.
 #[cfg(unix)]
 fn sigkill_mid_message(takeover: bool) -> Outcome {
-    let fx = Fixture::new(if takeover { "kill-take" } else { "kill-fail" });
+    sigkill_mid_message_on(takeover, false)
+}
+
+/// [`sigkill_mid_message`], on the abstract backend with `on_abstract` (the request waits in the
+/// lock's own listener's queue, unaccepted, when the primary dies).
+#[cfg(unix)]
+fn sigkill_mid_message_on(takeover: bool, on_abstract: bool) -> Outcome {
+    let tag = match (takeover, on_abstract) {
+        (true, false) => "kill-take",
+        (false, false) => "kill-fail",
+        (true, true) => "kill-take-abs",
+        (false, true) => "kill-fail-abs",
+    };
+    let fx = if on_abstract {
+        abstract_fixture(tag)?
+    } else {
+        Fixture::new(tag)
+    };
     let mut kids = Kids::default();
     let primary = start_primary(&mut kids, fx.cmd(&[]));
     primary.signal(Signal::SIGSTOP);
@@ -874,6 +908,259 @@ fn malformed_frames() -> Outcome {
         .start(&onlyone::handoff::Message::with_args(["x".repeat(2000)]))
         .unwrap_err();
     assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
+    Ok(())
+}
+
+/// A fixture on the abstract socket backend, or a skip where this build has none.
+#[cfg(unix)]
+fn abstract_fixture(tag: &str) -> Result<Fixture, Skip> {
+    if !BackendKind::AbstractSocket.is_available() {
+        return Err(Skip(
+            "the abstract socket backend is not in this build".into(),
+        ));
+    }
+    let mut fx = Fixture::new(tag);
+    fx.backend = BackendKind::AbstractSocket;
+    Ok(fx)
+}
+
+#[cfg(unix)]
+impl Fixture {
+    fn handoff(&self) -> onlyone::handoff::Handoff {
+        onlyone::handoff::Handoff::new(&self.name)
+            .backend(self.backend)
+            .lock_dir(self.dir.path())
+    }
+
+    /// `@` and the abstract lock's name: where secondaries connect on the abstract backend.
+    fn abstract_address(&self) -> PathBuf {
+        let at = self.handoff().socket_path().unwrap();
+        assert!(
+            at.as_os_str().as_bytes().starts_with(b"@"),
+            "{}",
+            at.display()
+        );
+        at
+    }
+
+    /// The `.handoff` socket files in the fixture's directory.
+    fn socket_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "handoff"))
+            .collect()
+    }
+}
+
+/// On the abstract backend the lock's own listener carries the messages: a secondary (the
+/// library's, `send` to `@name`, and a client written from the wire format) is delivered over
+/// it, and no `.handoff` socket file is made.
+#[cfg(unix)]
+fn abstract_delivery() -> Outcome {
+    let fx = abstract_fixture("abs")?;
+    let mut kids = Kids::default();
+    let primary = start_primary(&mut kids, fx.cmd(&[]));
+    let (code, answer, err) = run_secondary(fx.cmd(&["one".into(), "two".into()]));
+    assert_eq!((code, answer), (2, b"one\0two".to_vec()), "{err}");
+    assert_eq!(
+        parse_activation(&primary.line()).args,
+        vec![b"one".to_vec(), b"two".to_vec()]
+    );
+    // `send` to `@name`, as a job of `onlyone run --handoff` would from ONLYONE_HANDOFF_SOCKET.
+    let at = fx.abstract_address();
+    let mut c = fx.cmd(&["sent".into()]);
+    c.env("EDITOR_SEND_TO", &at);
+    let (code, answer, err) = run_secondary(c);
+    assert_eq!((code, answer), (1, b"sent".to_vec()), "{err}");
+    assert_eq!(
+        parse_activation(&primary.line()).args,
+        vec![b"sent".to_vec()]
+    );
+    let out = Command::new(raw_exe())
+        .arg(&at)
+        .arg("valid")
+        .arg("raw")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("answer 1 3"), "{stdout}");
+    assert_eq!(
+        parse_activation(&primary.line()).args,
+        vec![b"raw".to_vec()]
+    );
+    let out = Command::new(raw_exe())
+        .arg(&at)
+        .arg("bad-magic")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("refusal 1 not a handoff frame"),
+        "{stdout}"
+    );
+    assert!(
+        primary.try_line().is_none(),
+        "only the valid frames arrived"
+    );
+    assert_eq!(fx.socket_files(), Vec::<PathBuf>::new(), "no socket file");
+    Ok(())
+}
+
+/// Ownership before readiness on the abstract backend: a primary built with `listen_later` holds
+/// the lock, and its listener (the lock's) already accepts, but closes every request unread
+/// until `listen`. A secondary meanwhile is not delivered (NoListener, not Unknown: the reset
+/// proves nothing was read); one still trying when `listen` comes is delivered, once.
+#[cfg(unix)]
+fn abstract_listen_later() -> Outcome {
+    let fx = abstract_fixture("abs-later")?;
+    let onlyone::handoff::Start::Primary(mut p) = fx
+        .handoff()
+        .listen_later(true)
+        .start(&onlyone::handoff::Message::with_args(["own"]))
+        .unwrap()
+    else {
+        panic!("the lock was free")
+    };
+    assert_eq!(p.socket_path(), fx.abstract_address());
+    let mut c = fx.cmd(&["early".into()]);
+    c.env("EDITOR_TIMEOUT_MS", "300");
+    let (code, out, err) = run_secondary(c);
+    assert_eq!(code, 69, "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        "not-delivered NoListener",
+        "{err}"
+    );
+    assert!(p.try_recv().is_none(), "nothing listens yet");
+    let mut c = fx.cmd(&["waited".into()]);
+    c.env("EDITOR_TIMEOUT_MS", "60000").stdout(Stdio::piped());
+    let mut kids = Kids::default();
+    let mut child = c.spawn().unwrap();
+    let mut out = child.stdout.take().unwrap();
+    kids.push(child);
+    // Whether the secondary is already retrying (its requests closed unread) or connects after
+    // listen(), it must be delivered once, not fail and not become a primary.
+    p.listen().unwrap();
+    let a = p.recv_timeout(Duration::from_secs(60)).expect("activation");
+    assert_eq!(a.args(), &[OsString::from("waited")]);
+    a.answer(7, b"later").unwrap();
+    let mut answer = Vec::new();
+    out.read_to_end(&mut answer).unwrap();
+    assert_eq!(answer, b"later");
+    assert_eq!(kids.0[0].wait().unwrap().code(), Some(7));
+    assert!(
+        p.try_recv().is_none(),
+        "the early one never arrives, the waited one once"
+    );
+    assert_eq!(fx.socket_files(), Vec::<PathBuf>::new(), "no socket file");
+    Ok(())
+}
+
+/// On the abstract backend, where anyone may connect to the name: the library's secondary of
+/// another uid sends nothing to a listener of ours, and a client that skips that check is
+/// refused by the primary from the kernel's credentials; nothing of it reaches the application.
+#[cfg(unix)]
+fn abstract_other_uid_refused() -> Outcome {
+    if !is_root() {
+        return Err(Skip("needs root to run a sender as another uid".into()));
+    }
+    if Command::new("setpriv").arg("--version").output().is_err() {
+        return Err(Skip("setpriv(1) is missing".into()));
+    }
+    let fx = abstract_fixture("abs-uid")?;
+    let mut kids = Kids::default();
+    let primary = start_primary(&mut kids, fx.cmd(&[]));
+    let at = fx.abstract_address();
+    // Copies of the examples that uid 65534 can execute.
+    std::fs::set_permissions(fx.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = |from: PathBuf, to: &str| {
+        let exe = fx.dir.path().join(to);
+        std::fs::copy(from, &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        exe
+    };
+    let exe = copy(editor_exe(), "editor-copy");
+    let raw = copy(raw_exe(), "raw-copy");
+    let setpriv = |exe: &Path| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+            .arg(exe)
+            .current_dir("/");
+        c
+    };
+    let out = setpriv(&exe)
+        .arg("foreign-token")
+        .env("EDITOR_SEND_TO", &at)
+        .env("EDITOR_TIMEOUT_MS", "10000")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        (out.status.code(), stdout.trim()),
+        (Some(69), "not-delivered ForeignListener"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = setpriv(&raw)
+        .arg(&at)
+        .arg("valid")
+        .arg("foreign-token")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("refusal 4 ") && stdout.contains("uid 65534"),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, answer, err) = run_secondary(fx.cmd(&["same-uid".into()]));
+    assert_eq!((code, answer), (1, b"same-uid".to_vec()), "{err}");
+    let a = parse_activation(&primary.line());
+    assert_eq!(
+        a.args,
+        vec![b"same-uid".to_vec()],
+        "the foreign one never arrived"
+    );
+    Ok(())
+}
+
+/// A primary on the abstract backend that read a request to its end and died before answering:
+/// the secondary gets Unknown (the end of the stream, not a reset: it must not send again),
+/// and the request is never delivered twice, not to the next primary either.
+#[cfg(unix)]
+fn abstract_read_then_died() -> Outcome {
+    let fx = abstract_fixture("abs-died")?;
+    let mut kids = Kids::default();
+    let mut cmd = fx.cmd(&[]);
+    cmd.env("EDITOR_DIE_ON", "fatal");
+    let primary = start_primary(&mut kids, cmd);
+    let mut c = fx.cmd(&["fatal".into()]);
+    c.env("EDITOR_TIMEOUT_MS", "60000");
+    let (code, out, err) = run_secondary(c);
+    assert_eq!(
+        (code, String::from_utf8_lossy(&out).trim()),
+        (75, "unknown"),
+        "{err}"
+    );
+    assert_eq!(
+        parse_activation(&primary.line()).args,
+        vec![b"fatal".to_vec()]
+    );
+    assert_eq!(
+        kids.0[0].wait().unwrap().code(),
+        Some(9),
+        "the primary died"
+    );
+    // A new primary gets only what is sent to it afterwards.
+    let next = start_primary(&mut kids, fx.cmd(&[]));
+    let (code, answer, err) = run_secondary(fx.cmd(&["after".into()]));
+    assert_eq!((code, answer), (1, b"after".to_vec()), "{err}");
+    assert_eq!(parse_activation(&next.line()).args, vec![b"after".to_vec()]);
+    assert!(
+        next.try_line().is_none(),
+        "the fatal request never arrived again"
+    );
     Ok(())
 }
 

@@ -11,12 +11,27 @@ use onlyone::handoff::{AsyncStart, Handoff, Message, Outcome};
 
 #[tokio::test(flavor = "current_thread")]
 async fn async_primary_and_secondary() {
-    let dir = tempfile::tempdir().unwrap();
     let backend = [BackendKind::Flock, BackendKind::PidFile]
         .into_iter()
         .find(|b| b.is_available())
         .unwrap_or(onlyone::DEFAULT_BACKEND);
-    let handoff = Handoff::new(format!("handoff-async-{}", std::process::id()))
+    round_trip(backend, "file").await;
+}
+
+/// The same on the abstract socket backend, whose lock's own listener carries the messages (its
+/// serving thread is woken through the handler's socket pair, not a socket file).
+#[tokio::test(flavor = "current_thread")]
+async fn async_primary_and_secondary_abstract() {
+    if !BackendKind::AbstractSocket.is_available() {
+        eprintln!("skipped: the abstract socket backend is not in this build");
+        return;
+    }
+    round_trip(BackendKind::AbstractSocket, "abstract").await;
+}
+
+async fn round_trip(backend: BackendKind, tag: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let handoff = Handoff::new(format!("handoff-async-{tag}-{}", std::process::id()))
         .backend(backend)
         .lock_dir(dir.path())
         .timeout(Duration::from_secs(30));
@@ -49,4 +64,14 @@ async fn async_primary_and_secondary() {
         }
         other => panic!("{other:?}"),
     }
+    // Dropping the primary stops its serving thread (woken for it) and releases the lock.
+    drop(primary);
+    let free = onlyone::Builder::new(format!("handoff-async-{tag}-{}", std::process::id()))
+        .backend(backend)
+        .lock_dir(dir.path())
+        .build()
+        .unwrap()
+        .try_acquire()
+        .unwrap();
+    assert!(free.guard().is_some(), "released after the primary dropped");
 }

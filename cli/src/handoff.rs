@@ -11,7 +11,10 @@
 //!   message without NUL bytes (may be empty): the second launch prints the message on its
 //!   standard output and exits with CODE. An activation the job does not answer within the second
 //!   launch's `--handoff-timeout` is reported there as unknown (exit 75).
-//! - `ONLYONE_HANDOFF_SOCKET`: the socket path, for programs that link the library.
+//! - `ONLYONE_HANDOFF_SOCKET`: where second launches connect, for programs that link the library
+//!   (`onlyone::handoff::send`): the socket file beside the lock file, or `@` and the abstract
+//!   lock's name (the abstract socket backend, the default on Linux: the lock's own listener
+//!   carries the messages).
 //!
 //! The second launch exits with: the answer's code (delivered); 69 when nothing reached the job
 //! (no listener, primary gone, refused); 75 when it is unknown whether the job got it (no answer
@@ -104,8 +107,9 @@ pub fn second_launch(
 
 /// The first launch's side: the listener, two pipes for the job and the threads between them.
 ///
-/// The listener lives in its thread until onlyone exits; its socket file stays behind then (the
-/// lock is released first, and the next first launch replaces the file).
+/// The listener lives in its thread until onlyone exits; with a file backend its socket file
+/// stays behind then (the lock is released first, and the next first launch replaces the file);
+/// with the abstract socket there is no file, and releasing the lock ends the listening.
 pub struct FirstLaunch {
     /// The job's ends, inherited by it (close-on-exec cleared), closed here once it runs.
     job_read: OwnedFd,
@@ -120,9 +124,10 @@ impl FirstLaunch {
         name: &str,
         lock: &crate::cli::LockArgs,
         args: &HandoffArgs,
+        guard: &onlyone::Guard,
     ) -> Result<FirstLaunch, Failure> {
         let listener = handoff_for(name, lock, args)
-            .listen_while_holding()
+            .listen_while_holding(guard)
             .map_err(|e| Failure::new(exit::SOFTWARE, format!("handoff: {e}")))?;
         let socket = listener.socket_path().to_owned();
         // pipe(2) and fcntl(2): macOS has no pipe2. onlyone's ends are close-on-exec, the job's

@@ -137,6 +137,7 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
             &name,
             &args.lock,
             &args.handoff,
+            &guard,
         )?),
         false => None,
     };

@@ -12,10 +12,11 @@ use std::process::{Child, Command, Stdio};
 
 const EXE: &str = env!("CARGO_BIN_EXE_onlyone");
 
-/// The job: prints `ready`, then per activation answers code ARGC and the arguments joined by
+/// The job: prints `ready` and `socket $ONLYONE_HANDOFF_SOCKET`, then per activation answers code ARGC and the arguments joined by
 /// `|`, except when the first argument is `noanswer`.
 const JOB: &str = r#"#!/usr/bin/env bash
 echo ready
+echo "socket $ONLYONE_HANDOFF_SOCKET"
 while IFS= read -r -d '' id <&"$ONLYONE_HANDOFF_FD"; do
   IFS= read -r -d '' cwd <&"$ONLYONE_HANDOFF_FD"
   IFS= read -r -d '' argc <&"$ONLYONE_HANDOFF_FD"
@@ -67,12 +68,29 @@ fn second_launch_hands_over_and_exits_with_the_answer() {
         .unwrap();
     let out = first.stdout.take().unwrap();
     let first = Reap(first);
+    let mut out = BufReader::new(out);
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).unwrap();
+    out.read_line(&mut line).unwrap();
     assert_eq!(
         line, "ready\n",
         "the job started (the listener is up before it)"
     );
+    // Where second launches connect: on the abstract socket (the default on Linux) the lock's
+    // own listener, `@` and its name, and no socket file; else the file beside the lock file.
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let socket = line.trim_end().strip_prefix("socket ").unwrap().to_owned();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "handoff"))
+        .collect();
+    if onlyone::DEFAULT_BACKEND == onlyone::BackendKind::AbstractSocket {
+        assert!(socket.starts_with('@'), "{socket}");
+        assert!(files.is_empty(), "no socket file: {files:?}");
+    } else {
+        assert_eq!(files, vec![std::path::PathBuf::from(&socket)]);
+    }
 
     let args: Vec<OsString> = vec![
         "two words".into(),

@@ -370,7 +370,6 @@ impl Drop for AbstractSocketHeld {
 /// mode, nothing read from it yet, and must not block for long: one thread drains every lock of
 /// the process (hand the stream to a thread or channel of your own). `false` when `guard` is not such a lock or no
 /// draining thread could be started.
-#[allow(dead_code)] // Wired by the second-instance handoff.
 pub(crate) fn set_connection_handler(
     guard: &Guard,
     handler: Box<dyn Fn(std::os::unix::net::UnixStream) + Send + Sync>,

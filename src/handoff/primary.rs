@@ -10,26 +10,45 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Activation, Handoff, Message, Outcome, send, socket_path, unix};
+use super::{Activation, Handoff, Message, Outcome, send, unix};
 use crate::backend::prepare_dir;
 use crate::error::{Error, ErrorKind};
 use crate::lock::Guard;
 use crate::name::LockName;
 
 /// The listening half: served on the receiving thread (`inline`) or on a thread of its own
-/// (stopped and joined on drop); its socket file removed on drop.
+/// (stopped and joined on drop); its socket file removed on drop (none on the abstract socket,
+/// whose lock's own listener carries the messages).
 pub(super) struct Listening {
     inline: Option<std::sync::Mutex<unix::Server>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    socket: unix::SocketFile,
+    wake: Wake,
+}
+
+/// How a serving thread is woken to see its stop flag.
+enum Wake {
+    /// Connect to the socket file (also removed on drop).
+    File(unix::SocketFile),
+    /// Write to the wake-up socket of the streams the abstract lock's listener hands over.
+    #[cfg_attr(
+        not(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        )),
+        allow(dead_code)
+    )]
+    Handed(unix::Waker),
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
         if let Some(t) = self.thread.take() {
             self.stop.store(true, Ordering::SeqCst);
-            unix::wake(self.socket.path());
+            match &self.wake {
+                Wake::File(socket) => unix::wake(socket.path()),
+                Wake::Handed(waker) => waker.wake(),
+            }
             let _ = t.join();
         }
     }
@@ -40,6 +59,7 @@ impl Drop for Listening {
 pub(super) struct PrimaryCore {
     pub(super) listening: Option<Box<Listening>>,
     pub(super) pending: Option<(unix::Serve, Option<unix::Sink>)>,
+    /// The socket file, or `@` and the abstract lock's name (see [`Handoff::socket_path`]).
     pub(super) path: PathBuf,
     /// `None` for a [`Listener`], whose caller holds the lock.
     pub(super) guard: Option<Guard>,
@@ -47,10 +67,20 @@ pub(super) struct PrimaryCore {
 
 impl PrimaryCore {
     pub(super) fn listen(&mut self) -> Result<(), Error> {
+        self.listen_holding(None)
+    }
+
+    /// Starts listening; `held` is the caller's guard when `self.guard` is `None`.
+    pub(super) fn listen_holding(&mut self, held: Option<&Guard>) -> Result<(), Error> {
+        if self.pending.is_none() {
+            return Ok(());
+        }
+        let guard = self.guard.as_ref().or(held);
+        let (source, wake) = listen_on(&self.path, guard)?;
         let Some((serve, sink)) = self.pending.take() else {
             return Ok(());
         };
-        let failed = |e| {
+        let server = unix::Server::new(source, serve).map_err(|e| {
             Error::new(
                 ErrorKind::Io,
                 format!(
@@ -59,9 +89,7 @@ impl PrimaryCore {
                 ),
                 e,
             )
-        };
-        let (socket, listener) = unix::SocketFile::bind(&self.path).map_err(failed)?;
-        let server = unix::Server::new(listener, serve).map_err(failed)?;
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
         let (inline, thread) = match sink {
             None => (Some(std::sync::Mutex::new(server)), None),
@@ -80,7 +108,7 @@ impl PrimaryCore {
             inline,
             stop,
             thread,
-            socket,
+            wake,
         }));
         Ok(())
     }
@@ -94,10 +122,13 @@ impl PrimaryCore {
 }
 
 /// The primary: holds the lock and receives activations until dropped. Dropping it stops the
-/// listener, removes its socket, then releases the lock; senders whose requests it did not take
-/// see the connection close (not delivered, or unknown if they had sent it in full).
+/// listener, removes its socket file (the abstract socket has none), then releases the lock;
+/// senders whose requests it did not take see the connection close (not delivered, or unknown if
+/// they had sent it in full and it may have been read; on the abstract socket a request left
+/// unread is reset, and its sender tries again, then follows its [`IfGone`](super::IfGone) policy).
 ///
-/// No thread is started: connections are accepted and read on the thread that calls
+/// No thread is started: connections are accepted (on the abstract socket, by the lock's
+/// draining thread, which passes them on) and read on the thread that calls
 /// [`Primary::recv`] (a poll(2) loop over the listener and the requests still arriving), so a
 /// primary that does not call it for a while looks busy to secondaries, which wait up to their
 /// timeout and report unknown; the requests they sent are refused as expired, not delivered late.
@@ -143,7 +174,8 @@ impl Primary {
         self.core.guard.as_ref().expect("a primary holds its lock")
     }
 
-    /// The handoff socket's path.
+    /// Where secondaries reach this primary: the handoff socket's path, or `@` and the abstract
+    /// lock's name (see [`Handoff::socket_path`]).
     pub fn socket_path(&self) -> &Path {
         &self.core.path
     }
@@ -175,19 +207,23 @@ impl Listener {
         self.rx.recv_timeout(timeout).ok().map(Activation::received)
     }
 
-    /// The handoff socket's path.
+    /// Where secondaries reach this primary: the handoff socket's path, or `@` and the abstract
+    /// lock's name (see [`Handoff::socket_path`]).
     pub fn socket_path(&self) -> &Path {
         &self.core.path
     }
 }
 
 impl Handoff {
-    /// Listens for activations on this application's handoff socket, for a caller that holds
-    /// the application's lock itself (taken with [`Builder`](crate::Builder) for the same name, backend, scope
-    /// and directory). Only the lock's holder may call it: it replaces a socket file left there.
-    pub fn listen_while_holding(&self) -> Result<Listener, Error> {
+    /// Listens for activations for a caller that holds the application's lock itself, `guard`
+    /// (taken with [`Builder`](crate::Builder) for the same name, backend, scope and directory):
+    /// on the handoff socket beside the lock file, which it replaces if one was left there, or
+    /// on the abstract lock's own listener (the guard's socket). The listener serves until it is
+    /// dropped; the guard may move elsewhere meanwhile, and releasing it ends the abstract
+    /// socket's listening too.
+    pub fn listen_while_holding(&self, guard: &Guard) -> Result<Listener, Error> {
         let name = LockName::new(self.name.clone())?;
-        let (dir, _, _) = self.placement()?;
+        let (dir, backend, _) = self.placement()?;
         prepare_dir(&dir, self.scope)?;
         let (tx, rx) = mpsc::channel::<Activation>();
         let mut core = PrimaryCore {
@@ -200,10 +236,10 @@ impl Handoff {
                 },
                 Some(Box::new(move |a| tx.send(a).map_err(|e| e.0))),
             )),
-            path: socket_path(&dir.path, &name)?,
+            path: self.endpoint(&dir.path, &name, backend)?,
             guard: None,
         };
-        core.listen()?;
+        core.listen_holding(Some(guard))?;
         Ok(Listener { core, rx })
     }
 
@@ -216,4 +252,47 @@ impl Handoff {
     fn send_only(&self, message: &Message) -> Result<Outcome, Error> {
         send(&self.socket_path()?, message, self.timeout)
     }
+}
+
+/// Where the primary's connections come from: the socket file `path` (bound here), or, when
+/// `path` is `@name` (Linux, Android), the abstract lock's own listener, which `guard` holds: its
+/// draining thread hands each connection whose peer sends to a handler registered here.
+fn listen_on(path: &Path, guard: Option<&Guard>) -> Result<(unix::Source, Wake), Error> {
+    let failed = |e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot listen on the handoff socket {}", path.display()),
+            e,
+        )
+    };
+    #[cfg(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    ))]
+    if unix::abstract_name(path).is_some() {
+        let guard = guard.ok_or_else(|| {
+            Error::msg(
+                ErrorKind::InvalidInput,
+                format!("cannot listen on {}", path.display()),
+                "the abstract socket's handoff needs the guard of the lock",
+            )
+        })?;
+        let (source, handler, waker) = unix::handed().map_err(failed)?;
+        if !crate::backend::abstract_socket::set_connection_handler(guard, handler) {
+            return Err(Error::msg(
+                ErrorKind::InvalidInput,
+                format!("cannot listen on {}", path.display()),
+                format!(
+                    "the lock held ({} {}) is not that abstract socket taken by this process, \
+                     or its draining thread could not be started",
+                    guard.backend(),
+                    guard.resource()
+                ),
+            ));
+        }
+        return Ok((source, Wake::Handed(waker)));
+    }
+    let _ = guard; // The socket file does not need it.
+    let (socket, listener) = unix::SocketFile::bind(path).map_err(failed)?;
+    Ok((unix::Source::Listener(listener), Wake::File(socket)))
 }

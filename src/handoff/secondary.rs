@@ -87,9 +87,10 @@ impl Handoff {
             if let Some(stream) = stream {
                 match self.exchange(&stream, &frame, deadline, path) {
                     Exchanged::Done(o) => return Ok(Role::Secondary(o)),
-                    // The primary went away before the request was complete: nothing reached its
-                    // application, so trying again (a new primary, or the policy) is safe.
-                    Exchanged::Retry => last = Reason::SendFailed,
+                    // The primary went away before the request was complete, or (abstract
+                    // socket) closed it unread: nothing reached its application, so trying again
+                    // (the primary once it listens, a new one, or the policy) is safe.
+                    Exchanged::Retry(reason) => last = reason,
                 }
             }
             let now = Instant::now();
@@ -161,7 +162,7 @@ impl Handoff {
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
                 ) && Instant::now() < deadline =>
             {
-                Exchanged::Retry
+                Exchanged::Retry(Reason::SendFailed)
             }
             unix::Exchange::NotSent(e) => Exchanged::Done(Outcome::NotDelivered {
                 reason: Reason::SendFailed,
@@ -170,21 +171,43 @@ impl Handoff {
                     path.display()
                 ),
             }),
-            unix::Exchange::NoReply(e) => Exchanged::Done(Outcome::Unknown {
-                detail: format!(
-                    "the request was sent on {} but no answer came within {:?}: {e}",
-                    path.display(),
-                    self.timeout
-                ),
-            }),
+            // The abstract socket's listener is the lock's own: the lock's holder accepts
+            // every connection (its draining thread), and until the primary has registered its
+            // handler (a primary built with `listen_later`, or a holder that does not take
+            // activations) the thread closes a connection whose peer sent bytes, unread. That
+            // is "nobody listens yet", and the request may be sent again; but a primary that
+            // read the request and then died (or dropped it) must give `Unknown`, never a
+            // second delivery. The kernel tells the two apart: closing a Unix stream socket
+            // whose receive queue still holds bytes (or one never accepted) sets ECONNRESET on
+            // its peer (unix_release_sock), while closing one whose bytes were all read gives
+            // the peer a plain end of stream. A primary reads a request to its last byte before
+            // the application can see it, and we send nothing after it, so a reset before any
+            // byte of a reply (`Unread`) proves the application never saw this request: retry
+            // until the deadline. An end of stream, or a timeout, stays `Unknown`. The socket
+            // file keeps the old, more cautious answer (its listener is not shared, and other
+            // systems' kernels were not checked for this).
+            unix::Exchange::Unread(_) if unix::abstract_name(path).is_some() => {
+                Exchanged::Retry(Reason::NoListener)
+            }
+            unix::Exchange::NoReply(e) | unix::Exchange::Unread(e) => {
+                Exchanged::Done(Outcome::Unknown {
+                    detail: format!(
+                        "the request was sent on {} but no answer came within {:?}: {e}",
+                        path.display(),
+                        self.timeout
+                    ),
+                })
+            }
         }
     }
 }
 
 /// Hands `message` to the primary listening on the handoff socket `path`, without looking at
 /// any lock: for a job that learned the path from its environment (`onlyone run --handoff`
-/// exports `ONLYONE_HANDOFF_SOCKET`), or a launcher that knows it. Tries until `timeout`,
-/// like a secondary; a missing or refused socket is [`Reason::NoListener`].
+/// exports `ONLYONE_HANDOFF_SOCKET`), or a launcher that knows it. A `path` starting with `@`
+/// names the abstract socket of an abstract-socket lock (Linux, Android), as
+/// [`Handoff::socket_path`] gives it. Tries until `timeout`, like a secondary; a missing or
+/// refused socket is [`Reason::NoListener`].
 pub fn send(path: &Path, message: &Message, timeout: Duration) -> Result<Outcome, Error> {
     let handoff = Handoff::new(path.display().to_string()).timeout(timeout);
     let deadline = Instant::now() + timeout;
@@ -195,7 +218,7 @@ pub fn send(path: &Path, message: &Message, timeout: Duration) -> Result<Outcome
         let last = match unix::connect_nonblocking(path) {
             Ok(stream) => match handoff.exchange(&stream, &frame, deadline, path) {
                 Exchanged::Done(o) => return Ok(o),
-                Exchanged::Retry => Reason::SendFailed,
+                Exchanged::Retry(reason) => reason,
             },
             Err(unix::ConnectError::Busy) => Reason::Busy,
             Err(unix::ConnectError::NotListening) => Reason::NoListener,
@@ -248,5 +271,6 @@ pub(super) fn encode_message(
 
 pub(super) enum Exchanged {
     Done(Outcome),
-    Retry,
+    /// Nothing reached the application: try again until the deadline, then report this reason.
+    Retry(Reason),
 }

@@ -2,22 +2,23 @@
 //! secondary's connect, send and wait for the reply.
 //!
 //! The unit both sides agree on is *one connected `UnixStream` whose first bytes are
-//! [`wire::MAGIC`]*: [`serve_connection`] takes such a stream (accepted from the socket beside
-//! the lock file here, or handed over by a listener shared with lock contenders, which must leave
-//! the magic unread — peek, do not read), checks the peer's uid, reads and checks one request, and
-//! gives the application an [`Activation`] that answers on the same stream.
+//! [`wire::MAGIC`]*: the [`Server`] takes such streams from a [`Source`] (accepted from the socket
+//! beside the lock file, or handed over by the abstract lock's own listener, whose draining
+//! thread leaves the magic unread: it peeks), checks each peer's uid, reads and checks one
+//! request without blocking, and gives the application an [`Activation`] that answers on the
+//! same stream.
 //!
 //! Relies on unix(7): `SO_PEERCRED` / `getpeereid(3)` for the sender's uid, a non-blocking
 //! `connect(2)` that fails with `EAGAIN` on a full backlog instead of hanging, and socket
 //! timeouts (`SO_RCVTIMEO`, `SO_SNDTIMEO`) for every blocking read and write.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{UnixAddr, connect};
@@ -105,28 +106,6 @@ pub(crate) fn hand_to(sink: &Sink, activation: Activation) {
             );
         }
     }
-}
-
-/// Serves one connection whose first bytes are (or should be) a handoff request, blocking (up
-/// to the read timeout) on the caller's thread: refuses a sender of another uid before reading
-/// anything from it, reads one request, refuses malformed, oversized and expired requests, and
-/// hands the rest to the sink. The entry point for a listener shared with lock contenders, which
-/// passes each connection that starts with [`wire::MAGIC`] (peeked, left unread).
-#[allow(dead_code)] // Called by the abstract socket's shared listener once it accepts.
-pub(crate) fn serve_connection(stream: UnixStream, serve: &Serve) -> Option<Activation> {
-    let (pid, uid) = check_peer(&stream, serve)?;
-    stream.set_read_timeout(Some(serve.read_timeout)).ok()?;
-    let request = match wire::read_request(&mut &stream, serve.limit) {
-        Ok(r) => r,
-        Err(WireError::Bad(reason, message)) => {
-            refuse(&stream, reason, message);
-            return None;
-        }
-        // The sender went away or stalled mid-frame: nothing to deliver, nobody to tell.
-        Err(WireError::Io(_)) => return None,
-    };
-    let _ = stream.set_read_timeout(None);
-    deliver(stream, request, pid, uid)
 }
 
 /// The primary's socket beside the lock file, bound and listening, removed on drop.
@@ -247,12 +226,129 @@ fn refuse_blocking(stream: &UnixStream, e: WireError) {
     }
 }
 
-/// The primary's listener and the connections whose requests are still arriving, served by a
-/// poll(2) loop on the thread that asks for the next activation: each connection is read without
+/// Where the [`Server`]'s connections come from.
+pub(crate) enum Source {
+    /// The socket file beside the lock file: accepted here.
+    Listener(UnixListener),
+    #[cfg_attr(
+        not(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        )),
+        allow(dead_code)
+    )]
+    /// Streams handed over by another thread (the abstract lock's draining thread, through the
+    /// handler [`handed`] makes): each is sent on the channel, then a byte written to the other
+    /// end of `wake` makes it readable.
+    Handed {
+        wake: UnixStream,
+        rx: mpsc::Receiver<UnixStream>,
+    },
+}
+
+impl Source {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            Source::Listener(l) => l.as_fd(),
+            Source::Handed { wake, .. } => wake.as_fd(),
+        }
+    }
+
+    /// The next connection ready to be taken, without blocking.
+    fn take(&self) -> Option<UnixStream> {
+        match self {
+            Source::Listener(l) => loop {
+                match l.accept() {
+                    Ok((s, _)) => return Some(s),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // WouldBlock: all taken; anything else (EMFILE): try on the next wake-up.
+                    Err(_) => return None,
+                }
+            },
+            Source::Handed { wake, rx } => {
+                // Empty the wake-up socket first, then the channel: a stream sent after the
+                // channel was found empty writes a byte afterwards, so it is not missed.
+                use std::io::Read;
+                let mut buf = [0u8; 256];
+                while matches!((&*wake).read(&mut buf), Ok(n) if n > 0) {}
+                rx.try_recv().ok()
+            }
+        }
+    }
+}
+
+/// The receiving half of a [`Source::Handed`] and the handler that feeds it: the handler runs
+/// on the draining thread, so it never blocks (an unbounded channel, a non-blocking write of one
+/// byte; a full wake-up socket already has bytes to wake the server). The third value wakes the
+/// server on its own (to stop a serving thread).
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
+pub(crate) fn handed() -> io::Result<(Source, Handler, Waker)> {
+    let (wake, waker) = UnixStream::pair()?;
+    wake.set_nonblocking(true)?;
+    waker.set_nonblocking(true)?;
+    let waker = Waker(Arc::new(waker));
+    let (tx, rx) = mpsc::channel::<UnixStream>();
+    let tx = std::sync::Mutex::new(tx);
+    let w = waker.clone();
+    let handler: Handler = Box::new(move |stream| {
+        let sent = tx.lock().map(|tx| tx.send(stream).is_ok()).unwrap_or(false);
+        // Not sent: the server is gone and the stream dropped, unread; its sender sees the
+        // connection reset and tries again (see `secondary`).
+        if sent {
+            w.wake();
+        }
+    });
+    Ok((Source::Handed { wake, rx }, handler, waker))
+}
+
+/// What the abstract lock's draining thread calls with each connection whose peer sent bytes.
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
+pub(crate) type Handler = Box<dyn Fn(UnixStream) + Send + Sync>;
+
+/// Wakes the server of a [`Source::Handed`].
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
+#[derive(Clone)]
+pub(crate) struct Waker(Arc<UnixStream>);
+
+#[cfg_attr(
+    not(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )),
+    allow(dead_code)
+)]
+impl Waker {
+    pub(crate) fn wake(&self) {
+        use std::io::Write;
+        // WouldBlock: the socket is full of wake-ups already.
+        let _ = (&*self.0).write(&[1]);
+    }
+}
+
+/// The primary's connections and those whose requests are still arriving, served by a poll(2)
+/// loop on the thread that asks for the next activation: each connection is read without
 /// blocking and dropped at its read deadline, so that a sender that stalls delays nobody, and no
 /// thread is started per connection.
 pub(crate) struct Server {
-    listener: UnixListener,
+    source: Source,
     incoming: Vec<Incoming>,
     serve: Serve,
     /// Activations complete but not yet returned (several can complete in one round).
@@ -260,10 +356,12 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn new(listener: UnixListener, serve: Serve) -> io::Result<Server> {
-        listener.set_nonblocking(true)?;
+    pub(crate) fn new(source: Source, serve: Serve) -> io::Result<Server> {
+        if let Source::Listener(l) = &source {
+            l.set_nonblocking(true)?;
+        }
         Ok(Server {
-            listener,
+            source,
             incoming: Vec::new(),
             serve,
             ready: Default::default(),
@@ -271,7 +369,7 @@ impl Server {
     }
 
     /// The next activation; `None` when `deadline` passes, when `stop` is set (and a connection
-    /// woke the loop), or when poll(2) fails.
+    /// or a wake-up woke the loop), or when poll(2) fails.
     pub(crate) fn next(
         &mut self,
         deadline: Option<Instant>,
@@ -296,7 +394,7 @@ impl Server {
             });
             let ready: Vec<bool> = {
                 let mut fds = Vec::with_capacity(self.incoming.len() + 1);
-                fds.push(PollFd::new(self.listener.as_fd(), PollFlags::POLLIN));
+                fds.push(PollFd::new(self.source.as_fd(), PollFlags::POLLIN));
                 fds.extend(
                     self.incoming
                         .iter()
@@ -325,7 +423,7 @@ impl Server {
                 }
             }
             if ready[0] {
-                self.accept_all();
+                self.take_all();
             }
             if self.ready.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
@@ -333,14 +431,8 @@ impl Server {
         }
     }
 
-    fn accept_all(&mut self) {
-        loop {
-            let stream = match self.listener.accept() {
-                Ok((s, _)) => s,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // WouldBlock: all taken; anything else (EMFILE): try on the next wake-up.
-                Err(_) => return,
-            };
+    fn take_all(&mut self) {
+        while let Some(stream) = self.source.take() {
             let Some((pid, uid)) = check_peer(&stream, &self.serve) else {
                 continue;
             };
@@ -386,12 +478,36 @@ pub(crate) enum ConnectError {
     Other(io::Error),
 }
 
-/// Connects to `path` without ever blocking on a full backlog (connect(2) on a non-blocking
-/// socket returns `EAGAIN` there), then makes the socket blocking again.
+/// `path` names an abstract socket: `@` and the name.
+pub(crate) fn abstract_name(path: &Path) -> Option<&[u8]> {
+    use std::os::unix::ffi::OsStrExt;
+    if !cfg!(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    )) {
+        return None;
+    }
+    path.as_os_str().as_bytes().strip_prefix(b"@")
+}
+
+/// The address of the socket file `path`, or of the abstract socket `@name` (Linux, Android).
+fn address(path: &Path) -> nix::Result<UnixAddr> {
+    match abstract_name(path) {
+        #[cfg(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        ))]
+        Some(name) => UnixAddr::new_abstract(name),
+        _ => UnixAddr::new(path),
+    }
+}
+
+/// Connects to `path` (a socket file, or `@name` for an abstract socket on Linux and Android)
+/// without ever blocking on a full backlog (connect(2) on a non-blocking socket returns `EAGAIN`
+/// there), then makes the socket blocking again.
 pub(crate) fn connect_nonblocking(path: &Path) -> Result<UnixStream, ConnectError> {
     let fd = crate::os::nonblocking_unix_stream().map_err(ConnectError::Other)?;
-    let addr = UnixAddr::new(path).map_err(|e| ConnectError::Other(e.into()))?;
-    use std::os::fd::AsRawFd;
+    let addr = address(path).map_err(|e| ConnectError::Other(e.into()))?;
     match connect(fd.as_raw_fd(), &addr) {
         Ok(()) => {}
         Err(nix::errno::Errno::EAGAIN) => return Err(ConnectError::Busy),
@@ -414,6 +530,10 @@ pub(crate) enum Exchange {
     /// The request was sent in full and no reply came before the deadline, or the connection
     /// broke first.
     NoReply(io::Error),
+    /// The request was sent in full, and the connection was reset (`ECONNRESET`) before any
+    /// byte of a reply: on Linux the other end was closed while our bytes were still unread in
+    /// its receive queue, or was never accepted (see `secondary` for what that proves).
+    Unread(io::Error),
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {
@@ -440,6 +560,27 @@ pub(crate) fn exchange(stream: &UnixStream, frame: &[u8], deadline: Instant) -> 
         }
         return Exchange::NotSent(e);
     }
+    // Peek at the first byte of the reply: a reset before it is told apart from the end of
+    // the stream (both would be a failed read of the reply's header).
+    loop {
+        if let Err(e) = stream.set_read_timeout(remaining(deadline)) {
+            return Exchange::NoReply(e);
+        }
+        let mut byte = [0u8; 1];
+        match nix::sys::socket::recv(
+            stream.as_raw_fd(),
+            &mut byte,
+            nix::sys::socket::MsgFlags::MSG_PEEK,
+        ) {
+            // A byte of the reply, or the end of the stream: read_reply tells which.
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) if Instant::now() < deadline => {}
+            Err(nix::errno::Errno::ECONNRESET) => {
+                return Exchange::Unread(nix::errno::Errno::ECONNRESET.into());
+            }
+            Err(e) => return Exchange::NoReply(e.into()),
+        }
+    }
     loop {
         if let Err(e) = stream.set_read_timeout(remaining(deadline)) {
             return Exchange::NoReply(e);
@@ -456,4 +597,61 @@ pub(crate) fn exchange(stream: &UnixStream, frame: &[u8], deadline: Instant) -> 
 /// Encodes `request` for the wire.
 pub(crate) fn encode(request: &Request, limit: usize) -> Result<Vec<u8>, String> {
     wire::encode_request(request, limit)
+}
+
+/// Linux's behaviour (unix_release_sock), which only the abstract socket's secondary relies on.
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::*;
+
+    /// The kernel behaviour the abstract socket's secondary relies on (see `secondary`): a
+    /// request closed unread by the other end is reported as `Unread` (ECONNRESET), one read to
+    /// its end and then closed without a reply as `NoReply` (end of stream).
+    #[test]
+    fn closed_unread_is_a_reset_read_then_closed_is_the_end_of_the_stream() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let listener = UnixListener::bind(&path).unwrap();
+        let frame = encode(
+            &Request {
+                pid: 1,
+                expires_ms: 0,
+                cwd: "/".into(),
+                args: vec!["x".into()],
+                env: Vec::new(),
+            },
+            wire::MAX_BODY,
+        )
+        .unwrap();
+        for read_it in [false, true] {
+            let client = UnixStream::connect(&path).unwrap();
+            let sent = frame.clone();
+            let waiter = std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                exchange(&client, &sent, deadline)
+            });
+            let (conn, _) = listener.accept().unwrap();
+            if read_it {
+                let mut got = vec![0u8; frame.len()];
+                (&conn).read_exact(&mut got).unwrap();
+                assert_eq!(got, frame);
+            } else {
+                // Wait for the frame (sent with one write: all there once readable), unread.
+                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+                poll(&mut fds, PollTimeout::NONE).unwrap();
+            }
+            drop(conn);
+            match (read_it, waiter.join().unwrap()) {
+                (false, Exchange::Unread(e)) => {
+                    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+                }
+                (true, Exchange::NoReply(e)) => {
+                    assert_ne!(e.kind(), io::ErrorKind::ConnectionReset, "{e}");
+                }
+                (read_it, _) => panic!("read_it {read_it}: another outcome"),
+            }
+        }
+    }
 }

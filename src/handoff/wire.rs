@@ -287,7 +287,9 @@ pub(crate) fn decode_request_body(body: &[u8]) -> Result<Request, WireError> {
     })
 }
 
-/// Reads one request frame, its magic included.
+/// Reads one request frame, its magic included (the primary reads without blocking, frame by
+/// frame: see `unix::Server`; the tests read whole frames).
+#[cfg(test)]
 pub(crate) fn read_request(r: &mut impl Read, limit: usize) -> Result<Request, WireError> {
     let (kind, body) = read_frame(r, limit)?;
     request_from(kind, &body)
