@@ -1,5 +1,8 @@
 //! `onlyone status` and `onlyone list`: who holds what. Neither takes a lock, creates a file or
-//! directory, or disturbs a holder (a holder lookup on an abstract socket is one `connect(2)`).
+//! directory, or disturbs a holder (a holder lookup on an abstract socket is one `connect(2)`;
+//! on Windows a named mutex found free is held for an instant by the zero-timeout wait that
+//! tells it is free, and released at once). On Windows, which has no listing of named objects,
+//! `list` finds mutexes through their `NAME.holder` records in the lock directories.
 
 use std::path::{Path, PathBuf};
 
