@@ -933,8 +933,9 @@ mod suite {
         assert!(lock_dir.is_dir(), "{} was created", lock_dir.display());
         if under_wine() {
             return Err(Skip(
-                "Wine keeps no security descriptors on files: the directory was created \
-                 (CreateDirectoryW with the SDDL descriptor), its DACL cannot be read back here"
+                "Wine does not keep the descriptor given to CreateDirectoryW (Wine 8 reads back \
+                 a default DACL, SYSTEM and the user, unprotected): the directory was created \
+                 with it, its DACL rests on Microsoft's documentation"
                     .into(),
             ));
         }
