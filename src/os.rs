@@ -65,8 +65,8 @@ cfg_if::cfg_if! {
         use windows as imp;
         use windows as self_ids;
         pub(crate) use windows::{
-            as_read_here, default_dir, effective_uid, has_exited, liveness, pin_process,
-            terminate_pinned, wait_for_handles,
+            as_read_here, create_lock_dir, default_dir, effective_uid, has_exited, liveness,
+            pin_process, terminate_pinned, wait_for_handles,
         };
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use windows::LOCK_OFFSET;

@@ -104,6 +104,10 @@ mod suite {
         ("system_scope_is_global", system_scope_is_global),
         ("private_namespace", private_namespace),
         ("squatted_mutex_is_refused", squatted_mutex_is_refused),
+        (
+            "system_lock_dir_is_created_with_a_protected_dacl",
+            system_lock_dir_has_a_protected_dacl,
+        ),
     ];
 
     pub(crate) fn main() -> ExitCode {
@@ -282,6 +286,18 @@ mod suite {
                 let _ = writeln!(out, "acquired {}", std::process::id());
                 let _ = out.flush();
                 let _ = std::io::stdin().read_to_end(&mut Vec::new());
+                ExitCode::SUCCESS
+            }
+            ["sysdir", name] => {
+                // `ProgramData` points into the test's directory: the system-scope default
+                // directory is created there by the first lock that needs it.
+                let lock = Builder::new(*name)
+                    .backend(BackendKind::Flock)
+                    .scope(Scope::System)
+                    .build()
+                    .expect("build the system-scope lock");
+                let acquired = lock.try_acquire().expect("try").is_acquired();
+                let _ = writeln!(out, "acquired {acquired}");
                 ExitCode::SUCCESS
             }
             ["sleep"] => {
@@ -835,5 +851,102 @@ mod suite {
              user (the owner comparison runs on every acquire of an existing mutex)"
                 .into(),
         ))
+    }
+
+    /// Whether this process runs under Wine (ntdll exports `wine_get_version` there only).
+    fn under_wine() -> bool {
+        use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+        let ntdll: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+        // SAFETY: ntdll is loaded in every process; the name is NUL-terminated UTF-16.
+        let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+        // SAFETY: a NUL-terminated ASCII name; the address is only compared, never called.
+        !module.is_null()
+            && unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()) }.is_some()
+    }
+
+    /// The DACL of `path` as SDDL (GetNamedSecurityInfoW).
+    fn dacl_sddl(path: &Path) -> String {
+        use std::os::windows::ffi::OsStrExt;
+        use windows_sys::Win32::Foundation::LocalFree;
+        use windows_sys::Win32::Security::Authorization::{
+            ConvertSecurityDescriptorToStringSecurityDescriptorW, GetNamedSecurityInfoW,
+            SDDL_REVISION_1, SE_FILE_OBJECT,
+        };
+        use windows_sys::Win32::Security::{DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR};
+        let wide: Vec<u16> = path.as_os_str().encode_wide().chain([0]).collect();
+        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: `wide` is a NUL-terminated path; only the descriptor is asked for (the other
+        // out-pointers may be NULL); it is freed with LocalFree below.
+        let status = unsafe {
+            GetNamedSecurityInfoW(
+                wide.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                &mut descriptor,
+            )
+        };
+        assert_eq!(status, 0, "GetNamedSecurityInfoW({})", path.display());
+        let mut text: *mut u16 = std::ptr::null_mut();
+        // SAFETY: `descriptor` is the live descriptor read above; the string is LocalAlloc'd.
+        let ok = unsafe {
+            ConvertSecurityDescriptorToStringSecurityDescriptorW(
+                descriptor,
+                SDDL_REVISION_1,
+                DACL_SECURITY_INFORMATION,
+                &mut text,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_ne!(ok, 0, "the DACL of {} as SDDL", path.display());
+        // SAFETY: `text` is a NUL-terminated UTF-16 string the call allocated.
+        let len = (0..).take_while(|&i| unsafe { *text.add(i) } != 0).count();
+        // SAFETY: `len` units were just read as initialised.
+        let sddl = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) });
+        // SAFETY: both were LocalAlloc'd by the calls above and are freed once, after their
+        // last use.
+        unsafe {
+            LocalFree(text.cast());
+            LocalFree(descriptor);
+        }
+        sddl
+    }
+
+    /// `%ProgramData%\onlyone`, when onlyone creates it, gets a protected DACL: SYSTEM and
+    /// Administrators full control, Authenticated Users may add files but not delete others'.
+    /// Wine keeps no security descriptors on files, so there only the creation is checked.
+    fn system_lock_dir_has_a_protected_dacl(dir: &Path) -> Outcome {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .env("ONLYONE_WIN_ROLE", format!("sysdir {}", unique("sysdir")))
+            .env("ProgramData", dir)
+            .output()
+            .expect("run the role");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("acquired true"),
+            "the system-scope lock was taken: {out:?}"
+        );
+        let lock_dir = dir.join("onlyone");
+        assert!(lock_dir.is_dir(), "{} was created", lock_dir.display());
+        if under_wine() {
+            return Err(Skip(
+                "Wine does not keep the descriptor given to CreateDirectoryW (Wine 8 reads back \
+                 a default DACL, SYSTEM and the user, unprotected): the directory was created \
+                 with it, its DACL rests on Microsoft's documentation"
+                    .into(),
+            ));
+        }
+        let sddl = dacl_sddl(&lock_dir);
+        assert!(sddl.starts_with("D:P"), "a protected DACL: {sddl}");
+        for trustee in [";;;SY)", ";;;BA)", ";;;AU)", ";;;CO)"] {
+            assert!(sddl.contains(trustee), "an ACE for {trustee}: {sddl}");
+        }
+        for inherited in [";;;WD)", ";;;BU)"] {
+            assert!(!sddl.contains(inherited), "nothing for {inherited}: {sddl}");
+        }
+        Ok(())
     }
 }

@@ -353,7 +353,8 @@ onlyone never takes a PID-file lock whose holder it cannot prove dead: a holder 
 another PID namespace (another container, `unshare -p`), or one that /proc does not show
 (hidepid=2, ProtectProc=invisible), keeps the lock even after it died. `onlyone break-lock NAME
 -b pidfile` says why the lock counts as held; once you know by other means that the holder is
-gone, `--force` removes the PID file (as root, or as the file's owner in a sticky directory).
+gone, `--force` removes the PID file (as root, or as the file's owner in a sticky directory; on
+Windows as an administrator, or as the file's creator in the system-scope directory).
 Removing the file of a live holder lets a second copy run. flock and abstract locks need no
 such help: the kernel releases them when their holder dies.";
 

@@ -1,5 +1,8 @@
 //! `onlyone status` and `onlyone list`: who holds what. Neither takes a lock, creates a file or
-//! directory, or disturbs a holder (a holder lookup on an abstract socket is one `connect(2)`).
+//! directory, or disturbs a holder (a holder lookup on an abstract socket is one `connect(2)`;
+//! on Windows a named mutex found free is held for an instant by the zero-timeout wait that
+//! tells it is free, and released at once). On Windows, which has no listing of named objects,
+//! `list` finds mutexes through their `NAME.holder` records in the lock directories.
 
 use std::path::{Path, PathBuf};
 
@@ -192,8 +195,39 @@ fn force_remove(name: &str, lock: &dyn Lock) -> Result<u8, Failure> {
     }
 }
 
+/// `break-lock --force` on Windows: removes the PID file of `lock` under its takeover lock.
+#[cfg(all(windows, feature = "pidfile"))]
+fn force_remove(name: &str, lock: &dyn Lock) -> Result<u8, Failure> {
+    use onlyone::PidFileLock;
+    let path = PathBuf::from(lock.resource());
+    let file = PidFileLock::in_dir(
+        onlyone::LockName::new(name)?,
+        path.parent().unwrap_or(Path::new(".")),
+    );
+    match file.force_remove()? {
+        Some(id) => {
+            println!(
+                "removed {} (it named pid {}{})",
+                file.path().display(),
+                id.pid,
+                id.start_ticks
+                    .map(|t| format!(", creation time {t}"))
+                    .unwrap_or_default()
+            );
+            Ok(0)
+        }
+        None => {
+            println!(
+                "{} changed meanwhile; nothing removed",
+                file.path().display()
+            );
+            Ok(1)
+        }
+    }
+}
+
 /// Without the PID-file backend there is no PID file to remove (`locks::build` has said so).
-#[cfg(not(all(unix, feature = "pidfile")))]
+#[cfg(not(all(any(unix, windows), feature = "pidfile")))]
 fn force_remove(_name: &str, _lock: &dyn Lock) -> Result<u8, Failure> {
     Err(Failure::new(
         crate::exit::UNAVAILABLE,
@@ -381,6 +415,8 @@ fn file_entries(dir: &Path, scope: Scope, label: &str) -> Vec<Entry> {
             (stem, BackendKind::Flock)
         } else if let Some(stem) = file_name.strip_suffix(".pid") {
             (stem, BackendKind::PidFile)
+        } else if let Some(stem) = file_name.strip_suffix(".holder") {
+            (stem, BackendKind::NamedMutex)
         } else {
             continue;
         };
@@ -388,6 +424,10 @@ fn file_entries(dir: &Path, scope: Scope, label: &str) -> Vec<Entry> {
             continue;
         }
         let path = dir.join(file_name);
+        if backend == BackendKind::NamedMutex {
+            entries.extend(mutex_entry(dir, stem, scope, label, &path));
+            continue;
+        }
         let built = Builder::new(stem)
             .backend(backend)
             .scope(scope)
@@ -420,6 +460,63 @@ fn file_entries(dir: &Path, scope: Scope, label: &str) -> Vec<Entry> {
         entries.push(entry);
     }
     entries
+}
+
+/// The named mutex whose holder record is `path` (`NAME.holder`, Windows), when it is held: as
+/// `status` shows it (the mutex is looked at; its record is believed only while its process
+/// runs with the recorded creation time, else the holder is unidentified). A record left by a
+/// holder that died is skipped once its mutex is free.
+#[cfg(all(windows, feature = "named-mutex"))]
+fn mutex_entry(dir: &Path, stem: &str, scope: Scope, label: &str, path: &Path) -> Option<Entry> {
+    use onlyone::{LockName, NamedMutexLock};
+    let lock = LockName::new(stem)
+        .ok()
+        .map(|name| NamedMutexLock::with_lock_dir(name, scope, dir))
+        .filter(|lock| lock.record_path() == path);
+    let Some(lock) = lock else {
+        // A hashed name (`#...~HASH`): the mutex's name cannot be rebuilt from it; its record,
+        // only while the process it names runs with the recorded creation time.
+        return live_mutex_record(path).map(|h| Entry {
+            name: stem.to_owned(),
+            backend: BackendKind::NamedMutex,
+            scope: label.to_owned(),
+            resource: path.display().to_string(),
+            holder: Some(h),
+            error: None,
+        });
+    };
+    match lock.holder() {
+        Ok(None) => None,
+        Ok(Some(h)) => Some(Entry::of(&lock, label, Some(h))),
+        Err(e) => Some(Entry {
+            error: Some(e.to_string()),
+            ..Entry::of(&lock, label, None)
+        }),
+    }
+}
+
+#[cfg(not(all(windows, feature = "named-mutex")))]
+fn mutex_entry(
+    _dir: &Path,
+    _stem: &str,
+    _scope: Scope,
+    _label: &str,
+    _path: &Path,
+) -> Option<Entry> {
+    None
+}
+
+/// The holder a mutex's record names, only while its process runs with the recorded creation
+/// time (`Liveness::Alive`; unknown is not enough, as for `status`).
+#[cfg(all(windows, feature = "named-mutex"))]
+fn live_mutex_record(path: &Path) -> Option<Holder> {
+    let bytes = std::fs::read(path).ok()?;
+    match onlyone::record::parse_record(&bytes).ok()?.liveness() {
+        (onlyone::process::Liveness::Alive, id) => {
+            Some(Holder::from_pid(id.pid, Some(id.uid), id.start_ticks))
+        }
+        _ => None,
+    }
 }
 
 /// The live process a lock file's or PID file's record names, if any.

@@ -40,6 +40,18 @@ mod suite {
             "replace_terminates_the_holder_and_its_job",
             replace_terminates_the_holder,
         ),
+        (
+            "list_shows_a_held_mutex_until_its_holder_exits",
+            list_shows_a_held_mutex,
+        ),
+        (
+            "break_lock_force_removes_a_pid_file",
+            break_lock_force_removes_a_pid_file,
+        ),
+        (
+            "break_lock_force_leaves_a_file_that_is_no_record",
+            break_lock_force_leaves_a_foreign_file,
+        ),
     ];
 
     const ROLE: &str = "ONLYONE_CLI_WIN_ROLE";
@@ -279,6 +291,94 @@ mod suite {
         assert!(
             exits_within_10_s(first.child.id()),
             "the replaced wrapper was terminated"
+        );
+    }
+
+    /// `onlyone ARGS...` with its output; never left running (`output` waits for it).
+    fn onlyone(args: &[&str], dir: &Path) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_onlyone"))
+            .args(args)
+            .arg("--lock-dir")
+            .arg(dir)
+            .output()
+            .expect("run onlyone")
+    }
+
+    /// `list` enumerates the lock directory: a running holder's mutex is listed with its name
+    /// and pid (from its `NAME.holder` record); once the holder was killed and its job exited,
+    /// the record it left behind is not listed (its mutex is free).
+    fn list_shows_a_held_mutex(dir: &Path) {
+        let name = unique("list");
+        let mut holder = Wrapper::start(&name, dir, &[], "hold", &[]);
+        let (job, _) = holder.started();
+        let wrapper = holder.child.id();
+        let out = onlyone(&["list", "--verbose"], dir);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "list failed: {out:?}");
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&name))
+            .unwrap_or_else(|| panic!("list does not show {name}: {stdout}"));
+        assert!(
+            line.starts_with("mutex ") && line.contains(&format!(" pid {wrapper} ")),
+            "list names the mutex and its holder's pid {wrapper}: {line}"
+        );
+        let json = onlyone(&["list", "--json"], dir);
+        let json = String::from_utf8_lossy(&json.stdout);
+        assert!(
+            json.contains(&format!("\"name\":\"{name}\"")) && json.contains("\"held\":true"),
+            "list --json shows it held: {json}"
+        );
+        holder.kill();
+        assert!(
+            exits_within_10_s(job),
+            "the job outlived its killed wrapper"
+        );
+        let out = onlyone(&["list"], dir);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "list failed: {out:?}");
+        assert!(
+            !stdout.contains(&name),
+            "a dead holder's lock is still listed: {stdout}"
+        );
+    }
+
+    /// `break-lock -b pidfile`: without --force it says who holds the lock and leaves the file;
+    /// with --force it removes the PID file (here of a live holder, which is what --force is
+    /// for when the holder cannot be judged) and the lock is free.
+    fn break_lock_force_removes_a_pid_file(dir: &Path) {
+        let name = unique("break");
+        let mut holder = Wrapper::start(&name, dir, &["-b", "pidfile"], "hold", &[]);
+        holder.started();
+        let pid_file = dir.join(format!("{name}.pid"));
+        assert!(
+            pid_file.is_file(),
+            "the holder wrote {}",
+            pid_file.display()
+        );
+        let asked = onlyone(&["break-lock", &name, "-b", "pidfile"], dir);
+        assert_eq!(asked.status.code(), Some(1), "without --force: {asked:?}");
+        assert!(pid_file.is_file(), "without --force nothing is removed");
+        let forced = onlyone(&["break-lock", &name, "-b", "pidfile", "--force"], dir);
+        let stdout = String::from_utf8_lossy(&forced.stdout);
+        assert_eq!(forced.status.code(), Some(0), "with --force: {forced:?}");
+        assert!(stdout.contains("removed"), "says what it removed: {stdout}");
+        assert!(!pid_file.exists(), "the PID file is gone");
+        let status = onlyone(&["status", &name, "-b", "pidfile"], dir);
+        assert_eq!(status.status.code(), Some(1), "free afterwards: {status:?}");
+        holder.kill();
+    }
+
+    /// A `NAME.pid` that is not an onlyone record is never removed, --force or not.
+    fn break_lock_force_leaves_a_foreign_file(dir: &Path) {
+        let name = unique("foreign");
+        let pid_file = dir.join(format!("{name}.pid"));
+        std::fs::write(&pid_file, "not a record\n").expect("write the file");
+        let forced = onlyone(&["break-lock", &name, "-b", "pidfile", "--force"], dir);
+        assert!(!forced.status.success(), "refused: {forced:?}");
+        assert_eq!(
+            std::fs::read_to_string(&pid_file).expect("the file is still there"),
+            "not a record\n"
         );
     }
 }

@@ -311,7 +311,7 @@ fn owner_thread(
     // Best effort: a holder that cannot write its record still holds the lock; readers then
     // report it as unidentified.
     if let Some(dir) = create_dir {
-        let _ = fs::create_dir_all(dir);
+        let _ = crate::os::create_lock_dir(&dir);
     }
     let mine = crate::record::format(&ProcessIdentity::current());
     if write_record(record_path, &mine).is_ok() {

@@ -12,19 +12,23 @@ use std::ffi::c_void;
 use std::io;
 use std::os::windows::ffi::OsStringExt;
 use std::os::windows::io::{AsRawHandle, BorrowedHandle, FromRawHandle, OwnedHandle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_ACCESS_DENIED, ERROR_INVALID_PARAMETER, FILETIME, GetLastError, HANDLE, LocalFree,
-    WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_INVALID_PARAMETER, FILETIME, GetLastError,
+    HANDLE, LocalFree, WAIT_FAILED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
-use windows_sys::Win32::Security::Authorization::ConvertSidToStringSidW;
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+};
 use windows_sys::Win32::Security::{
-    GetLengthSid, GetSidSubAuthority, GetSidSubAuthorityCount, GetTokenInformation, PSID,
-    TOKEN_OWNER, TOKEN_QUERY, TOKEN_USER, TokenOwner, TokenUser,
+    GetLengthSid, GetSidSubAuthority, GetSidSubAuthorityCount, GetTokenInformation,
+    PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_OWNER, TOKEN_QUERY, TOKEN_USER,
+    TokenOwner, TokenUser,
 };
+use windows_sys::Win32::Storage::FileSystem::CreateDirectoryW;
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetProcessTimes, INFINITE, OpenProcess, OpenProcessToken,
     PROCESS_NAME_WIN32, PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_SYNCHRONIZE, PROCESS_TERMINATE,
@@ -423,4 +427,90 @@ pub(crate) fn default_dir(scope: Scope) -> PathBuf {
             .unwrap_or_else(|| PathBuf::from(r"C:\ProgramData")),
     };
     base.join("onlyone")
+}
+
+/// The DACL of the system-scope lock directory (`%ProgramData%\onlyone`), as SDDL. Protected
+/// (`P`): nothing is inherited from `%ProgramData%`, whose default ACL lets Users create files but
+/// also gives CREATOR OWNER rights that a shared lock directory must spell out itself.
+///
+/// - SYSTEM (`SY`) and Administrators (`BA`): full control of the directory and everything in it
+///   (`OICI`), so an administrator can always clean up.
+/// - Authenticated Users (`AU`), on the directory only: `0x1200ab` = list, add files (create a
+///   lock file, a PID file, a holder record), read attributes and extended attributes, traverse,
+///   read the security descriptor, synchronize. Not `FILE_DELETE_CHILD` (0x40), not
+///   `FILE_ADD_SUBDIRECTORY`, not `WRITE_DAC`: nobody but an administrator deletes, renames or
+///   replaces a file another user created.
+/// - On the files (`OIIO`, inherited by files only): CREATOR OWNER (`CO`) full control, so the
+///   user who created a file may rewrite, rename over and remove it (the holder's release, the
+///   record renamed into place); Authenticated Users read and write (`FRFW`, no `DELETE`), so
+///   every user may open a shared lock file to lock it (`LockFileEx` needs a read or write
+///   handle) and read the records, but not remove or replace it. As in a sticky Unix directory,
+///   another user's stale PID file or holder record is then replaced only by an administrator
+///   (`onlyone break-lock --force`); a holder that cannot write its record there still holds its
+///   lock (it is shown unidentified).
+const LOCK_DIR_SDDL: &str =
+    "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;;0x1200ab;;;AU)(A;OIIO;FRFW;;;AU)(A;OIIO;FA;;;CO)";
+
+/// Creates a default lock directory: `%ProgramData%\onlyone` (system scope) with the protected
+/// DACL of [`LOCK_DIR_SDDL`] when onlyone creates it (an existing directory is left as it is),
+/// any other (`%LOCALAPPDATA%\onlyone`, private to its user already) with the inherited ACL.
+pub(crate) fn create_lock_dir(dir: &Path) -> io::Result<()> {
+    if dir != default_dir(Scope::System) || dir.is_dir() {
+        return std::fs::create_dir_all(dir);
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    create_protected_dir(dir, LOCK_DIR_SDDL)
+}
+
+/// `CreateDirectoryW` with the security descriptor `sddl`; an existing directory is fine (another
+/// process created it first).
+fn create_protected_dir(dir: &Path, sddl: &str) -> io::Result<()> {
+    use std::os::windows::ffi::OsStrExt;
+    let sddl: Vec<u16> = std::ffi::OsStr::new(sddl)
+        .encode_wide()
+        .chain(std::iter::once(0))
+        .collect();
+    let path: Vec<u16> = dir
+        .as_os_str()
+        .encode_wide()
+        .chain(std::iter::once(0))
+        .collect();
+    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `sddl` is a NUL-terminated UTF-16 string; the descriptor the call allocates (with
+    // LocalAlloc) is written to `descriptor` and freed below; the size out-pointer may be NULL.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            sddl.as_ptr(),
+            SDDL_REVISION_1,
+            &mut descriptor,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cannot build the security descriptor for {}: {}",
+                dir.display(),
+                io::Error::last_os_error()
+            ),
+        ));
+    }
+    let attributes = SECURITY_ATTRIBUTES {
+        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+        lpSecurityDescriptor: descriptor,
+        bInheritHandle: 0,
+    };
+    // SAFETY: `path` is a NUL-terminated UTF-16 path; `attributes` points to a live descriptor.
+    let created = unsafe { CreateDirectoryW(path.as_ptr(), &attributes) } != 0;
+    let error = (!created).then(io::Error::last_os_error);
+    // SAFETY: frees the LocalAlloc'd descriptor once, after its last use.
+    unsafe { LocalFree(descriptor) };
+    match error {
+        None => Ok(()),
+        Some(e) if e.raw_os_error() == Some(ERROR_ALREADY_EXISTS as i32) => Ok(()),
+        Some(e) => Err(e),
+    }
 }

@@ -71,7 +71,7 @@ impl FlockLock {
     /// Opens (creating) the lock file, refusing a reparse point.
     fn open(&self) -> Result<File, Error> {
         if self.dir.create {
-            std::fs::create_dir_all(&self.dir.path).map_err(|e| {
+            crate::os::create_lock_dir(&self.dir.path).map_err(|e| {
                 Error::new(
                     ErrorKind::LockDir,
                     format!("cannot create lock directory {}", self.dir.path.display()),

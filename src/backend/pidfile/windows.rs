@@ -76,7 +76,7 @@ impl PidFileLock {
     /// A temporary file in the same directory holding `text`.
     fn temp_with(&self, text: &str) -> Result<PathBuf, Error> {
         if self.dir.create {
-            fs::create_dir_all(&self.dir.path)
+            crate::os::create_lock_dir(&self.dir.path)
                 .map_err(|e| self.io("cannot create the directory of", e))?;
         }
         let temp = self.path.with_extension(format!(
@@ -148,20 +148,10 @@ impl PidFileLock {
                 Found::Live(h) => return Ok(Acquire::Held(h.into())),
                 Found::Stale(bytes) => bytes,
             };
-            let takeover = self.path.with_extension("pid.takeover");
-            let guard_file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&takeover)
-                .map_err(|e| self.io("cannot open the takeover lock of", e))?;
-            let locked = crate::os::try_lock_byte(&guard_file, LOCK_OFFSET)
-                .map_err(|e| self.io("cannot lock the takeover lock of", e))?;
-            if !locked {
+            let Some(guard_file) = self.lock_takeover()? else {
                 // Another contender is taking it over: held by whoever wins.
                 return Ok(Acquire::Held(Holder::unidentified().into()));
-            }
+            };
             // Under the takeover lock: replace only the very record judged stale.
             let same = fs::read(&self.path).is_ok_and(|now| now == stale);
             if same {
@@ -179,6 +169,74 @@ impl PidFileLock {
             drop(guard_file);
         }
         Ok(Acquire::Held(Holder::unidentified().into()))
+    }
+
+    /// The takeover lock (`LockFileEx` on `NAME.pid.takeover`), held while the returned file is
+    /// open; `None` when another process holds it.
+    fn lock_takeover(&self) -> Result<Option<std::fs::File>, Error> {
+        let takeover = self.path.with_extension("pid.takeover");
+        let guard_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&takeover)
+            .map_err(|e| self.io("cannot open the takeover lock of", e))?;
+        let locked = crate::os::try_lock_byte(&guard_file, LOCK_OFFSET)
+            .map_err(|e| self.io("cannot lock the takeover lock of", e))?;
+        Ok(locked.then_some(guard_file))
+    }
+
+    /// The administrator's way out: removes the PID file whatever its holder's liveness, and
+    /// returns the record it held (`None` when there was no file, or it changed meanwhile).
+    ///
+    /// A holder that cannot be judged from here (a process that exists but cannot be opened)
+    /// keeps the lock for ever: unknown is never dead. Once you know by other means that it is
+    /// gone, this removes its file. It does not check liveness: removing the file of a live
+    /// holder lets a second one in. Like a stale takeover it holds the takeover lock (an error
+    /// if a takeover is under way), removes the file only if it still holds the very record it
+    /// read, and never touches a file that is not an onlyone record ([`ErrorKind::Corrupt`]).
+    /// In the system-scope directory only an administrator or the file's creator may remove it.
+    pub fn force_remove(&self) -> Result<Option<ProcessIdentity>, Error> {
+        let bytes = match fs::read(&self.path) {
+            Ok(b) => b,
+            // No file, or one being deleted (Windows' delete-pending state): nothing to remove.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) && !self.path.is_file() =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.io("cannot read PID file", e)),
+        };
+        let record = crate::record::parse_record(&bytes).map_err(|why| {
+            Error::msg(
+                ErrorKind::Corrupt,
+                format!("PID file {}", self.path.display()),
+                format!("does not hold an onlyone record ({why}); it was left untouched"),
+            )
+        })?;
+        let Some(_takeover) = self.lock_takeover()? else {
+            return Err(Error::msg(
+                ErrorKind::Io,
+                format!("cannot remove PID file {}", self.path.display()),
+                "a takeover is under way (its lock is held); look again",
+            ));
+        };
+        // Under the takeover lock: remove only the very record read above.
+        if !fs::read(&self.path).is_ok_and(|now| now == bytes) {
+            return Ok(None);
+        }
+        fs::remove_file(&self.path).map_err(|e| {
+            Error::new(
+                ErrorKind::LockDir,
+                format!("cannot remove PID file {}", self.path.display()),
+                e,
+            )
+        })?;
+        Ok(Some(record.holder))
     }
 
     fn guard(&self, mine: &str) -> Guard {
