@@ -135,11 +135,18 @@ fn a_queued_waiter_keeps_its_deadline() {
         wait_until_sleeping_in_poll(timed.pid());
         let last = Proc::holder(backend, &name, dir.path(), Some("inf"));
         wait_until_sleeping_in_poll(last.pid());
+        let last_asleep = voluntary_switches(last.pid());
         let timed_answer = {
             let one = std::slice::from_ref(&timed);
             first_readable(one, &[false]);
             timed.line()
         };
+        if !onlyone::os::PORTABLE_BUILD {
+            // The timed waiter's slot closed: the one behind it wakes, tries, and queues behind
+            // `first`. Released before it is back asleep, its try could win (the line decides
+            // who sleeps on what, not who gets the lock): wait for that.
+            wait_until_asleep_again(last.pid(), last_asleep);
+        }
         assert_eq!(
             parse_outcome(&timed_answer),
             (false, holder_pid),
@@ -174,6 +181,23 @@ fn a_queued_waiter_keeps_its_deadline() {
             (true, Some(pid)),
             "{backend}"
         );
+    }
+}
+
+/// Waits until process `pid`, which had slept `before` times, has slept again and sleeps in
+/// poll(2) now: it was woken, did what it does, and went back to waiting (a minute at most).
+fn wait_until_asleep_again(pid: u32, before: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if voluntary_switches(pid) > before {
+            wait_until_sleeping_in_poll(pid);
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} was never woken (it sleeps on the waiter that left)"
+        );
+        std::thread::yield_now();
     }
 }
 
