@@ -39,7 +39,10 @@
 //!   can have reached the gone primary's application (never after `Unknown`).
 //! - *Only the same user.* The primary reads the sender's uid from the kernel (`SO_PEERCRED`,
 //!   `getpeereid(3)`) before reading its request and refuses another uid; the secondary checks
-//!   that the listener runs as its own uid before sending anything.
+//!   that the listener runs as its own uid before sending anything. On Windows the same with the
+//!   user's SID, read from the token of the process at the other end of the pipe
+//!   (`GetNamedPipeClientProcessId`, `GetNamedPipeServerProcessId`, `OpenProcessToken`), behind
+//!   a pipe DACL that lets only the user and SYSTEM open it.
 //!
 //! **Transport.** One Unix stream connection per activation; the format is in
 //! [`wire`](self#wire-format) terms: versioned, length-prefixed, byte strings, at most
@@ -60,6 +63,26 @@
 //! out. *With flock and the PID file* (and under Flatpak) a socket beside the lock file,
 //! `<lock dir>/<name>.handoff`, mode 0600 in the user's mode-0700 lock directory.
 //!
+//! **Windows.** A named pipe restricted to the user, whatever the backend:
+//! `\\.\pipe\onlyone-handoff-<user SID>-<hash>`, the hash being the FNV-1a 128-bit hash (32 hex
+//! digits) of the UTF-8 of the path the Unix socket would have, `<lock dir>\<name>.handoff`
+//! ([`Handoff::socket_path`] gives it; [`send`] takes it). The primary creates it with
+//! `CreateNamedPipeW` (`FILE_FLAG_FIRST_PIPE_INSTANCE`, `PIPE_REJECT_REMOTE_CLIENTS`, a protected
+//! DACL for the user and SYSTEM); a name that exists already (a squatter) is an error naming the
+//! pipe, never used. One thread accepts and one thread per connection reads its request (until
+//! the read timeout); activations reach `recv` through a channel. A secondary retries while the
+//! pipe is absent (`ERROR_FILE_NOT_FOUND`) or busy (`ERROR_PIPE_BUSY`, a short `WaitNamedPipeW`),
+//! until its deadline; every read and write is bounded by the deadline. A pipe cannot say whether
+//! a request sent in full was read: a pipe closed before the reply is `Unknown`, only a failed
+//! write is "not sent". Strings travel as UTF-8 there: an argument that is not valid Unicode (an
+//! unpaired surrogate) cannot be handed over (an error before connecting). No async flavour (the
+//! `tokio` feature is Unix only). Run under Wine 8 (`tests/handoff_windows.rs`): 50 concurrent
+//! secondaries, odd strings and 1 MiB, a squatted name, a late listener, a primary that died or
+//! was killed holding a request, [`Handoff::listen_while_holding`]. Not shown under Wine, which
+//! runs every process as one user and does not enforce pipe DACLs: the refusal of another user
+//! and the DACL itself, which rest on Microsoft's documentation; nor `FILE_FLAG_FIRST_PIPE_INSTANCE`
+//! (Wine ignores it: a client probe before creating the pipe catches the squatter there).
+//!
 //! **Sandboxes.** Under Flatpak (`FLATPAK_ID` set) every instance has its own PID namespace and
 //! maybe its own network namespace, so the lock and the socket live in
 //! `$XDG_RUNTIME_DIR/app/$FLATPAK_ID/` with the flock backend, whatever was chosen, and a sender
@@ -70,14 +93,15 @@
 //!
 //! **Parts:** `handoff/primary.rs` (listener, [`Primary`], [`Listener`]),
 //! `handoff/secondary.rs` (connect, send, the three outcomes, the gone-primary policy),
-//! `handoff/unix.rs` (the socket: bind, the poll(2) loop, peer credentials), `handoff/wire.rs`
+//! `handoff/unix.rs` (the socket: bind, the poll(2) loop, peer credentials),
+//! `handoff/windows.rs` (the named pipe: server, client, the peer's SID), `handoff/wire.rs`
 //! (the format), `handoff/asynchronous.rs` (tokio).
 //!
 //! # Wire format
 //! Frame: `ONLYONE-HANDOFF` (15 bytes), version `1`, kind (1 request, 2 answer, 3 refusal),
 //! body length (`u32` little-endian), body. Request body: sender pid `u32`, expiry `u64` (ms
 //! since the Unix epoch), cwd, argument count and arguments, environment entry count and
-//! key/value pairs, each string as a `u32` length and its bytes. Answer body: exit code `i32` and
+//! key/value pairs, each string as a `u32` length and its bytes (UTF-8 on Windows). Answer body: exit code `i32` and
 //! the answer's bytes. Refusal body: a reason byte ([`Refusal`]) and a UTF-8 explanation.
 
 #[cfg(feature = "tokio")]

@@ -71,6 +71,10 @@ mod suite {
             "killed_primary_next_launch_is_primary",
             killed_primary_next_launch_is_primary,
         ),
+        (
+            "listen_while_holding_serves_then_frees_the_name",
+            listen_while_holding_serves_then_frees_the_name,
+        ),
         ("other_user_is_refused", other_user_is_refused),
     ];
 
@@ -493,6 +497,35 @@ mod suite {
             .expect("the activation");
         a.answer(2, b"ok").unwrap();
         assert_eq!(s.wait(Duration::from_secs(60)), Some(2), "{}", s.stderr());
+        Ok(())
+    }
+
+    /// A caller that took the lock itself (as `onlyone run --handoff` does) listens on a
+    /// thread of its own; dropping the listener stops it and frees the pipe name.
+    fn listen_while_holding_serves_then_frees_the_name(dir: &Path) -> TestOutcome {
+        use onlyone::{Acquire, Builder};
+        let name = unique("holding");
+        let lock = Builder::new(name.clone()).lock_dir(dir).build().unwrap();
+        let Acquire::Acquired(guard) = lock.try_acquire().unwrap() else {
+            panic!("lock held by someone else");
+        };
+        let handoff = Handoff::new(name.clone()).lock_dir(dir);
+        let listener = handoff.listen_while_holding(&guard).unwrap();
+        let mut c = editor(&name, dir, 60_000);
+        c.arg("held");
+        let mut s = Proc::spawn(c);
+        let a = listener
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the activation");
+        assert_eq!(a.args(), &[OsString::from("held")]);
+        a.answer(1, b"held").unwrap();
+        assert_eq!(s.wait(Duration::from_secs(60)), Some(1), "{}", s.stderr());
+        assert_eq!(s.rest().join("\n"), "held");
+        drop(listener);
+        let again = handoff
+            .listen_while_holding(&guard)
+            .expect("the pipe name is free again after the drop");
+        drop(again);
         Ok(())
     }
 

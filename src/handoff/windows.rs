@@ -369,7 +369,15 @@ pub(crate) fn listen_on(path: &Path, _guard: Option<&Guard>) -> Result<(Source, 
     // Wine ignores FILE_FLAG_FIRST_PIPE_INSTANCE (a second "first" instance is created): a probe
     // as a client first, which finds any instance there, served or busy. Windows would also
     // fail the creation below, which closes the race between the two.
-    if let Err(ConnectError::Busy) | Ok(_) = connect_nonblocking(path) {
+    let exists = match connect_nonblocking(path) {
+        Ok(_) | Err(ConnectError::Busy) => true,
+        Err(ConnectError::NotListening) => false,
+        // A pipe whose DACL keeps us out is there too; other errors are the creation's to say.
+        Err(ConnectError::Other(e)) => {
+            e.raw_os_error() == Some(windows_sys::Win32::Foundation::ERROR_ACCESS_DENIED as i32)
+        }
+    };
+    if exists {
         return Err(Error::msg(
             ErrorKind::Io,
             format!("cannot listen on the handoff pipe {}", path.display()),
