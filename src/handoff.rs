@@ -584,7 +584,8 @@ impl Handoff {
     /// Where secondaries reach this application's primary: the handoff socket beside its lock
     /// file (flock, PID file, and under Flatpak), or, with the abstract socket backend, `@` and
     /// the lock's own abstract name (the [`Guard::resource`]), whose listener carries the
-    /// messages. [`send`] takes either.
+    /// messages; on Windows the named pipe (`\\.\pipe\onlyone-handoff-<SID>-<hash>`, see
+    /// the module docs). [`send`] takes any of them.
     pub fn socket_path(&self) -> Result<PathBuf, Error> {
         let name = LockName::new(self.name.clone())?;
         let (dir, backend, _) = self.placement()?;

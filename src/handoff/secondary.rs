@@ -186,8 +186,8 @@ impl Handoff {
 /// any lock: for a job that learned the path from its environment (`onlyone run --handoff`
 /// exports `ONLYONE_HANDOFF_SOCKET`), or a launcher that knows it. A `path` starting with `@`
 /// names the abstract socket of an abstract-socket lock (Linux, Android), as
-/// [`Handoff::socket_path`] gives it. Tries until `timeout`, like a secondary; a missing or
-/// refused socket is [`Reason::NoListener`].
+/// [`Handoff::socket_path`] gives it; on Windows `path` is the named pipe it gives. Tries until
+/// `timeout`, like a secondary; a missing or refused socket (or pipe) is [`Reason::NoListener`].
 pub fn send(path: &Path, message: &Message, timeout: Duration) -> Result<Outcome, Error> {
     let handoff = Handoff::new(path.display().to_string()).timeout(timeout);
     let deadline = Instant::now() + timeout;

@@ -42,7 +42,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use windows_sys::Win32::Foundation::{
-    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_IO_PENDING, ERROR_PATH_NOT_FOUND,
+    ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PATH_NOT_FOUND,
     ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, ERROR_PIPE_NOT_CONNECTED, GENERIC_READ, GENERIC_WRITE,
     GetLastError, HANDLE, INVALID_HANDLE_VALUE, LocalFree, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
@@ -502,11 +502,13 @@ fn accept_loop(
         let connected = overlapped(h, None, Some(stop.as_raw_handle()), |ov| unsafe {
             ConnectNamedPipe(h, ov)
         });
-        match connected {
+        match &connected {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
-            // A client that came and went before we saw it (ERROR_NO_DATA): a fresh instance.
-            Err(_) => {}
+            // A client that came and went before we saw it: a fresh instance.
+            Err(e) if e.raw_os_error() == Some(ERROR_NO_DATA as i32) => {}
+            // Stopped, or a failure that would repeat: stop listening (secondaries then see
+            // nobody listening and follow their deadline).
+            Err(_) => return,
         }
         let Ok(next) = create_instance(&name, false) else {
             return; // cannot go on listening: secondaries see "nobody listens"
