@@ -78,7 +78,7 @@
 //! unpaired surrogate) cannot be handed over (an error before connecting). No async flavour (the
 //! `tokio` feature is Unix only). Run under Wine 8 (`tests/handoff_windows.rs`): 50 concurrent
 //! secondaries, odd strings and 1 MiB, a squatted name, a late listener, a primary that died or
-//! was killed holding a request, [`Handoff::listen_while_holding`]. Not shown under Wine, which
+//! was killed holding a request, [`Handoff::listen_while_holding`], [`send`] to the pipe. Not shown under Wine, which
 //! runs every process as one user and does not enforce pipe DACLs: the refusal of another user
 //! and the DACL itself, which rest on Microsoft's documentation; nor `FILE_FLAG_FIRST_PIPE_INSTANCE`
 //! (Wine ignores it: a client probe before creating the pipe catches the squatter there).

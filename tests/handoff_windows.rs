@@ -75,6 +75,10 @@ mod suite {
             "listen_while_holding_serves_then_frees_the_name",
             listen_while_holding_serves_then_frees_the_name,
         ),
+        (
+            "send_to_the_pipe_without_the_lock",
+            send_to_the_pipe_without_the_lock,
+        ),
         ("other_user_is_refused", other_user_is_refused),
     ];
 
@@ -526,6 +530,42 @@ mod suite {
             .listen_while_holding(&guard)
             .expect("the pipe name is free again after the drop");
         drop(again);
+        Ok(())
+    }
+
+    /// `handoff::send` to the pipe name (`EDITOR_SEND_TO`) delivers without looking at the lock;
+    /// to a pipe nobody serves it says not delivered (no listener) at its timeout.
+    fn send_to_the_pipe_without_the_lock(dir: &Path) -> TestOutcome {
+        let name = unique("send");
+        let pipe = Handoff::new(name.clone())
+            .lock_dir(dir)
+            .socket_path()
+            .unwrap();
+        let p = primary(&name, dir, &[]);
+        let mut c = editor("unused", dir, 60_000);
+        c.env("EDITOR_SEND_TO", &pipe).args(["x", "y", "z"]);
+        let mut s = Proc::spawn(c);
+        assert_eq!(s.wait(Duration::from_secs(60)), Some(3), "{}", s.stderr());
+        assert!(p.line(Duration::from_secs(30)).starts_with("activation "));
+        drop(p);
+        let started = Instant::now();
+        let outcome = onlyone::handoff::send(
+            &pipe,
+            &Message::with_args(["late"]),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                Outcome::NotDelivered {
+                    reason: onlyone::handoff::Reason::NoListener,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
         Ok(())
     }
 
