@@ -7,6 +7,9 @@
 //! cargo run --example editor -- todo.txt         # secondary: delivered, exits 0
 //! ```
 //!
+//! Runs on Unix (a socket) and on Windows (a named pipe; there arguments travel as UTF-8, and the
+//! hex below is of their UTF-8, the uid column is `-`).
+//!
 //! Every argument is a file to open (byte-exact: no option parsing). The configuration comes from
 //! the environment so that tests can pass any bytes as arguments:
 //! - `EDITOR_NAME` (default `onlyone-editor-example`), `EDITOR_DIR` (lock and socket directory;
@@ -16,7 +19,9 @@
 //!   the abstract socket lock's name, where its own listener carries the messages);
 //! - `EDITOR_GATE=FIFO`: open FIFO for reading first (tests release many launches at once);
 //! - `EDITOR_DIE_ON=ARG`: the primary exits at once, without answering, after printing an
-//!   activation whose first argument is ARG (tests: a primary that read a request, then died).
+//!   activation whose first argument is ARG (tests: a primary that read a request, then died);
+//! - `EDITOR_HANG_ON=ARG`: the primary stops serving, without answering, after printing such an
+//!   activation, until it is killed (tests: a primary killed while handling a request).
 //!
 //! Primary output (stdout, one line each): `primary PID` once listening, then per activation
 //! `activation PID_OR_none UID CWD_HEX ARG_HEX,ARG_HEX,... TOKEN_HEX` (hex so that any bytes fit on
@@ -25,21 +30,13 @@
 //! Secondary: writes the answer's bytes to stdout and exits with its code; `not-delivered
 //! REASON` (exit 69), `unknown` (exit 75) on stdout otherwise; errors exit 70.
 
-#[cfg(unix)]
 use std::ffi::OsString;
-#[cfg(unix)]
 use std::io::Write;
-#[cfg(unix)]
-use std::os::unix::ffi::OsStrExt;
-#[cfg(unix)]
 use std::time::Duration;
 
-#[cfg(unix)]
 use onlyone::BackendKind;
-#[cfg(unix)]
 use onlyone::handoff::{Activation, Handoff, IfGone, Message, Outcome, Start};
 
-#[cfg(unix)]
 fn hex(b: &[u8]) -> String {
     if b.is_empty() {
         return "-".into();
@@ -47,16 +44,17 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-#[cfg(unix)]
 fn print_activation(out: &mut impl Write, a: &Activation) {
-    let args: Vec<String> = a.args().iter().map(|x| hex(x.as_bytes())).collect();
+    let args: Vec<String> = a.args().iter().map(|x| hex(x.as_encoded_bytes())).collect();
     let pid = a.pid().map_or("none".to_owned(), |p| p.to_string());
-    let token = a.activation_token().map_or(&[][..], |t| t.as_bytes());
+    let token = a
+        .activation_token()
+        .map_or(&[][..], |t| t.as_encoded_bytes());
     let _ = writeln!(
         out,
         "activation {pid} {} {} {} {}",
-        a.uid(),
-        hex(a.cwd().as_os_str().as_bytes()),
+        uid(a),
+        hex(a.cwd().as_os_str().as_encoded_bytes()),
         if args.is_empty() {
             "-".into()
         } else {
@@ -67,19 +65,28 @@ fn print_activation(out: &mut impl Write, a: &Activation) {
     let _ = out.flush();
 }
 
-#[cfg(unix)]
+/// The sender's uid (Unix); `-` on Windows, which has SIDs instead.
+fn uid(a: &Activation) -> String {
+    #[cfg(unix)]
+    return a.uid().to_string();
+    #[cfg(not(unix))]
+    {
+        let _ = a;
+        "-".into()
+    }
+}
+
 fn answer_bytes(args: &[OsString]) -> Vec<u8> {
     let mut v = Vec::new();
     for (i, a) in args.iter().enumerate() {
         if i > 0 {
             v.push(0);
         }
-        v.extend_from_slice(a.as_bytes());
+        v.extend_from_slice(a.as_encoded_bytes());
     }
     v
 }
 
-#[cfg(unix)]
 fn report(outcome: Outcome) -> i32 {
     let mut out = std::io::stdout().lock();
     match outcome {
@@ -101,7 +108,6 @@ fn report(outcome: Outcome) -> i32 {
     }
 }
 
-#[cfg(unix)]
 fn main() {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     if let Some(gate) = env("EDITOR_GATE") {
@@ -139,12 +145,18 @@ fn main() {
             let _ = writeln!(out, "own-args {}", message.args.len());
             let _ = out.flush();
             let die_on = std::env::var_os("EDITOR_DIE_ON");
+            let hang_on = std::env::var_os("EDITOR_HANG_ON");
             while let Some(a) = primary.recv() {
                 print_activation(&mut out, &a);
                 if die_on.is_some() && a.args().first() == die_on.as_ref() {
                     // No destructor runs: the activation is never answered, its connection
                     // closes with the process.
                     std::process::exit(9);
+                }
+                if hang_on.is_some() && a.args().first() == hang_on.as_ref() {
+                    loop {
+                        std::thread::park();
+                    }
                 }
                 let code = (a.args().len() % 256) as i32;
                 let data = answer_bytes(a.args());
@@ -159,10 +171,4 @@ fn main() {
             std::process::exit(70)
         }
     }
-}
-
-/// Unix only: there is nothing to run here.
-#[cfg(not(unix))]
-fn main() {
-    eprintln!("editor: second-instance handoff is Unix only (no named-pipe transport yet)");
 }

@@ -39,7 +39,10 @@
 //!   can have reached the gone primary's application (never after `Unknown`).
 //! - *Only the same user.* The primary reads the sender's uid from the kernel (`SO_PEERCRED`,
 //!   `getpeereid(3)`) before reading its request and refuses another uid; the secondary checks
-//!   that the listener runs as its own uid before sending anything.
+//!   that the listener runs as its own uid before sending anything. On Windows the same with the
+//!   user's SID, read from the token of the process at the other end of the pipe
+//!   (`GetNamedPipeClientProcessId`, `GetNamedPipeServerProcessId`, `OpenProcessToken`), behind
+//!   a pipe DACL that lets only the user and SYSTEM open it.
 //!
 //! **Transport.** One Unix stream connection per activation; the format is in
 //! [`wire`](self#wire-format) terms: versioned, length-prefixed, byte strings, at most
@@ -60,6 +63,26 @@
 //! out. *With flock and the PID file* (and under Flatpak) a socket beside the lock file,
 //! `<lock dir>/<name>.handoff`, mode 0600 in the user's mode-0700 lock directory.
 //!
+//! **Windows.** A named pipe restricted to the user, whatever the backend:
+//! `\\.\pipe\onlyone-handoff-<user SID>-<hash>`, the hash being the FNV-1a 128-bit hash (32 hex
+//! digits) of the UTF-8 of the path the Unix socket would have, `<lock dir>\<name>.handoff`
+//! ([`Handoff::socket_path`] gives it; [`send`] takes it). The primary creates it with
+//! `CreateNamedPipeW` (`FILE_FLAG_FIRST_PIPE_INSTANCE`, `PIPE_REJECT_REMOTE_CLIENTS`, a protected
+//! DACL for the user and SYSTEM); a name that exists already (a squatter) is an error naming the
+//! pipe, never used. One thread accepts and one thread per connection reads its request (until
+//! the read timeout); activations reach `recv` through a channel. A secondary retries while the
+//! pipe is absent (`ERROR_FILE_NOT_FOUND`) or busy (`ERROR_PIPE_BUSY`, a short `WaitNamedPipeW`),
+//! until its deadline; every read and write is bounded by the deadline. A pipe cannot say whether
+//! a request sent in full was read: a pipe closed before the reply is `Unknown`, only a failed
+//! write is "not sent". Strings travel as UTF-8 there: an argument that is not valid Unicode (an
+//! unpaired surrogate) cannot be handed over (an error before connecting). No async flavour (the
+//! `tokio` feature is Unix only). Run under Wine 8 (`tests/handoff_windows.rs`): 50 concurrent
+//! secondaries, odd strings and 1 MiB, a squatted name, a late listener, a primary that died or
+//! was killed holding a request, [`Handoff::listen_while_holding`], [`send`] to the pipe. Not shown under Wine, which
+//! runs every process as one user and does not enforce pipe DACLs: the refusal of another user
+//! and the DACL itself, which rest on Microsoft's documentation; nor `FILE_FLAG_FIRST_PIPE_INSTANCE`
+//! (Wine ignores it: a client probe before creating the pipe catches the squatter there).
+//!
 //! **Sandboxes.** Under Flatpak (`FLATPAK_ID` set) every instance has its own PID namespace and
 //! maybe its own network namespace, so the lock and the socket live in
 //! `$XDG_RUNTIME_DIR/app/$FLATPAK_ID/` with the flock backend, whatever was chosen, and a sender
@@ -70,22 +93,36 @@
 //!
 //! **Parts:** `handoff/primary.rs` (listener, [`Primary`], [`Listener`]),
 //! `handoff/secondary.rs` (connect, send, the three outcomes, the gone-primary policy),
-//! `handoff/unix.rs` (the socket: bind, the poll(2) loop, peer credentials), `handoff/wire.rs`
+//! `handoff/unix.rs` (the socket: bind, the poll(2) loop, peer credentials),
+//! `handoff/windows.rs` (the named pipe: server, client, the peer's SID), `handoff/wire.rs`
 //! (the format), `handoff/asynchronous.rs` (tokio).
 //!
 //! # Wire format
 //! Frame: `ONLYONE-HANDOFF` (15 bytes), version `1`, kind (1 request, 2 answer, 3 refusal),
 //! body length (`u32` little-endian), body. Request body: sender pid `u32`, expiry `u64` (ms
 //! since the Unix epoch), cwd, argument count and arguments, environment entry count and
-//! key/value pairs, each string as a `u32` length and its bytes. Answer body: exit code `i32` and
+//! key/value pairs, each string as a `u32` length and its bytes (UTF-8 on Windows). Answer body: exit code `i32` and
 //! the answer's bytes. Refusal body: a reason byte ([`Refusal`]) and a UTF-8 explanation.
 
 #[cfg(feature = "tokio")]
 mod asynchronous;
 mod primary;
 mod secondary;
+#[cfg(unix)]
 mod unix;
+#[cfg(windows)]
+mod windows;
 mod wire;
+
+// The transport of this system: the Unix socket, or the Windows named pipe. Both give the same
+// items (`Stream`, `Serve`, `Sink`, `Server`, `Wake`, `listen_on`, `serve_thread`, `hand_to`,
+// `send_reply`, `connect_nonblocking`, `check_listener`, `exchange`, `encode`, `abstract_name`);
+// what the two sides decide from them (outcomes, retries, deadlines) is in `primary.rs` and
+// `secondary.rs`, once.
+#[cfg(unix)]
+use unix as transport;
+#[cfg(windows)]
+use windows as transport;
 
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncPrimary, AsyncStart};
@@ -96,14 +133,15 @@ pub use secondary::send;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::backend::{Builder, DEFAULT_BACKEND, prepare_dir};
+use crate::backend::{Builder, DEFAULT_BACKEND};
 use crate::error::{Error, ErrorKind};
 use crate::lock::{Acquire, BackendKind, Guard, Holder, Lock};
-use crate::name::{LockDir, LockName, Scope, fnv1a_128};
+#[cfg(unix)]
+use crate::name::fnv1a_128;
+use crate::name::{LockDir, LockName, Scope};
 
 pub use wire::{MAGIC, Refusal, VERSION};
 /// The largest request or answer body, 16 MiB.
@@ -268,10 +306,11 @@ impl fmt::Display for Outcome {
 /// One launch handed over to the primary. Answer it with [`Activation::answer`]; dropping it
 /// unanswered answers exit code 0 with no bytes (the application did receive it).
 pub struct Activation {
-    request: wire::Request,
+    // Boxed: an activation travels back in the `Err` of a `Sink` (and through channels).
+    request: Box<wire::Request>,
     pid: Option<u32>,
     uid: u32,
-    stream: Option<UnixStream>,
+    stream: Option<transport::Stream>,
     /// Set when the application received it (through a `recv`): drop then answers 0; before, a
     /// drop (the primary shutting down) refuses it, as nothing reached the application.
     received: bool,
@@ -290,9 +329,14 @@ impl fmt::Debug for Activation {
 }
 
 impl Activation {
-    pub(crate) fn new(request: wire::Request, pid: Option<u32>, uid: u32, s: UnixStream) -> Self {
+    pub(crate) fn new(
+        request: wire::Request,
+        pid: Option<u32>,
+        uid: u32,
+        s: transport::Stream,
+    ) -> Self {
         Activation {
-            request,
+            request: Box::new(request),
             pid,
             uid,
             stream: Some(s),
@@ -300,7 +344,7 @@ impl Activation {
         }
     }
 
-    pub(crate) fn take_stream(&mut self) -> Option<UnixStream> {
+    pub(crate) fn take_stream(&mut self) -> Option<transport::Stream> {
         self.stream.take()
     }
 
@@ -352,6 +396,8 @@ impl Activation {
     }
 
     /// The sender's uid, from the kernel (always the primary's own: other uids are refused).
+    /// Unix only: on Windows the primary compares the sender's SID with its own instead.
+    #[cfg(unix)]
     pub fn uid(&self) -> u32 {
         self.uid
     }
@@ -361,7 +407,7 @@ impl Activation {
     /// pass this one on (`onlyone run --handoff` when its job closed its pipe).
     pub fn decline(mut self, why: &str) -> io::Result<()> {
         let stream = self.stream.take().expect("an activation is answered once");
-        unix::send_reply(
+        transport::send_reply(
             &stream,
             &wire::Reply::Refusal {
                 reason: Refusal::Declined,
@@ -385,7 +431,7 @@ impl Activation {
                 ),
             ));
         }
-        unix::send_reply(
+        transport::send_reply(
             &stream,
             &wire::Reply::Answer {
                 code,
@@ -409,7 +455,7 @@ impl Drop for Activation {
                     message: "the primary stopped before taking the activation".into(),
                 }
             };
-            let _ = unix::send_reply(&s, &reply);
+            let _ = transport::send_reply(&s, &reply);
         }
     }
 }
@@ -538,7 +584,8 @@ impl Handoff {
     /// Where secondaries reach this application's primary: the handoff socket beside its lock
     /// file (flock, PID file, and under Flatpak), or, with the abstract socket backend, `@` and
     /// the lock's own abstract name (the [`Guard::resource`]), whose listener carries the
-    /// messages. [`send`] takes either.
+    /// messages; on Windows the named pipe (`\\.\pipe\onlyone-handoff-<SID>-<hash>`, see
+    /// the module docs). [`send`] takes any of them.
     pub fn socket_path(&self) -> Result<PathBuf, Error> {
         let name = LockName::new(self.name.clone())?;
         let (dir, backend, _) = self.placement()?;
@@ -578,7 +625,7 @@ impl Handoff {
 
     /// `sink`: serve on a thread of its own and hand activations there; `None`: serve on the
     /// thread that calls `recv`.
-    fn start_core(&self, message: &Message, sink: Option<unix::Sink>) -> Result<Role, Error> {
+    fn start_core(&self, message: &Message, sink: Option<Sink>) -> Result<Role, Error> {
         let name = LockName::new(self.name.clone())?;
         let (dir, backend, sandbox) = self.placement()?;
         prepare_dir(&dir, self.scope)?;
@@ -593,12 +640,10 @@ impl Handoff {
             builder = builder.lock_dir(&dir.path);
         }
         let lock = builder.build()?;
-        let serve = unix::Serve {
-            limit: self.max_message,
-            read_timeout: self.read_timeout,
-            uid: nix::unistd::geteuid().as_raw(),
-        };
-        let serve = (serve, sink);
+        let serve = (
+            transport::Serve::new(self.max_message, self.read_timeout),
+            sink,
+        );
         match lock.try_acquire()? {
             Acquire::Acquired(guard) => self.primary(guard, path, serve).map(Role::Primary),
             Acquire::Held(holder) => {
@@ -611,7 +656,7 @@ impl Handoff {
         &self,
         guard: Guard,
         path: PathBuf,
-        serve: (unix::Serve, Option<unix::Sink>),
+        serve: (transport::Serve, Option<Sink>),
     ) -> Result<PrimaryCore, Error> {
         let mut core = PrimaryCore {
             listening: None,
@@ -631,7 +676,20 @@ enum Role {
     Secondary(Outcome),
 }
 
+/// Makes sure the directory of the lock and of the socket file exists and is safe to use (Unix).
+/// The Windows pipe lives in no directory, and the Windows backends make their own.
+fn prepare_dir(dir: &LockDir, scope: Scope) -> Result<(), Error> {
+    #[cfg(unix)]
+    return crate::backend::prepare_dir(dir, scope);
+    #[cfg(windows)]
+    {
+        let _ = (dir, scope);
+        Ok(())
+    }
+}
+
 /// `<dir>/<name>.handoff`, or a hashed name when the path would not fit a `sockaddr_un`.
+#[cfg(unix)]
 fn socket_path(dir: &Path, name: &LockName) -> Result<PathBuf, Error> {
     use std::os::unix::ffi::OsStrExt;
     const SUN_PATH_MAX: usize = 107;
@@ -655,4 +713,85 @@ fn socket_path(dir: &Path, name: &LockName) -> Result<PathBuf, Error> {
             SUN_PATH_MAX
         ),
     ))
+}
+
+/// The named pipe of the lock named `name` in `dir` (see `windows::pipe_name`).
+#[cfg(windows)]
+fn socket_path(dir: &Path, name: &LockName) -> Result<PathBuf, Error> {
+    Ok(windows::pipe_name(
+        &crate::os::current_user().text,
+        &dir.join(name.file_name("handoff")),
+    ))
+}
+
+/// Where activations go: returns the activation back when nobody takes them any more.
+pub(crate) type Sink = Box<dyn Fn(Activation) -> Result<(), Activation> + Send + Sync>;
+
+/// Gives `activation` to `sink`; refuses it if nobody takes activations any more.
+pub(crate) fn hand_to(sink: &Sink, activation: Activation) {
+    if let Err(mut back) = sink(activation) {
+        if let Some(s) = back.take_stream() {
+            refuse(
+                &s,
+                Refusal::ShuttingDown,
+                "the primary takes no more activations".into(),
+            );
+        }
+    }
+}
+
+/// Sends a refusal; failures are the sender's problem (it went away).
+fn refuse(stream: &transport::Stream, reason: Refusal, message: String) {
+    let _ = transport::send_reply(stream, &wire::Reply::Refusal { reason, message });
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Refuses an expired request, else makes it an activation.
+fn deliver(
+    stream: transport::Stream,
+    request: wire::Request,
+    pid: Option<u32>,
+    uid: u32,
+) -> Option<Activation> {
+    if request.expires_ms != 0 && now_ms() > request.expires_ms {
+        refuse(
+            &stream,
+            Refusal::Expired,
+            "the request arrived after its sender's deadline".into(),
+        );
+        return None;
+    }
+    Some(Activation::new(request, pid, uid, stream))
+}
+
+/// Why a connect did not give a connection.
+pub(crate) enum ConnectError {
+    /// Nobody listens (no socket file or pipe, or refused): not ready yet, or gone.
+    NotListening,
+    /// The listener's backlog is full, or every pipe instance is taken: busy.
+    Busy,
+    /// Anything else.
+    Other(io::Error),
+}
+
+/// What became of a request on a connected stream.
+pub(crate) enum Exchange {
+    /// The primary replied.
+    Replied(wire::Reply),
+    /// The request was not sent in full: nothing can have reached the application.
+    NotSent(io::Error),
+    /// The request was sent in full and no reply came before the deadline, or the connection
+    /// broke first.
+    NoReply(io::Error),
+    /// The request was sent in full, and the connection was reset (`ECONNRESET`) before any
+    /// byte of a reply: on Linux the other end was closed while our bytes were still unread in
+    /// its receive queue, or was never accepted (see `secondary` for what that proves). Never
+    /// on Windows, whose pipes cannot tell it.
+    #[cfg_attr(windows, allow(dead_code))]
+    Unread(io::Error),
 }

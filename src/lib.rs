@@ -6,7 +6,8 @@
 // The exceptions: registering an owned descriptor with tokio (src/asynchronous.rs), and the OS
 // files that call FFI where no safe wrapper exists (src/os/{macos,freebsd,netbsd,illumos}.rs), and
 // on Windows the OS file and its mutex part, which call the Win32 API through `windows-sys`
-// (src/os/windows.rs, src/os/windows/mutex.rs; the named-mutex backend itself has no `unsafe`).
+// (src/os/windows.rs, src/os/windows/mutex.rs; the named-mutex backend itself has no `unsafe`),
+// and the handoff's named pipe (src/handoff/windows.rs).
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(clippy::all)]
@@ -25,7 +26,7 @@ compile_error!(
 );
 pub mod backend;
 mod error;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 pub mod handoff;
 mod lock;
 pub mod name;

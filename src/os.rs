@@ -65,8 +65,8 @@ cfg_if::cfg_if! {
         use windows as imp;
         use windows as self_ids;
         pub(crate) use windows::{
-            as_read_here, create_lock_dir, default_dir, effective_uid, has_exited, liveness,
-            pin_process, terminate_pinned, wait_for_handles,
+            as_read_here, create_lock_dir, current_user, default_dir, effective_uid, has_exited,
+            liveness, pin_process, process_user_sid, sid_text, terminate_pinned, wait_for_handles,
         };
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use windows::LOCK_OFFSET;
@@ -76,7 +76,7 @@ cfg_if::cfg_if! {
         pub(crate) use windows::{file_id, unlock_byte};
         #[cfg(feature = "named-mutex")]
         pub(crate) use windows::{
-            Mutex, MutexWait, Namespace, current_user, private_namespaces, sid_text, wait_for_exit,
+            Mutex, MutexWait, Namespace, private_namespaces, wait_for_exit,
         };
     } else {
         compile_error!(

@@ -228,7 +228,9 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub verbose: bool,
 
-    // Second-instance handoff: Unix only (the Windows named pipe is not built yet).
+    // Second-instance handoff: Unix only. The library's Windows named pipe exists
+    // (`onlyone::handoff`), but the job's side (descriptors inherited as ONLYONE_HANDOFF_FD and
+    // ONLYONE_HANDOFF_ANSWER_FD) has no Windows counterpart yet.
     #[cfg(unix)]
     #[command(flatten)]
     pub handoff: crate::handoff::HandoffArgs,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::primary::PrimaryCore;
-use super::{Activation, Handoff, Message, Outcome, Role, unix};
+use super::{Activation, Handoff, Message, Outcome, Role};
 use crate::error::{Error, ErrorKind};
 use crate::lock::Guard;
 
@@ -59,7 +59,7 @@ impl Handoff {
             .name("onlyone-handoff-start".into())
             .spawn(move || {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Activation>();
-                let sink: unix::Sink = Box::new(move |a| tx.send(a).map_err(|e| e.0));
+                let sink: super::Sink = Box::new(move |a| tx.send(a).map_err(|e| e.0));
                 let r = this
                     .start_core(&message, Some(sink))
                     .map(|role| match role {

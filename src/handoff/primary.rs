@@ -10,8 +10,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{Activation, Handoff, Message, Outcome, send, unix};
-use crate::backend::prepare_dir;
+use super::{Activation, Handoff, Message, Outcome, Sink, hand_to, prepare_dir, send, transport};
 use crate::error::{Error, ErrorKind};
 use crate::lock::Guard;
 use crate::name::LockName;
@@ -20,35 +19,17 @@ use crate::name::LockName;
 /// (stopped and joined on drop); its socket file removed on drop (none on the abstract socket,
 /// whose lock's own listener carries the messages).
 pub(super) struct Listening {
-    inline: Option<std::sync::Mutex<unix::Server>>,
+    inline: Option<std::sync::Mutex<transport::Server>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    wake: Wake,
-}
-
-/// How a serving thread is woken to see its stop flag.
-enum Wake {
-    /// Connect to the socket file (also removed on drop).
-    File(unix::SocketFile),
-    /// Write to the wake-up socket of the streams the abstract lock's listener hands over.
-    #[cfg_attr(
-        not(all(
-            feature = "abstract-socket",
-            any(target_os = "linux", target_os = "android")
-        )),
-        allow(dead_code)
-    )]
-    Handed(unix::Waker),
+    wake: transport::Wake,
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
         if let Some(t) = self.thread.take() {
             self.stop.store(true, Ordering::SeqCst);
-            match &self.wake {
-                Wake::File(socket) => unix::wake(socket.path()),
-                Wake::Handed(waker) => waker.wake(),
-            }
+            self.wake.wake();
             let _ = t.join();
         }
     }
@@ -58,7 +39,7 @@ impl Drop for Listening {
 /// socket file goes before the lock is released.
 pub(super) struct PrimaryCore {
     pub(super) listening: Option<Box<Listening>>,
-    pub(super) pending: Option<(unix::Serve, Option<unix::Sink>)>,
+    pub(super) pending: Option<(transport::Serve, Option<Sink>)>,
     /// The socket file, or `@` and the abstract lock's name (see [`Handoff::socket_path`]).
     pub(super) path: PathBuf,
     /// `None` for a [`Listener`], whose caller holds the lock.
@@ -76,11 +57,11 @@ impl PrimaryCore {
             return Ok(());
         }
         let guard = self.guard.as_ref().or(held);
-        let (source, wake) = listen_on(&self.path, guard)?;
+        let (source, wake) = transport::listen_on(&self.path, guard)?;
         let Some((serve, sink)) = self.pending.take() else {
             return Ok(());
         };
-        let server = unix::Server::new(source, serve).map_err(|e| {
+        let server = transport::Server::new(source, serve).map_err(|e| {
             Error::new(
                 ErrorKind::Io,
                 format!(
@@ -97,7 +78,7 @@ impl PrimaryCore {
                 let stop = Arc::clone(&stop);
                 let t = std::thread::Builder::new()
                     .name("onlyone-handoff".into())
-                    .spawn(move || unix::serve_thread(server, sink, stop))
+                    .spawn(move || serve_thread(server, sink, stop))
                     .map_err(|e| {
                         Error::new(ErrorKind::Io, "cannot start the handoff listener", e)
                     })?;
@@ -229,11 +210,7 @@ impl Handoff {
         let mut core = PrimaryCore {
             listening: None,
             pending: Some((
-                unix::Serve {
-                    limit: self.max_message,
-                    read_timeout: self.read_timeout,
-                    uid: nix::unistd::geteuid().as_raw(),
-                },
+                transport::Serve::new(self.max_message, self.read_timeout),
                 Some(Box::new(move |a| tx.send(a).map_err(|e| e.0))),
             )),
             path: self.endpoint(&dir.path, &name, backend)?,
@@ -254,45 +231,9 @@ impl Handoff {
     }
 }
 
-/// Where the primary's connections come from: the socket file `path` (bound here), or, when
-/// `path` is `@name` (Linux, Android), the abstract lock's own listener, which `guard` holds: its
-/// draining thread hands each connection whose peer sends to a handler registered here.
-fn listen_on(path: &Path, guard: Option<&Guard>) -> Result<(unix::Source, Wake), Error> {
-    let failed = |e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot listen on the handoff socket {}", path.display()),
-            e,
-        )
-    };
-    #[cfg(all(
-        feature = "abstract-socket",
-        any(target_os = "linux", target_os = "android")
-    ))]
-    if unix::abstract_name(path).is_some() {
-        let guard = guard.ok_or_else(|| {
-            Error::msg(
-                ErrorKind::InvalidInput,
-                format!("cannot listen on {}", path.display()),
-                "the abstract socket's handoff needs the guard of the lock",
-            )
-        })?;
-        let (source, handler, waker) = unix::handed().map_err(failed)?;
-        if !crate::backend::abstract_socket::set_connection_handler(guard, handler) {
-            return Err(Error::msg(
-                ErrorKind::InvalidInput,
-                format!("cannot listen on {}", path.display()),
-                format!(
-                    "the lock held ({} {}) is not that abstract socket taken by this process, \
-                     or its draining thread could not be started",
-                    guard.backend(),
-                    guard.resource()
-                ),
-            ));
-        }
-        return Ok((source, Wake::Handed(waker)));
+/// Serves on a thread of its own until `stop` is set, handing each activation to `sink`.
+fn serve_thread(mut server: transport::Server, sink: Sink, stop: Arc<AtomicBool>) {
+    while let Some(a) = server.next(None, Some(&stop)) {
+        hand_to(&sink, a);
     }
-    let _ = guard; // The socket file does not need it.
-    let (socket, listener) = unix::SocketFile::bind(path).map_err(failed)?;
-    Ok((unix::Source::Listener(listener), Wake::File(socket)))
 }

@@ -3,13 +3,12 @@
 //! which of the three outcomes it got; the gone-primary policy.
 
 use std::io;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{
-    Answer, Handoff, Holder, IfGone, MAX_MESSAGE, Message, Outcome, Reason, Role, Sandbox, unix,
-    wire,
+    Answer, ConnectError, Exchange, Handoff, Holder, IfGone, MAX_MESSAGE, Message, Outcome, Reason,
+    Role, Sandbox, transport, wire,
 };
 use crate::error::{Error, ErrorKind};
 use crate::lock::{Acquire, LazyHolder, Lock};
@@ -21,7 +20,7 @@ impl Handoff {
         mut holder: LazyHolder,
         path: &Path,
         message: &Message,
-        serve: (unix::Serve, Option<unix::Sink>),
+        serve: (transport::Serve, Option<super::Sink>),
         sandbox: &Sandbox,
     ) -> Result<Role, Error> {
         let deadline = Instant::now() + self.timeout;
@@ -39,13 +38,13 @@ impl Handoff {
         let mut backoff = Duration::from_millis(1);
         let mut last = Reason::NoListener;
         loop {
-            let stream = match unix::connect_nonblocking(path) {
+            let stream = match transport::connect_nonblocking(path) {
                 Ok(s) => Some(s),
-                Err(unix::ConnectError::Busy) => {
+                Err(ConnectError::Busy) => {
                     last = Reason::Busy;
                     None
                 }
-                Err(unix::ConnectError::NotListening) => {
+                Err(ConnectError::NotListening) => {
                     last = Reason::NoListener;
                     match lock.holder()? {
                         Some(h) => {
@@ -76,7 +75,7 @@ impl Handoff {
                         },
                     }
                 }
-                Err(unix::ConnectError::Other(e)) => {
+                Err(ConnectError::Other(e)) => {
                     return Err(Error::new(
                         ErrorKind::Io,
                         format!("cannot connect to the handoff socket {}", path.display()),
@@ -118,45 +117,28 @@ impl Handoff {
 
     pub(super) fn exchange(
         &self,
-        stream: &UnixStream,
+        stream: &transport::Stream,
         frame: &[u8],
         deadline: Instant,
         path: &Path,
     ) -> Exchanged {
-        use std::os::fd::AsFd;
-        let me = nix::unistd::geteuid().as_raw();
-        match crate::os::peer_credentials(stream.as_fd()) {
-            Ok((_, uid)) if uid == me => {}
-            Ok((_, uid)) => {
-                return Exchanged::Done(Outcome::NotDelivered {
-                    reason: Reason::ForeignListener,
-                    detail: format!(
-                        "the handoff socket {} is served by uid {uid}, not {me}: nothing sent",
-                        path.display()
-                    ),
-                });
-            }
-            Err(e) => {
-                return Exchanged::Done(Outcome::NotDelivered {
-                    reason: Reason::ForeignListener,
-                    detail: format!(
-                        "cannot tell who serves the handoff socket {}: {e}; nothing sent",
-                        path.display()
-                    ),
-                });
-            }
+        if let Err(detail) = transport::check_listener(stream, path) {
+            return Exchanged::Done(Outcome::NotDelivered {
+                reason: Reason::ForeignListener,
+                detail,
+            });
         }
-        match unix::exchange(stream, frame, deadline) {
-            unix::Exchange::Replied(wire::Reply::Answer { code, data }) => {
+        match transport::exchange(stream, frame, deadline) {
+            Exchange::Replied(wire::Reply::Answer { code, data }) => {
                 Exchanged::Done(Outcome::Delivered(Answer { code, data }))
             }
-            unix::Exchange::Replied(wire::Reply::Refusal { reason, message }) => {
+            Exchange::Replied(wire::Reply::Refusal { reason, message }) => {
                 Exchanged::Done(Outcome::NotDelivered {
                     reason: Reason::Refused(reason),
                     detail: format!("the primary refused the activation: {message}"),
                 })
             }
-            unix::Exchange::NotSent(e)
+            Exchange::NotSent(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
@@ -164,7 +146,7 @@ impl Handoff {
             {
                 Exchanged::Retry(Reason::SendFailed)
             }
-            unix::Exchange::NotSent(e) => Exchanged::Done(Outcome::NotDelivered {
+            Exchange::NotSent(e) => Exchanged::Done(Outcome::NotDelivered {
                 reason: Reason::SendFailed,
                 detail: format!(
                     "the request could not be sent in full on {}: {e}",
@@ -186,18 +168,16 @@ impl Handoff {
             // until the deadline. An end of stream, or a timeout, stays `Unknown`. The socket
             // file keeps the old, more cautious answer (its listener is not shared, and other
             // systems' kernels were not checked for this).
-            unix::Exchange::Unread(_) if unix::abstract_name(path).is_some() => {
+            Exchange::Unread(_) if transport::abstract_name(path).is_some() => {
                 Exchanged::Retry(Reason::NoListener)
             }
-            unix::Exchange::NoReply(e) | unix::Exchange::Unread(e) => {
-                Exchanged::Done(Outcome::Unknown {
-                    detail: format!(
-                        "the request was sent on {} but no answer came within {:?}: {e}",
-                        path.display(),
-                        self.timeout
-                    ),
-                })
-            }
+            Exchange::NoReply(e) | Exchange::Unread(e) => Exchanged::Done(Outcome::Unknown {
+                detail: format!(
+                    "the request was sent on {} but no answer came within {:?}: {e}",
+                    path.display(),
+                    self.timeout
+                ),
+            }),
         }
     }
 }
@@ -206,8 +186,8 @@ impl Handoff {
 /// any lock: for a job that learned the path from its environment (`onlyone run --handoff`
 /// exports `ONLYONE_HANDOFF_SOCKET`), or a launcher that knows it. A `path` starting with `@`
 /// names the abstract socket of an abstract-socket lock (Linux, Android), as
-/// [`Handoff::socket_path`] gives it. Tries until `timeout`, like a secondary; a missing or
-/// refused socket is [`Reason::NoListener`].
+/// [`Handoff::socket_path`] gives it; on Windows `path` is the named pipe it gives. Tries until
+/// `timeout`, like a secondary; a missing or refused socket (or pipe) is [`Reason::NoListener`].
 pub fn send(path: &Path, message: &Message, timeout: Duration) -> Result<Outcome, Error> {
     let handoff = Handoff::new(path.display().to_string()).timeout(timeout);
     let deadline = Instant::now() + timeout;
@@ -215,14 +195,14 @@ pub fn send(path: &Path, message: &Message, timeout: Duration) -> Result<Outcome
     let frame = encode_message(&handoff.name, message, expires, MAX_MESSAGE)?;
     let mut backoff = Duration::from_millis(1);
     loop {
-        let last = match unix::connect_nonblocking(path) {
+        let last = match transport::connect_nonblocking(path) {
             Ok(stream) => match handoff.exchange(&stream, &frame, deadline, path) {
                 Exchanged::Done(o) => return Ok(o),
                 Exchanged::Retry(reason) => reason,
             },
-            Err(unix::ConnectError::Busy) => Reason::Busy,
-            Err(unix::ConnectError::NotListening) => Reason::NoListener,
-            Err(unix::ConnectError::Other(e)) => {
+            Err(ConnectError::Busy) => Reason::Busy,
+            Err(ConnectError::NotListening) => Reason::NoListener,
+            Err(ConnectError::Other(e)) => {
                 return Err(Error::new(
                     ErrorKind::Io,
                     format!("cannot connect to the handoff socket {}", path.display()),
@@ -260,7 +240,7 @@ pub(super) fn encode_message(
         args: message.args.clone(),
         env: message.env.clone(),
     };
-    unix::encode(&request, limit).map_err(|m| {
+    wire::encode_request(&request, limit).map_err(|m| {
         Error::msg(
             ErrorKind::InvalidInput,
             format!("cannot hand over to {name:?}"),

@@ -23,11 +23,13 @@ use std::time::{Duration, Instant};
 
 use nix::sys::socket::{UnixAddr, connect};
 
-use super::Activation;
-use super::wire::{self, Refusal, Reply, Request, WireError};
+use super::wire::{self, Refusal, Reply, WireError};
+use super::{Activation, ConnectError, Exchange, deliver, refuse};
+use crate::error::{Error, ErrorKind};
+use crate::lock::Guard;
 
-/// Where activations go: returns the activation back when nobody takes them any more.
-pub(crate) type Sink = Box<dyn Fn(Activation) -> Result<(), Activation> + Send + Sync>;
+/// One connection between a secondary and the primary.
+pub(crate) type Stream = UnixStream;
 
 /// What the primary checks requests against.
 pub(crate) struct Serve {
@@ -39,19 +41,20 @@ pub(crate) struct Serve {
     pub uid: u32,
 }
 
+impl Serve {
+    /// Requests up to `limit` bytes, read within `read_timeout`, from senders of our uid.
+    pub(crate) fn new(limit: usize, read_timeout: Duration) -> Serve {
+        Serve {
+            limit,
+            read_timeout,
+            uid: nix::unistd::geteuid().as_raw(),
+        }
+    }
+}
+
 /// Writes `reply` on `stream`; failures are the sender's problem (it went away).
 pub(crate) fn send_reply(stream: &UnixStream, reply: &Reply) -> io::Result<()> {
     crate::os::send_all(stream.as_fd(), &wire::encode_reply(reply))
-}
-
-fn refuse(stream: &UnixStream, reason: Refusal, message: String) {
-    let _ = send_reply(stream, &Reply::Refusal { reason, message });
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The sender's pid and uid, or `None` after refusing it: a sender of another uid is refused
@@ -80,32 +83,6 @@ fn check_peer(stream: &UnixStream, serve: &Serve) -> Option<(Option<u32>, u32)> 
         return None;
     }
     Some((pid, uid))
-}
-
-/// Refuses an expired request, else makes it an activation.
-fn deliver(stream: UnixStream, request: Request, pid: Option<u32>, uid: u32) -> Option<Activation> {
-    if request.expires_ms != 0 && now_ms() > request.expires_ms {
-        refuse(
-            &stream,
-            Refusal::Expired,
-            "the request arrived after its sender's deadline".into(),
-        );
-        return None;
-    }
-    Some(Activation::new(request, pid, uid, stream))
-}
-
-/// Gives `activation` to `sink`; refuses it if nobody takes activations any more.
-pub(crate) fn hand_to(sink: &Sink, activation: Activation) {
-    if let Err(mut back) = sink(activation) {
-        if let Some(s) = back.take_stream() {
-            refuse(
-                &s,
-                Refusal::ShuttingDown,
-                "the primary takes no more activations".into(),
-            );
-        }
-    }
 }
 
 /// The primary's socket beside the lock file, bound and listening, removed on drop.
@@ -456,26 +433,94 @@ impl Server {
     }
 }
 
-/// Serves on a thread of its own until `stop` is set, handing each activation to `sink`.
-pub(crate) fn serve_thread(mut server: Server, sink: Sink, stop: Arc<AtomicBool>) {
-    while let Some(a) = server.next(None, Some(&stop)) {
-        hand_to(&sink, a);
-    }
-}
-
 /// Wakes an accept loop blocked in accept(2) after its stop flag was set.
-pub(crate) fn wake(path: &Path) {
+fn wake(path: &Path) {
     let _ = UnixStream::connect(path);
 }
 
-/// Why a connect did not give a connection.
-pub(crate) enum ConnectError {
-    /// Nobody listens at the path (no file, or refused): not ready yet, or gone.
-    NotListening,
-    /// The listener's backlog is full: busy.
-    Busy,
-    /// Anything else.
-    Other(io::Error),
+/// How a serving thread is woken to see its stop flag.
+pub(crate) enum Wake {
+    /// Connect to the socket file (also removed on drop).
+    File(SocketFile),
+    /// Write to the wake-up socket of the streams the abstract lock's listener hands over.
+    #[cfg_attr(
+        not(all(
+            feature = "abstract-socket",
+            any(target_os = "linux", target_os = "android")
+        )),
+        allow(dead_code)
+    )]
+    Handed(Waker),
+}
+
+impl Wake {
+    /// Wakes the serving thread (whose stop flag is set).
+    pub(crate) fn wake(&self) {
+        match self {
+            Wake::File(socket) => wake(socket.path()),
+            Wake::Handed(waker) => waker.wake(),
+        }
+    }
+}
+
+/// Where the primary's connections come from: the socket file `path` (bound here), or, when
+/// `path` is `@name` (Linux, Android), the abstract lock's own listener, which `guard` holds: its
+/// draining thread hands each connection whose peer sends to a handler registered here.
+pub(crate) fn listen_on(path: &Path, guard: Option<&Guard>) -> Result<(Source, Wake), Error> {
+    let failed = |e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot listen on the handoff socket {}", path.display()),
+            e,
+        )
+    };
+    #[cfg(all(
+        feature = "abstract-socket",
+        any(target_os = "linux", target_os = "android")
+    ))]
+    if abstract_name(path).is_some() {
+        let guard = guard.ok_or_else(|| {
+            Error::msg(
+                ErrorKind::InvalidInput,
+                format!("cannot listen on {}", path.display()),
+                "the abstract socket's handoff needs the guard of the lock",
+            )
+        })?;
+        let (source, handler, waker) = handed().map_err(failed)?;
+        if !crate::backend::abstract_socket::set_connection_handler(guard, handler) {
+            return Err(Error::msg(
+                ErrorKind::InvalidInput,
+                format!("cannot listen on {}", path.display()),
+                format!(
+                    "the lock held ({} {}) is not that abstract socket taken by this process, \
+                     or its draining thread could not be started",
+                    guard.backend(),
+                    guard.resource()
+                ),
+            ));
+        }
+        return Ok((source, Wake::Handed(waker)));
+    }
+    let _ = guard; // The socket file does not need it.
+    let (socket, listener) = SocketFile::bind(path).map_err(failed)?;
+    Ok((Source::Listener(listener), Wake::File(socket)))
+}
+
+/// Checks that the listener at the other end of `stream` runs as our uid; `Err` says why not
+/// (nothing was sent).
+pub(crate) fn check_listener(stream: &UnixStream, path: &Path) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    match crate::os::peer_credentials(stream.as_fd()) {
+        Ok((_, uid)) if uid == me => Ok(()),
+        Ok((_, uid)) => Err(format!(
+            "the handoff socket {} is served by uid {uid}, not {me}: nothing sent",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot tell who serves the handoff socket {}: {e}; nothing sent",
+            path.display()
+        )),
+    }
 }
 
 /// `path` names an abstract socket: `@` and the name.
@@ -519,21 +564,6 @@ pub(crate) fn connect_nonblocking(path: &Path) -> Result<UnixStream, ConnectErro
     let stream = UnixStream::from(fd);
     stream.set_nonblocking(false).map_err(ConnectError::Other)?;
     Ok(stream)
-}
-
-/// What became of a request on a connected stream.
-pub(crate) enum Exchange {
-    /// The primary replied.
-    Replied(Reply),
-    /// The request was not sent in full: nothing can have reached the application.
-    NotSent(io::Error),
-    /// The request was sent in full and no reply came before the deadline, or the connection
-    /// broke first.
-    NoReply(io::Error),
-    /// The request was sent in full, and the connection was reset (`ECONNRESET`) before any
-    /// byte of a reply: on Linux the other end was closed while our bytes were still unread in
-    /// its receive queue, or was never accepted (see `secondary` for what that proves).
-    Unread(io::Error),
 }
 
 fn remaining(deadline: Instant) -> Option<Duration> {
@@ -594,11 +624,6 @@ pub(crate) fn exchange(stream: &UnixStream, frame: &[u8], deadline: Instant) -> 
     }
 }
 
-/// Encodes `request` for the wire.
-pub(crate) fn encode(request: &Request, limit: usize) -> Result<Vec<u8>, String> {
-    wire::encode_request(request, limit)
-}
-
 /// Linux's behaviour (unix_release_sock), which only the abstract socket's secondary relies on.
 #[cfg(all(test, any(target_os = "linux", target_os = "android")))]
 mod tests {
@@ -613,8 +638,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
         let listener = UnixListener::bind(&path).unwrap();
-        let frame = encode(
-            &Request {
+        let frame = wire::encode_request(
+            &wire::Request {
                 pid: 1,
                 expires_ms: 0,
                 cwd: "/".into(),

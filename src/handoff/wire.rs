@@ -7,6 +7,10 @@
 //! another version, an unknown kind, trailing bytes or a length that runs past the body is
 //! rejected with an error that says which. Relies on nothing but `std`.
 //!
+//! On Windows, where arguments and paths are UTF-16, strings travel as UTF-8: a string that is
+//! not valid Unicode (an unpaired surrogate) cannot be sent (the secondary gets an error before
+//! connecting), and a request whose strings are not UTF-8 is refused as malformed.
+//!
 //! Request body (kind 1): sender pid `u32`, expiry `u64` (milliseconds since the Unix epoch after
 //! which the primary must not deliver it, 0 = none), cwd, `u32` argument count then the
 //! arguments, `u32` environment entry count then key, value pairs.
@@ -15,9 +19,8 @@
 //! Refusal body (kind 3): reason byte (1 malformed, 2 too large, 3 version, 4 other uid, 5
 //! expired, 6 shutting down, 7 declined), then a UTF-8 explanation.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 /// The first bytes of every handoff frame, so that a listener shared with lock contenders can
@@ -134,20 +137,58 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
+/// A string's bytes on the wire: its bytes on Unix, its UTF-8 on Windows (an error for a string
+/// that is not valid Unicode).
+fn os_bytes<'a>(s: &'a OsStr, what: &str) -> Result<&'a [u8], String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let _ = what;
+        Ok(s.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        s.to_str().map(str::as_bytes).ok_or_else(|| {
+            format!("the {what} {s:?} is not valid Unicode, which handoff needs on this system")
+        })
+    }
+}
+
+/// The string whose wire bytes are `b` (see [`os_bytes`]).
+fn os_string(b: Vec<u8>, what: &str) -> Result<OsString, WireError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        let _ = what;
+        Ok(OsString::from_vec(b))
+    }
+    #[cfg(not(unix))]
+    {
+        String::from_utf8(b)
+            .map(OsString::from)
+            .map_err(|_| bad(Refusal::Malformed, format!("the {what} is not UTF-8")))
+    }
+}
+
+fn put_os(out: &mut Vec<u8>, s: &OsStr, what: &str) -> Result<(), String> {
+    put_bytes(out, os_bytes(s, what)?);
+    Ok(())
+}
+
 /// The encoded request, or an error when it is longer than `limit`.
 pub(crate) fn encode_request(req: &Request, limit: usize) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     body.extend_from_slice(&req.pid.to_le_bytes());
     body.extend_from_slice(&req.expires_ms.to_le_bytes());
-    put_bytes(&mut body, req.cwd.as_os_str().as_bytes());
+    put_os(&mut body, req.cwd.as_os_str(), "working directory")?;
     body.extend_from_slice(&(req.args.len() as u32).to_le_bytes());
     for a in &req.args {
-        put_bytes(&mut body, a.as_bytes());
+        put_os(&mut body, a, "argument")?;
     }
     body.extend_from_slice(&(req.env.len() as u32).to_le_bytes());
     for (k, v) in &req.env {
-        put_bytes(&mut body, k.as_bytes());
-        put_bytes(&mut body, v.as_bytes());
+        put_os(&mut body, k, "environment key")?;
+        put_os(&mut body, v, "environment value")?;
     }
     if body.len() > limit.min(MAX_BODY) || body.len() > u32::MAX as usize {
         return Err(format!(
@@ -259,17 +300,20 @@ pub(crate) fn decode_request_body(body: &[u8]) -> Result<Request, WireError> {
     let mut c = Cursor(body);
     let pid = c.u32("sender pid")?;
     let expires_ms = c.u64("expiry")?;
-    let cwd = PathBuf::from(OsString::from_vec(c.bytes("working directory")?));
+    let cwd = PathBuf::from(os_string(
+        c.bytes("working directory")?,
+        "working directory",
+    )?);
     let argc = c.count("arguments", 4)?;
     let mut args = Vec::with_capacity(argc);
     for _ in 0..argc {
-        args.push(OsString::from_vec(c.bytes("argument")?));
+        args.push(os_string(c.bytes("argument")?, "argument")?);
     }
     let envc = c.count("environment entries", 8)?;
     let mut env = Vec::with_capacity(envc);
     for _ in 0..envc {
-        let k = OsString::from_vec(c.bytes("environment key")?);
-        let v = OsString::from_vec(c.bytes("environment value")?);
+        let k = os_string(c.bytes("environment key")?, "environment key")?;
+        let v = os_string(c.bytes("environment value")?, "environment value")?;
         env.push((k, v));
     }
     if !c.0.is_empty() {
@@ -288,8 +332,8 @@ pub(crate) fn decode_request_body(body: &[u8]) -> Result<Request, WireError> {
 }
 
 /// Reads one request frame, its magic included (the primary reads without blocking, frame by
-/// frame: see `unix::Server`; the tests read whole frames).
-#[cfg(test)]
+/// frame: see `unix::Server`; the tests and the Windows pipe's reader read whole frames).
+#[cfg(any(test, windows))]
 pub(crate) fn read_request(r: &mut impl Read, limit: usize) -> Result<Request, WireError> {
     let (kind, body) = read_frame(r, limit)?;
     request_from(kind, &body)
@@ -328,9 +372,11 @@ pub(crate) fn read_reply(r: &mut impl Read, limit: usize) -> Result<Reply, WireE
     }
 }
 
-#[cfg(test)]
+// Byte strings that are not UTF-8 are a Unix matter; Windows round trips are in `windows.rs`.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStringExt;
 
     fn sample() -> Request {
         Request {

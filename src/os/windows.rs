@@ -380,6 +380,29 @@ pub(crate) fn sid_text(sid: &[u8]) -> String {
     result
 }
 
+/// The user SID of a token (GetTokenInformation, TokenUser), as bytes.
+fn token_user(token: &OwnedHandle) -> io::Result<Vec<u8>> {
+    let user = token_information(token, TokenUser)?;
+    // SAFETY: the buffer holds a TOKEN_USER (it was asked for TokenUser), aligned by construction.
+    Ok(sid_bytes(unsafe {
+        (*user.as_ptr().cast::<TOKEN_USER>()).User.Sid
+    }))
+}
+
+/// The SID of the user process `pid` runs as (OpenProcess, OpenProcessToken, GetTokenInformation):
+/// the handoff's check of its peer at the other end of a named pipe.
+pub(crate) fn process_user_sid(pid: u32) -> io::Result<Vec<u8>> {
+    let process = open_process(pid, PROCESS_QUERY_LIMITED_INFORMATION)
+        .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: `process` is an open process handle; the token handle is written to `token`.
+    if unsafe { OpenProcessToken(process.as_raw_handle(), TOKEN_QUERY, &mut token) } == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let token = owned(token).ok_or_else(io::Error::last_os_error)?;
+    token_user(&token)
+}
+
 fn read_user() -> io::Result<UserSid> {
     let mut token: HANDLE = std::ptr::null_mut();
     // SAFETY: the pseudo handle of this process; the token handle is written to `token`.
@@ -387,9 +410,7 @@ fn read_user() -> io::Result<UserSid> {
         return Err(io::Error::last_os_error());
     }
     let token = owned(token).ok_or_else(io::Error::last_os_error)?;
-    let user = token_information(&token, TokenUser)?;
-    // SAFETY: the buffer holds a TOKEN_USER (it was asked for TokenUser), aligned by construction.
-    let user_sid = sid_bytes(unsafe { (*user.as_ptr().cast::<TOKEN_USER>()).User.Sid });
+    let user_sid = token_user(&token)?;
     let owner = token_information(&token, TokenOwner)?;
     // SAFETY: the buffer holds a TOKEN_OWNER.
     let owner_sid = sid_bytes(unsafe { (*owner.as_ptr().cast::<TOKEN_OWNER>()).Owner });
