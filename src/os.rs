@@ -65,8 +65,9 @@ cfg_if::cfg_if! {
         use windows as imp;
         use windows as self_ids;
         pub(crate) use windows::{
-            as_read_here, create_lock_dir, current_user, default_dir, effective_uid, has_exited,
-            liveness, pin_process, process_user_sid, sid_text, terminate_pinned, wait_for_handles,
+            SecurityDescriptor, as_read_here, create_lock_dir, current_user, default_dir,
+            effective_uid, has_exited, liveness, pin_process, process_user_sid, sid_text,
+            terminate_pinned, wait_for_handles,
         };
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use windows::LOCK_OFFSET;

@@ -44,12 +44,8 @@ use std::time::{Duration, Instant};
 use windows_sys::Win32::Foundation::{
     ERROR_BROKEN_PIPE, ERROR_FILE_NOT_FOUND, ERROR_IO_PENDING, ERROR_NO_DATA, ERROR_PATH_NOT_FOUND,
     ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, ERROR_PIPE_NOT_CONNECTED, GENERIC_READ, GENERIC_WRITE,
-    GetLastError, HANDLE, INVALID_HANDLE_VALUE, LocalFree, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    GetLastError, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 use windows_sys::Win32::Storage::FileSystem::{
     CreateFileW, FILE_FLAG_FIRST_PIPE_INSTANCE, FILE_FLAG_OVERLAPPED, OPEN_EXISTING,
     PIPE_ACCESS_DUPLEX, ReadFile, SECURITY_IDENTIFICATION, SECURITY_SQOS_PRESENT, WriteFile,
@@ -69,6 +65,7 @@ use super::{Activation, ConnectError, Exchange, deliver, refuse};
 use crate::error::{Error, ErrorKind};
 use crate::lock::Guard;
 use crate::name::fnv1a_128;
+use crate::os::SecurityDescriptor;
 
 /// One connection between a secondary and the primary.
 pub(crate) type Stream = Pipe;
@@ -262,52 +259,20 @@ impl Serve {
     }
 }
 
-/// A security descriptor from SDDL (ConvertStringSecurityDescriptorToSecurityDescriptorW),
-/// freed on drop (LocalFree).
-struct Descriptor(PSECURITY_DESCRIPTOR);
-
-impl Descriptor {
-    /// The user and SYSTEM, full access; nobody else; not inherited from anywhere (protected).
-    fn user_only() -> io::Result<Descriptor> {
-        let sddl = format!(
-            "D:P(A;;GA;;;{})(A;;GA;;;SY)",
-            crate::os::current_user().text
-        );
-        let sddl: Vec<u16> = sddl.encode_utf16().chain(std::iter::once(0)).collect();
-        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-        // SAFETY: `sddl` is NUL-terminated UTF-16; the descriptor the call allocates is written
-        // to `descriptor` and freed on drop; the size out-pointer may be NULL.
-        let ok = unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                sddl.as_ptr(),
-                SDDL_REVISION_1,
-                &mut descriptor,
-                std::ptr::null_mut(),
-            )
-        };
-        if ok == 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(Descriptor(descriptor))
-    }
-}
-
-impl Drop for Descriptor {
-    fn drop(&mut self) {
-        // SAFETY: frees the LocalAlloc'd descriptor once, after its last use.
-        unsafe { LocalFree(self.0) };
-    }
+/// The pipe's DACL: the user and SYSTEM, full access; nobody else; not inherited from anywhere
+/// (protected).
+fn user_only() -> io::Result<SecurityDescriptor> {
+    SecurityDescriptor::from_sddl(&format!(
+        "D:P(A;;GA;;;{})(A;;GA;;;SY)",
+        crate::os::current_user().text
+    ))
 }
 
 /// A new instance of the pipe `name` (CreateNamedPipeW), the first one with
 /// `FILE_FLAG_FIRST_PIPE_INSTANCE` (which fails with `ERROR_ACCESS_DENIED` when the name exists).
 fn create_instance(name: &[u16], first: bool) -> io::Result<Pipe> {
-    let descriptor = Descriptor::user_only()?;
-    let attributes = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: descriptor.0,
-        bInheritHandle: 0,
-    };
+    let descriptor = user_only()?;
+    let attributes = descriptor.attributes();
     let open_mode = PIPE_ACCESS_DUPLEX
         | FILE_FLAG_OVERLAPPED
         | if first {

@@ -65,6 +65,53 @@ pub(crate) fn wide(text: &str) -> Vec<u16> {
         .collect()
 }
 
+/// A security descriptor built from SDDL (ConvertStringSecurityDescriptorToSecurityDescriptorW),
+/// freed on drop (LocalFree): for the lock directory, the named mutexes and the handoff pipe.
+pub(crate) struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
+
+impl SecurityDescriptor {
+    /// The descriptor `sddl` describes.
+    pub(crate) fn from_sddl(sddl: &str) -> io::Result<SecurityDescriptor> {
+        use std::os::windows::ffi::OsStrExt;
+        let sddl: Vec<u16> = std::ffi::OsStr::new(sddl)
+            .encode_wide()
+            .chain(std::iter::once(0))
+            .collect();
+        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+        // SAFETY: `sddl` is a NUL-terminated UTF-16 string; the descriptor the call allocates
+        // (with LocalAlloc) is written to `descriptor` and freed on drop; the size out-pointer
+        // may be NULL.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                sddl.as_ptr(),
+                SDDL_REVISION_1,
+                &mut descriptor,
+                std::ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SecurityDescriptor(descriptor))
+    }
+
+    /// Non-inheritable attributes carrying this descriptor; valid while `self` lives.
+    pub(crate) fn attributes(&self) -> SECURITY_ATTRIBUTES {
+        SECURITY_ATTRIBUTES {
+            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: self.0,
+            bInheritHandle: 0,
+        }
+    }
+}
+
+impl Drop for SecurityDescriptor {
+    fn drop(&mut self) {
+        // SAFETY: frees the LocalAlloc'd descriptor once, after its last use.
+        unsafe { LocalFree(self.0) };
+    }
+}
+
 /// Takes ownership of a handle a Win32 call returned; `None` for NULL (the call failed; see
 /// `GetLastError`).
 fn owned(handle: HANDLE) -> Option<OwnedHandle> {
@@ -489,46 +536,24 @@ pub(crate) fn create_lock_dir(dir: &Path) -> io::Result<()> {
 /// process created it first).
 fn create_protected_dir(dir: &Path, sddl: &str) -> io::Result<()> {
     use std::os::windows::ffi::OsStrExt;
-    let sddl: Vec<u16> = std::ffi::OsStr::new(sddl)
-        .encode_wide()
-        .chain(std::iter::once(0))
-        .collect();
     let path: Vec<u16> = dir
         .as_os_str()
         .encode_wide()
         .chain(std::iter::once(0))
         .collect();
-    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-    // SAFETY: `sddl` is a NUL-terminated UTF-16 string; the descriptor the call allocates (with
-    // LocalAlloc) is written to `descriptor` and freed below; the size out-pointer may be NULL.
-    let ok = unsafe {
-        ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl.as_ptr(),
-            SDDL_REVISION_1,
-            &mut descriptor,
-            std::ptr::null_mut(),
-        )
-    };
-    if ok == 0 {
-        return Err(io::Error::new(
+    let descriptor = SecurityDescriptor::from_sddl(sddl).map_err(|e| {
+        io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "cannot build the security descriptor for {}: {}",
-                dir.display(),
-                io::Error::last_os_error()
+                "cannot build the security descriptor for {}: {e}",
+                dir.display()
             ),
-        ));
-    }
-    let attributes = SECURITY_ATTRIBUTES {
-        nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: descriptor,
-        bInheritHandle: 0,
-    };
+        )
+    })?;
+    let attributes = descriptor.attributes();
     // SAFETY: `path` is a NUL-terminated UTF-16 path; `attributes` points to a live descriptor.
     let created = unsafe { CreateDirectoryW(path.as_ptr(), &attributes) } != 0;
     let error = (!created).then(io::Error::last_os_error);
-    // SAFETY: frees the LocalAlloc'd descriptor once, after its last use.
-    unsafe { LocalFree(descriptor) };
     match error {
         None => Ok(()),
         Some(e) if e.raw_os_error() == Some(ERROR_ALREADY_EXISTS as i32) => Ok(()),

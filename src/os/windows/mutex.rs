@@ -15,17 +15,14 @@ use windows_sys::Win32::Foundation::{
     ERROR_ALREADY_EXISTS, HANDLE, LocalFree, WAIT_ABANDONED, WAIT_FAILED, WAIT_OBJECT_0,
     WAIT_TIMEOUT,
 };
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
-    SE_KERNEL_OBJECT,
-};
+use windows_sys::Win32::Security::Authorization::{GetSecurityInfo, SE_KERNEL_OBJECT};
 use windows_sys::Win32::Security::{
     OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES,
 };
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Threading::{CreateMutexW, ReleaseMutex, WaitForSingleObject};
 
-use super::{last_error, millis, owned, sid_bytes, wide};
+use super::{SecurityDescriptor, last_error, millis, owned, sid_bytes, wide};
 
 /// How a wait on a mutex ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,41 +51,19 @@ impl Mutex {
     /// it), SYSTEM and administrators everything; else the creator's default DACL.
     pub(crate) fn create(name: &str, everyone_may_wait: bool) -> io::Result<Mutex> {
         let name = wide(name);
-        let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
-        if everyone_may_wait {
-            let sddl = wide("D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x00100001;;;AU)");
-            // SAFETY: `sddl` is NUL-terminated; the descriptor is allocated with LocalAlloc and
-            // freed below.
-            let ok = unsafe {
-                ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                    sddl.as_ptr(),
-                    SDDL_REVISION_1,
-                    &mut descriptor,
-                    std::ptr::null_mut(),
-                )
-            };
-            if ok == 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        let attributes = SECURITY_ATTRIBUTES {
-            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: descriptor,
-            bInheritHandle: 0,
-        };
-        let attributes_ptr = if everyone_may_wait {
-            &raw const attributes
-        } else {
-            std::ptr::null()
-        };
+        let descriptor = everyone_may_wait
+            .then(|| {
+                SecurityDescriptor::from_sddl("D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;0x00100001;;;AU)")
+            })
+            .transpose()?;
+        let attributes = descriptor.as_ref().map(SecurityDescriptor::attributes);
+        let attributes_ptr = attributes
+            .as_ref()
+            .map_or(std::ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);
         // SAFETY: `name` is NUL-terminated; `attributes_ptr` is NULL or points to attributes
         // whose descriptor lives until after the call. Not inheritable: a child never gets it.
         let handle = unsafe { CreateMutexW(attributes_ptr, 0, name.as_ptr()) };
         let error = last_error();
-        if !descriptor.is_null() {
-            // SAFETY: allocated above by the SDDL conversion, freed once.
-            unsafe { LocalFree(descriptor) };
-        }
         let handle = owned(handle).ok_or_else(|| io::Error::from_raw_os_error(error as i32))?;
         Ok(Mutex {
             handle,
