@@ -23,11 +23,13 @@ fn main() -> std::process::ExitCode {
 }
 
 #[cfg(windows)]
+mod windows_harness;
+
+#[cfg(windows)]
 mod suite {
     use std::ffi::OsString;
     use std::io::{BufRead, BufReader, Read};
     use std::os::windows::io::AsRawHandle;
-    use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, ExitCode, Stdio};
     use std::sync::mpsc;
@@ -35,12 +37,7 @@ mod suite {
 
     use onlyone::handoff::{Handoff, Message, Outcome, Start};
 
-    /// Why a test could not run here.
-    struct Skip(String);
-
-    type TestOutcome = Result<(), Skip>;
-
-    type TestFn = fn(&Path) -> TestOutcome;
+    use crate::windows_harness::{Outcome as TestOutcome, Skip, TestFn, run_all};
 
     const TESTS: &[(&str, TestFn)] = &[
         (
@@ -83,42 +80,7 @@ mod suite {
     ];
 
     pub(crate) fn main() -> ExitCode {
-        let filters: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-        for (name, run) in TESTS {
-            if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-                continue;
-            }
-            let dir = tempfile::tempdir().expect("temporary directory");
-            match catch_unwind(AssertUnwindSafe(|| run(dir.path()))) {
-                Ok(Ok(())) => {
-                    passed += 1;
-                    println!("{name}: ok");
-                }
-                Ok(Err(Skip(why))) => {
-                    skipped += 1;
-                    println!("{name}: skipped: {why}");
-                }
-                Err(panic) => {
-                    failed += 1;
-                    let why = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default();
-                    println!("{name}: FAILED: {why}");
-                }
-            }
-        }
-        println!("{passed} passed, {failed} failed, {skipped} skipped");
-        if failed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
+        run_all(TESTS)
     }
 
     // --------------------------------------------------------------------------------------------
