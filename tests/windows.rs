@@ -292,7 +292,11 @@ mod suite {
                         .open(&marker)
                     {
                         Ok(_) => {}
-                        Err(_) => overlaps += 1,
+                        Err(e) => {
+                            overlaps += 1;
+                            // Which error: another holder's marker, or something else.
+                            eprintln!("marker {}: {e} ({:?})", marker.display(), e.kind());
+                        }
                     }
                     let _ = std::fs::remove_file(&marker);
                     drop(guard);
