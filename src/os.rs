@@ -73,6 +73,8 @@ cfg_if::cfg_if! {
         pub(crate) use windows::LOCK_OFFSET;
         #[cfg(any(feature = "flock", feature = "pidfile"))]
         pub(crate) use windows::try_lock_byte;
+        #[cfg(feature = "pidfile")]
+        pub(crate) use windows::{delete_on_close, open_to_delete};
         #[cfg(feature = "flock")]
         pub(crate) use windows::{file_id, unlock_byte};
         #[cfg(feature = "named-mutex")]

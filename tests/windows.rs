@@ -84,6 +84,10 @@ mod suite {
             pidfile_eight_processes_never_two_holders,
         ),
         (
+            "pidfile_exiting_holders_never_two_holders",
+            pidfile_exiting_holders_never_two_holders,
+        ),
+        (
             "acquire_on_one_thread_release_on_another",
             acquire_on_one_thread_release_on_another,
         ),
@@ -262,6 +266,24 @@ mod suite {
                 let _ = writeln!(out, "acquired {acquired}");
                 ExitCode::SUCCESS
             }
+            // Reads the lock's holder over and over (each read opens the PID file) until its
+            // stdin closes; prints how many reads it made.
+            ["plook", name, dir] => {
+                let lock = pidfile(name, Path::new(dir));
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stop_on_eof = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+                    stop_on_eof.store(true, std::sync::atomic::Ordering::Relaxed);
+                });
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = lock.holder();
+                    reads += 1;
+                }
+                let _ = writeln!(out, "reads {reads}");
+                ExitCode::SUCCESS
+            }
             ["sleep"] => {
                 let _ = writeln!(out, "acquired {}", std::process::id());
                 let _ = out.flush();
@@ -291,11 +313,20 @@ mod suite {
                         .create_new(true)
                         .open(&marker)
                     {
-                        Ok(_) => {}
+                        // Inside, the marker names this process: an overlap says whom it met.
+                        Ok(mut file) => {
+                            let _ = write!(file, "{}", std::process::id());
+                        }
                         Err(e) => {
                             overlaps += 1;
                             // Which error: another holder's marker, or something else.
-                            eprintln!("marker {}: {e} ({:?})", marker.display(), e.kind());
+                            eprintln!(
+                                "process {} found marker {}: {e} ({:?}), written by {:?}",
+                                std::process::id(),
+                                marker.display(),
+                                e.kind(),
+                                std::fs::read_to_string(&marker)
+                            );
                         }
                     }
                     let _ = std::fs::remove_file(&marker);
@@ -641,6 +672,37 @@ mod suite {
             .collect();
         for c in contenders {
             assert_eq!(c.finish().trim(), "overlaps 0", "two holders at once");
+        }
+        Ok(())
+    }
+
+    /// PID file: holders that exit right after their release, while others read their record.
+    /// Under Wine a file removed while another process reads it stays visible (with the dead
+    /// holder's record) until that reader closes it, then vanishes: a taker that judged it stale
+    /// must remove exactly that file, never a fresh holder's linked in meanwhile. 8 lines of 12
+    /// processes x 2 rounds, beside 2 processes that keep reading the record: never two holders.
+    fn pidfile_exiting_holders_never_two_holders(dir: &Path) -> Outcome {
+        let name = unique("pexit");
+        let marker = dir.join("inside");
+        let role = format!("prounds {name} {} 2 {}", dir.display(), marker.display());
+        let readers: Vec<Contender> = (0..2)
+            .map(|_| Contender::start(&format!("plook {name} {}", dir.display())))
+            .collect();
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..12 {
+                        let said = Contender::start(&role).finish();
+                        assert_eq!(said.trim(), "overlaps 0", "two holders at once");
+                    }
+                });
+            }
+        });
+        for reader in readers {
+            assert!(
+                reader.finish().starts_with("reads "),
+                "a reader ended early"
+            );
         }
         Ok(())
     }

@@ -42,6 +42,8 @@ use crate::name::Scope;
 mod file;
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) use file::{LOCK_OFFSET, try_lock_byte};
+#[cfg(feature = "pidfile")]
+pub(crate) use file::{delete_on_close, open_to_delete};
 #[cfg(feature = "flock")]
 pub(crate) use file::{file_id, unlock_byte};
 #[cfg(feature = "named-mutex")]

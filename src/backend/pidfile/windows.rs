@@ -4,14 +4,22 @@
 //! - **Atomic create:** the record is written to a temporary file, then hard-linked into place
 //!   (`CreateHardLinkW`, which fails when the name exists): readers never see a partial file.
 //! - **Stale takeover without two winners:** a record whose process is dead (another creation
-//!   time, exited, no such pid) is replaced only under the takeover lock (`LockFileEx` on
-//!   `NAME.pid.takeover`, a file never deleted), after reading the file again and finding the same
-//!   stale record; the new record is renamed over it (`MoveFileExW`, replacing). A second taker
-//!   then finds the first one's live record. Never deleted on the strength of an earlier read.
+//!   time, exited, no such pid) is removed only under the takeover lock (`LockFileEx` on
+//!   `NAME.pid.takeover`, a file never deleted), through a handle that read the file again and
+//!   found the same stale record (`FileDispositionInfo` on that handle: the very file read goes,
+//!   never one linked under its name meanwhile); the taker then links its record like any
+//!   contender, and a contender that links first holds the lock. Never deleted on the strength of
+//!   an earlier read. (A file does not always go when it is deleted: while another process has it
+//!   open, Windows keeps its name until that handle closes, and Wine even keeps it readable. The
+//!   name can thus vanish at any moment after a stale read, and a rename over it by name could
+//!   replace a record linked in that moment: two holders. The Windows suite's
+//!   `pidfile_exiting_holders_never_two_holders` caught that under Wine.)
+//! - **Release:** the same removal through a handle that read the holder's own record.
 //! - **Unknown is held:** a process that exists but cannot be opened counts as alive.
 //! - Waiters retry with a backoff, woken early by the holder's death (its process handle).
 
 use std::fs::{self, OpenOptions};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -134,7 +142,8 @@ impl PidFileLock {
 
     /// Links `temp` into place, or takes over a stale file under the takeover lock.
     fn place(&self, temp: &Path, mine: &str) -> Result<Acquire, Error> {
-        for _ in 0..3 {
+        const LINKS: u32 = 4;
+        for link in 1..=LINKS {
             match fs::hard_link(temp, &self.path) {
                 Ok(()) => return Ok(Acquire::Acquired(self.guard(mine))),
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -142,6 +151,9 @@ impl PidFileLock {
                 // a PID file in the delete-pending state (removed, still open by a reader).
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => continue,
                 Err(e) => return Err(self.io("cannot create PID file", e)),
+            }
+            if link == LINKS {
+                break;
             }
             let stale = match self.look()? {
                 Found::Free => continue,
@@ -152,20 +164,11 @@ impl PidFileLock {
                 // Another contender is taking it over: held by whoever wins.
                 return Ok(Acquire::Held(Holder::unidentified().into()));
             };
-            // Under the takeover lock: replace only the very record judged stale.
-            let same = fs::read(&self.path).is_ok_and(|now| now == stale);
-            if same {
-                let new = self.path.with_extension("pid.new");
-                match fs::copy(temp, &new).and_then(|_| fs::rename(&new, &self.path)) {
-                    Ok(()) => return Ok(Acquire::Acquired(self.guard(mine))),
-                    // The stale file is open in a reader (Windows refuses to replace it then):
-                    // held for a moment; the waiter tries again.
-                    Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                        return Ok(Acquire::Held(Holder::unidentified().into()));
-                    }
-                    Err(e) => return Err(self.io("cannot replace the stale PID file", e)),
-                }
-            }
+            // Under the takeover lock: remove only the very record judged stale, then link ours
+            // (next round). A file some reader still has open keeps its name until the reader
+            // closes it: the link then fails and the lock counts as held for that moment.
+            remove_if_holds(&self.path, &stale)
+                .map_err(|e| self.io("cannot remove the stale PID file", e))?;
             drop(guard_file);
         }
         Ok(Acquire::Held(Holder::unidentified().into()))
@@ -226,17 +229,14 @@ impl PidFileLock {
             ));
         };
         // Under the takeover lock: remove only the very record read above.
-        if !fs::read(&self.path).is_ok_and(|now| now == bytes) {
-            return Ok(None);
-        }
-        fs::remove_file(&self.path).map_err(|e| {
+        let removed = remove_if_holds(&self.path, &bytes).map_err(|e| {
             Error::new(
                 ErrorKind::LockDir,
                 format!("cannot remove PID file {}", self.path.display()),
                 e,
             )
         })?;
-        Ok(Some(record.holder))
+        Ok(removed.then_some(record.holder))
     }
 
     fn guard(&self, mine: &str) -> Guard {
@@ -244,6 +244,7 @@ impl PidFileLock {
             Box::new(PidFileHeld {
                 path: self.path.clone(),
                 record: mine.to_owned(),
+                released: false,
             }),
             BackendKind::PidFile,
             self.path.display().to_string(),
@@ -295,11 +296,43 @@ impl Lock for PidFileLock {
     }
 }
 
+/// Removes the file at `path` if it holds `expected`, through the handle that read it
+/// ([`crate::os::delete_on_close`]): only that very file goes, even if its name vanishes and
+/// another file is linked under it before the handle closes. `false` when there is no file, it
+/// holds something else, or it cannot be opened because it is being deleted; an error
+/// (`PermissionDenied`) when it may be read but not deleted (another user's file in the system
+/// scope's directory).
+fn remove_if_holds(path: &Path, expected: &[u8]) -> std::io::Result<bool> {
+    let mut file = match crate::os::open_to_delete(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        // Windows refuses every open of a file being deleted (delete-pending) with the same
+        // error as a denied one: a file that still opens for reading is a denial.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return if fs::File::open(path).is_ok() {
+                Err(e)
+            } else {
+                Ok(false)
+            };
+        }
+        Err(e) => return Err(e),
+    };
+    let mut now = Vec::with_capacity(expected.len() + 1);
+    file.read_to_end(&mut now)?;
+    if now != expected {
+        return Ok(false);
+    }
+    crate::os::delete_on_close(&file)?;
+    Ok(true)
+}
+
 /// A held PID file: its path and the record this process wrote.
 #[derive(Debug)]
 struct PidFileHeld {
     path: PathBuf,
     record: String,
+    /// Set once `release` removed the file (or found it lost), so that `Drop` does not look again.
+    released: bool,
 }
 
 impl HeldLock for PidFileHeld {
@@ -319,15 +352,24 @@ impl HeldLock for PidFileHeld {
         }
     }
 
-    fn release(self: Box<Self>) -> Result<(), Error> {
-        self.verify()?;
-        fs::remove_file(&self.path).map_err(|e| {
-            Error::new(
+    fn release(mut self: Box<Self>) -> Result<(), Error> {
+        self.released = true;
+        match remove_if_holds(&self.path, self.record.as_bytes()) {
+            Ok(true) => Ok(()),
+            // Not ours (any more): say what is there instead.
+            Ok(false) => Err(self.verify().err().unwrap_or_else(|| {
+                Error::msg(
+                    ErrorKind::Lost,
+                    format!("PID file {}", self.path.display()),
+                    "changed while it was being removed",
+                )
+            })),
+            Err(e) => Err(Error::new(
                 ErrorKind::Io,
                 format!("cannot remove PID file {}", self.path.display()),
                 e,
-            )
-        })
+            )),
+        }
     }
 
     fn record_job(&mut self, pid: u32, start_ticks: Option<u64>) -> Result<bool, Error> {
@@ -353,8 +395,8 @@ impl HeldLock for PidFileHeld {
 
 impl Drop for PidFileHeld {
     fn drop(&mut self) {
-        if fs::read(&self.path).is_ok_and(|b| b == self.record.as_bytes()) {
-            let _ = fs::remove_file(&self.path);
+        if !self.released {
+            let _ = remove_if_holds(&self.path, self.record.as_bytes());
         }
     }
 }

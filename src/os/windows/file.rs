@@ -102,3 +102,40 @@ pub(crate) fn file_id(file: &File) -> io::Result<FileId> {
         attributes: info.dwFileAttributes,
     })
 }
+
+/// Opens `path` to read it and, through the same handle, to delete it ([`delete_on_close`]):
+/// what is read is then what is removed, whatever the name names by the time the handle closes.
+/// Other handles may read, write and delete it meanwhile (the usual share mode).
+#[cfg(feature = "pidfile")]
+pub(crate) fn open_to_delete(path: &std::path::Path) -> io::Result<File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::{DELETE, FILE_GENERIC_READ};
+    std::fs::OpenOptions::new()
+        .access_mode(FILE_GENERIC_READ | DELETE)
+        .open(path)
+}
+
+/// Marks an open file for deletion (`SetFileInformationByHandle` with `FileDispositionInfo`): it
+/// goes when its last handle closes, and only this file, never another linked under its name
+/// meanwhile. `file` must be opened with `DELETE` access ([`open_to_delete`]).
+#[cfg(feature = "pidfile")]
+pub(crate) fn delete_on_close(file: &File) -> io::Result<()> {
+    use windows_sys::Win32::Storage::FileSystem::{
+        FILE_DISPOSITION_INFO, FileDispositionInfo, SetFileInformationByHandle,
+    };
+    let info = FILE_DISPOSITION_INFO { DeleteFile: true };
+    // SAFETY: `file` is an open handle; `info` is a FILE_DISPOSITION_INFO of the size passed,
+    // read during the call only.
+    let ok = unsafe {
+        SetFileInformationByHandle(
+            file.as_raw_handle(),
+            FileDispositionInfo,
+            (&raw const info).cast(),
+            std::mem::size_of::<FILE_DISPOSITION_INFO>() as u32,
+        )
+    };
+    if ok == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
