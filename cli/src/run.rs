@@ -326,8 +326,6 @@ fn supervise(
         .map_err(|e| Failure::os("cannot block signals", e))?;
     crate::job::default_sigchld().map_err(|e| Failure::os("cannot reset SIGCHLD", e))?;
     let tether = crate::job::tether(guard.backend());
-    // The loss watch (where the backend has one) exists before the job can touch the lock.
-    let _ = guard.loss_fd();
     let terminal = watch.terminal;
     job.give_terminal(terminal);
     let pid = job
@@ -481,10 +479,19 @@ fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
     }
 }
 
+/// How long the job runs before the lock's loss watch starts. The watch of a lock file is an
+/// inotify instance, and closing one that watched a file waits for an RCU grace period (8-16 ms
+/// on our machines, BENCHMARKS.md "CLI start-up"): a cron job of a millisecond would pay it at
+/// every run, several times its own cost. A loss before the watch starts is not missed: starting
+/// it checks the lock once (`verify`: is the lock file still the one locked), so it is found at
+/// most this late.
+#[cfg(unix)]
+const LOSS_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Waits for the job, forwarding the signals `signals` receives (except SIGCHLD) to its process
 /// group. Stops the job's group — SIGTERM, then SIGKILL after `kill_after` — when the guard says
-/// the lock is lost (its loss descriptor becomes readable; why goes to `stopped.lost`) or when
-/// `--max-runtime` runs out (`stopped.timed_out`).
+/// the lock is lost (its loss descriptor becomes readable, watched from [`LOSS_WATCH_AFTER`] into
+/// the job; why goes to `stopped.lost`) or when `--max-runtime` runs out (`stopped.timed_out`).
 #[cfg(unix)]
 fn wait_forwarding(
     pid: Pid,
@@ -497,32 +504,45 @@ fn wait_forwarding(
     use nix::sys::signal::killpg;
     use std::os::fd::AsFd;
     use std::time::Instant;
-    let loss_fd = guard.loss_fd();
+    let mut loss_fd = None;
+    let mut watch_loss_at = Some(Instant::now() + LOSS_WATCH_AFTER);
     let mut kill_at: Option<Instant> = None;
     let mut deadline = watch.max_runtime.map(|d| Instant::now() + d);
     loop {
+        // The loss watch starts now: what happened before it is asked of verify() right away.
+        let watch_started = watch_loss_at.is_some_and(|t| Instant::now() >= t);
+        if watch_started {
+            watch_loss_at = None;
+            loss_fd = guard.loss_fd();
+        }
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
         if stopped.lost.is_none() {
             if let Some(fd) = loss_fd {
                 fds.push(PollFd::new(fd, PollFlags::POLLIN));
             }
         }
-        let next = match (kill_at, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let next = [kill_at, deadline, watch_loss_at]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = if watch_started {
+            PollTimeout::ZERO
+        } else {
+            next.map_or(PollTimeout::NONE, |t| {
+                let left = t.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left.as_millis().saturating_add(1))
+                    .unwrap_or(PollTimeout::MAX)
+            })
         };
-        let timeout = next.map_or(PollTimeout::NONE, |t| {
-            let left = t.saturating_duration_since(Instant::now());
-            PollTimeout::try_from(left.as_millis().saturating_add(1)).unwrap_or(PollTimeout::MAX)
-        });
         match poll(&mut fds, timeout) {
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => return Err(e),
         }
-        let lock_gone = fds
-            .get(1)
-            .and_then(|f| f.revents())
-            .is_some_and(|r| !r.is_empty());
+        let lock_gone = watch_started
+            || fds
+                .get(1)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty());
         drop(fds);
         // A loss is a failed verify(), never the event alone (a `touch` of a lock file fires
         // it too; verify() quiets such a watch). A descriptor still readable after a verify()

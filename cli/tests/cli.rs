@@ -850,6 +850,55 @@ fn the_job_gets_the_lock_in_its_environment() {
     }
 }
 
+/// Whether process `pid` has an inotify instance open (`/proc/PID/fd`): the wrapper's loss watch.
+#[cfg(target_os = "linux")]
+fn has_inotify(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify")
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// A lock file deleted under a running job stops the job (exit status 76, "lost the lock"),
+/// whether it goes before the loss watch starts (found by the check made when it starts, 100 ms
+/// into the job: a wrapper of a shorter job never opens an inotify instance, whose close costs a
+/// grace period) or after (found by the watch). Linux-only: it reads `/proc/PID/fd`.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_lock_file_deleted_under_the_job_stops_it_with_76() {
+    for backend in backends() {
+        if backend == BackendKind::AbstractSocket {
+            continue; // no file
+        }
+        for watching in [false, true] {
+            let lk = Lk::new(backend, "deleted");
+            let mut runner = lk.hold(&[]);
+            if watching {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                while !has_inotify(runner.pid()) {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{backend}: the loss watch never started"
+                    );
+                    std::thread::yield_now();
+                }
+            }
+            std::fs::remove_file(lk.resource())
+                .unwrap_or_else(|e| panic!("{backend}: remove {}: {e}", lk.resource()));
+            let status = runner.wait();
+            let rest = runner.rest();
+            assert_eq!(
+                status.code(),
+                Some(76),
+                "{backend}, watch started {watching}: {rest}"
+            );
+        }
+    }
+}
+
 /// The job starts with no signal blocked (onlyone blocks the ones it forwards) and SIGPIPE not
 /// ignored (as onlyone got it), and its parent is onlyone. Linux-only: it reads
 /// `/proc/self/status`.
