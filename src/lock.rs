@@ -863,7 +863,9 @@ impl Guard {
     /// lives: PostgreSQL (the server restarted, the session was terminated or the network
     /// failed; it stays readable) and, on Linux, the file backends (the lock file was deleted or
     /// replaced: an inotify watch made on the first call, one of the user's
-    /// `fs.inotify.max_user_instances`, 128 by default). Poll it for `POLLIN` beside your own work
+    /// `fs.inotify.max_user_instances`, 128 by default; when the guard goes, its instance is kept
+    /// for the process's next watch rather than closed, since a close waits for a kernel grace
+    /// period, milliseconds). Poll it for `POLLIN` beside your own work
     /// (never read from it), then call [`Guard::verify`]: an error is the loss, and says why;
     /// `Ok` means the event was harmless (a `touch`, a `chmod`) and the descriptor is quiet
     /// again. `None` for backends whose lock lives as long as this process, or when no watch

@@ -248,10 +248,11 @@ pub(crate) fn signal_pinned(fd: std::os::fd::BorrowedFd<'_>, kill: bool) -> std:
 
 /// A watch on a held lock file for what may mean the lock was lost (its unlink or rename changes
 /// the link count: `IN_ATTRIB`; `IN_DELETE_SELF`, `IN_MOVE_SELF`): an inotify instance of its
-/// own, non-blocking. Readable on such an event; whether the lock *was* lost is for `verify()`
-/// to say (a `touch` or `chmod` fires it too), which drains it with [`drain_loss_watch`]. Each
-/// instance counts against the user's `fs.inotify.max_user_instances` (128 by default); `None`
-/// when none can be had.
+/// own (from the pool of [`inotify`]: dropping the watch is a microsecond, not a grace period),
+/// non-blocking. Readable on such an event; whether the lock *was* lost is for `verify()` to say
+/// (a `touch` or `chmod` fires it too), which drains it with [`drain_loss_watch`]. Each instance
+/// counts against the user's `fs.inotify.max_user_instances` (128 by default); `None` when none
+/// can be had.
 ///
 /// The watch is put on the inode the holder has open (`file`, through `/proc/self/fd/N`), not on
 /// whatever the path names by then.
@@ -259,25 +260,21 @@ pub(crate) fn signal_pinned(fd: std::os::fd::BorrowedFd<'_>, kill: bool) -> std:
 pub(crate) fn loss_watch(file: &fs::File) -> Option<LossWatch> {
     use std::os::fd::AsRawFd;
 
-    use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
-    let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?;
-    inotify
-        .add_watch(
-            format!("/proc/self/fd/{}", file.as_raw_fd()).as_str(),
-            AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF,
-        )
-        .ok()?;
-    Some(inotify)
+    use nix::sys::inotify::AddWatchFlags;
+    inotify::watch(
+        std::path::Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())),
+        AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF,
+    )
 }
 
 /// What [`loss_watch`] gives.
 #[cfg(any(feature = "flock", feature = "pidfile"))]
-pub(crate) type LossWatch = nix::sys::inotify::Inotify;
+pub(crate) type LossWatch = inotify::FileWatch;
 
 /// Reads away the queued events of a [`loss_watch`].
 #[cfg(any(feature = "flock", feature = "pidfile"))]
 pub(crate) fn drain_loss_watch(watch: &LossWatch) {
-    while watch.read_events().is_ok_and(|events| !events.is_empty()) {}
+    watch.drain();
 }
 
 /// Whether process `pid` has open a TCP socket whose local end is `addr`:`port`
@@ -402,8 +399,9 @@ mod peer {
 #[cfg(all(any(feature = "flock", feature = "pidfile"), not(onlyone_portable)))]
 pub(crate) use inotify::watch_file;
 
-/// Watching lock files with inotify(7).
-#[cfg(all(any(feature = "flock", feature = "pidfile"), not(onlyone_portable)))]
+/// Watching lock files with inotify(7): waiters watch the path (not in the portable build, whose
+/// waiters back off), holders the file they hold ([`loss_watch`]).
+#[cfg(any(feature = "flock", feature = "pidfile"))]
 mod inotify {
     use std::os::fd::{AsFd, BorrowedFd};
     use std::path::Path;
@@ -419,20 +417,28 @@ mod inotify {
     ///
     /// Closing an inotify instance waits for an RCU grace period (8 ms median here, far more under
     /// load), so instances are never closed: a watch is removed (a microsecond) and its instance
-    /// goes back to a process-wide pool. The pool holds as many instances as waits ever ran at once.
+    /// goes back to a process-wide pool. The pool holds as many instances as waits and loss
+    /// watches ever existed at once.
+    #[cfg_attr(onlyone_portable, allow(dead_code))]
     pub(crate) fn watch_file(path: &Path) -> Option<FileWatch> {
-        let pooled = POOL.lock().ok().and_then(|mut p| p.pop());
-        let inotify = match pooled {
-            Some(i) => i,
-            None => Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?,
-        };
-        let watch = inotify.add_watch(
+        watch(
             path,
             AddWatchFlags::IN_ATTRIB
                 | AddWatchFlags::IN_DELETE_SELF
                 | AddWatchFlags::IN_MOVE_SELF
                 | AddWatchFlags::IN_DONT_FOLLOW,
-        );
+        )
+    }
+
+    /// A watch of `path` for `events`, in an instance from the pool (or a new one).
+    pub(super) fn watch(path: &Path, events: AddWatchFlags) -> Option<FileWatch> {
+        let pooled = POOL.lock().ok().and_then(|mut p| p.pop());
+        let inotify = match pooled {
+            Some(i) => i,
+            None => Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).ok()?,
+        };
+        let watch = inotify.add_watch(path, events);
+        // Dropped on failure too: the instance goes back to the pool.
         let file_watch = FileWatch {
             inotify: Some(inotify),
             watch: watch.as_ref().ok().copied(),
@@ -444,9 +450,19 @@ mod inotify {
     static POOL: std::sync::Mutex<Vec<Inotify>> = std::sync::Mutex::new(Vec::new());
 
     /// An inotify watch on one file, in an instance borrowed from the pool.
+    #[derive(Debug)]
     pub(crate) struct FileWatch {
         inotify: Option<Inotify>,
         watch: Option<WatchDescriptor>,
+    }
+
+    impl FileWatch {
+        /// Reads away the queued events.
+        pub(crate) fn drain(&self) {
+            if let Some(inotify) = &self.inotify {
+                while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+            }
+        }
     }
 
     impl AsFd for FileWatch {
