@@ -13,6 +13,35 @@ use onlyone::{BackendKind, Scope};
 
 use crate::exit;
 
+impl Cli {
+    /// Parses the command line. `onlyone run ...`, the hot path of every cron run, is first
+    /// parsed by the `run` subcommand's definition alone: building clap's definition of every
+    /// subcommand was half the instructions of a whole `onlyone run -N x -- true` (callgrind,
+    /// BENCHMARKS.md "CLI start-up"). Whatever that does not accept — an error, `--help`,
+    /// `--version` (which only the whole tree defines) — is parsed again by the whole
+    /// definition, so that messages, help and exit statuses are the whole tree's; what it does
+    /// accept, the whole tree parses the same (a test compares them).
+    pub fn parse_args(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+        if args.get(1).is_some_and(|a| a == "run") {
+            if let Some(run) = parse_run_alone(&args[1..]) {
+                return Ok(Cli {
+                    command: Command::Run(run),
+                });
+            }
+        }
+        <Cli as Parser>::try_parse_from(args)
+    }
+}
+
+/// `run ARGS...` parsed by the `run` subcommand's arguments alone; `None` where they do not
+/// parse (the whole definition then says why).
+fn parse_run_alone(args: &[OsString]) -> Option<RunArgs> {
+    use clap::{Args as _, FromArgMatches as _};
+    let command = RunArgs::augment_args(clap::Command::new("run"));
+    let matches = command.try_get_matches_from(args).ok()?;
+    RunArgs::from_arg_matches(&matches).ok()
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "onlyone",
@@ -507,6 +536,145 @@ mod tests {
             "99999999999999999999d",
         ] {
             assert!(parse_period(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A parse, comparable: the `Debug` form of the run arguments and the database URL, which
+    /// `Debug` hides.
+    fn shown(run: &RunArgs) -> String {
+        format!(
+            "{run:?} url={:?}",
+            run.lock.database_url.as_ref().map(|u| u.0.as_str())
+        )
+    }
+
+    /// The `run` subcommand parsed alone accepts only what the whole definition accepts, and
+    /// gives the same arguments; it accepts the everyday forms (else the fast path is never
+    /// taken); `--help`, `--version` and errors go to the whole definition.
+    #[test]
+    fn run_alone_parses_as_the_whole_definition() {
+        let everyday: &[&[&str]] = &[
+            &["-N", "x", "--", "true"],
+            &["-N", "x", "true"],
+            &[
+                "--name=x",
+                "-b",
+                "flock",
+                "--lock-dir",
+                "/tmp",
+                "--",
+                "true",
+                "a",
+                "-b",
+            ],
+            &["-w", "5", "-N", "x", "--", "sleep", "1"],
+            &["-nN", "x", "true"],
+            &["-E", "0", "-q", "-N", "x", "--", "backup.sh", "--full"],
+            &["-c", "echo hi; exit 3", "-N", "x"],
+            &["--scope", "system", "-b", "pidfile", "-N", "x", "true"],
+            &["true"],
+        ];
+        let other: &[&[&str]] = &[
+            &["-w", "inf", "true"],
+            &["--timeout", "-1", "true"],
+            &["--timeout", "2.5", "true"],
+            &["-o", "-N", "x", "true"],
+            &["-F", "-N", "x", "true"],
+            &["-o", "-F", "true"],
+            &["--replace", "-N", "x", "true"],
+            &["--replace", "-w", "3", "true"],
+            &["-n", "-w", "3", "true"],
+            &[
+                "--kill-after",
+                "5",
+                "--max-runtime",
+                "10",
+                "-N",
+                "x",
+                "true",
+            ],
+            &["--stale-after", "1h", "--log", "journal", "true"],
+            &["--log", "bogus", "true"],
+            &[
+                "--once-per",
+                "1h",
+                "-b",
+                "postgres",
+                "--database-url",
+                "postgres://u:p@h/db",
+                "true",
+            ],
+            &["--once-per", "1h", "-F", "true"],
+            &["-c", "x", "--", "y"],
+            &["-q", "-v", "true"],
+            &["-v", "--", "-N"],
+            &["--handoff", "-N", "x", "true"],
+            &["--handoff-timeout", "3", "true"],
+            &["--handoff", "--handoff-timeout", "3", "true"],
+            &["--handoff", "-w", "1", "true"],
+            &["-b", "nosuch", "true"],
+            &["--scope", "nosuch", "true"],
+            &["-E", "300", "true"],
+            &["-N", "x", "--", "--help"],
+            &["-N", "x", "true", "--version"],
+            &["-V"],
+            &["--version"],
+            &["-h"],
+            &["--help"],
+            &["--vers", "true"],
+            &[],
+            &["--"],
+            &["-N"],
+            &["-N", "x"],
+            &["--name=", "true"],
+            &["-N", "x", "-N", "y", "true"],
+            &["run", "true"],
+        ];
+        for (case, must_be_fast) in everyday
+            .iter()
+            .map(|c| (c, true))
+            .chain(other.iter().map(|c| (c, false)))
+        {
+            let args: Vec<OsString> = ["onlyone", "run"]
+                .iter()
+                .chain(case.iter())
+                .map(OsString::from)
+                .collect();
+            let whole = <Cli as Parser>::try_parse_from(args.clone());
+            let alone = parse_run_alone(&args[1..]);
+            match (&whole, &alone) {
+                (
+                    Ok(Cli {
+                        command: Command::Run(w),
+                    }),
+                    Some(a),
+                ) => {
+                    assert_eq!(shown(a), shown(w), "run {case:?}");
+                }
+                (_, Some(a)) => panic!(
+                    "run {case:?}: parsed alone as {}, but the whole definition gives {whole:?}",
+                    shown(a)
+                ),
+                (_, None) => assert!(!must_be_fast, "run {case:?} is not parsed alone"),
+            }
+            // And what main() gets is the whole definition's answer.
+            match (Cli::parse_args(args), whole) {
+                (
+                    Ok(Cli {
+                        command: Command::Run(p),
+                    }),
+                    Ok(Cli {
+                        command: Command::Run(w),
+                    }),
+                ) => {
+                    assert_eq!(shown(&p), shown(&w), "run {case:?}");
+                }
+                (Err(p), Err(w)) => {
+                    assert_eq!(p.kind(), w.kind(), "run {case:?}");
+                    assert_eq!(p.to_string(), w.to_string(), "run {case:?}");
+                }
+                (p, w) => panic!("run {case:?}: {p:?} against the whole definition's {w:?}"),
+            }
         }
     }
 

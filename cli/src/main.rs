@@ -41,8 +41,6 @@ mod status;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::cli::{Cli, Command};
 
 /// The entry point the C runtime calls.
@@ -72,7 +70,7 @@ fn main() -> ExitCode {
 
 /// Parses the command line, runs the subcommand, and turns the outcome into an exit status.
 fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::parse_args(std::env::args_os().collect()) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
