@@ -455,6 +455,51 @@ fn loss_descriptor_fires_on_deletion_and_its_instance_is_reused() {
     }
 }
 
+/// One process holding many flock locks is named as the holder of each (Linux proves it through
+/// the descriptors of the recorded holder, with an index of them kept between questions about
+/// the same process): also after some are released and others taken again, when descriptor
+/// numbers come back for other files.
+#[cfg(target_os = "linux")]
+#[test]
+fn flock_holder_of_many_locks_is_named_for_each() {
+    if !BackendKind::Flock.is_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let me = std::process::id();
+    let locks: Vec<_> = (0..150)
+        .map(|i| lock(BackendKind::Flock, &format!("many-{i}"), dir.path()))
+        .collect();
+    let mut guards: Vec<_> = locks
+        .iter()
+        .map(|l| Some(l.try_acquire().unwrap().guard().expect("free")))
+        .collect();
+    let holder_pid = |l: &Box<dyn Lock>| l.holder().unwrap().and_then(|h| h.pid);
+    for (i, l) in locks.iter().enumerate() {
+        assert_eq!(holder_pid(l), Some(me), "lock {i}");
+    }
+    // Release every other lock; take the first few again (their descriptor numbers now name
+    // other files than when the index was made).
+    for g in guards.iter_mut().step_by(2) {
+        g.take().unwrap().release().unwrap();
+    }
+    for (i, l) in locks.iter().enumerate() {
+        let expected = (i % 2 == 1).then_some(me);
+        assert_eq!(holder_pid(l), expected, "lock {i} after half were released");
+    }
+    for i in (0..20).step_by(2).rev() {
+        guards[i] = Some(locks[i].try_acquire().unwrap().guard().expect("free again"));
+    }
+    for (i, l) in locks.iter().enumerate() {
+        let expected = (i % 2 == 1 || i < 20).then_some(me);
+        assert_eq!(
+            holder_pid(l),
+            expected,
+            "lock {i} after some were taken again"
+        );
+    }
+}
+
 #[test]
 fn flock_holder_found_through_proc_locks_for_foreign_lockers() {
     if !BackendKind::Flock.is_available() {

@@ -560,38 +560,101 @@ pub(crate) fn flock_table_holder(dev: u64, ino: u64) -> Option<Option<u32>> {
 /// Whether process `pid` holds a `flock` on device `dev`, inode `ino`, from the `lock:` lines of
 /// `/proc/PID/fdinfo/FD` for its descriptors `FD` of that inode; `None` when its descriptors cannot
 /// be read (another user's process, no /proc).
+///
+/// Finding those descriptors takes a `stat` of every descriptor of `pid`, and `list` asks about
+/// every lock one process may hold: a pass per lock made `list` quadratic (48 s for 10,000 locks
+/// held by one process). So the pass over a process with many descriptors leaves an index,
+/// descriptor numbers by inode, for the next question about the same process. The index is only
+/// a hint: a descriptor it names is `stat`ed again and its fdinfo read before it proves anything,
+/// and a question it cannot answer yes to takes a fresh pass (a descriptor opened since, a
+/// number reused, another process under the same pid).
 #[cfg(feature = "flock")]
 pub(crate) fn holds_flock(pid: u32, dev: u64, ino: u64) -> Option<bool> {
     if !proc_is_ours() {
         return None;
     }
-    use std::os::unix::fs::MetadataExt;
-    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    let mut readable = false;
-    for fd in fds.flatten() {
-        // stat(2) through the descriptor's link names the open file: only a descriptor of the
-        // lock file's inode has its fdinfo read (one statx per descriptor instead of an
-        // open + read + close of every fdinfo: a process holding many locks is asked about each).
-        let Ok(meta) = fs::metadata(fd.path()) else {
-            continue;
-        };
-        readable = true;
-        if meta.dev() != dev || meta.ino() != ino {
-            continue;
-        }
-        let info_path = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
-        let Ok(info) = fs::read_to_string(info_path) else {
-            continue;
-        };
-        let found = info
-            .lines()
-            .filter_map(|l| l.strip_prefix("lock:"))
-            .any(|l| flock_line_pid(l, dev, ino).is_some());
-        if found {
+    let mut index = FD_INDEX.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(fds) = index
+        .as_ref()
+        .filter(|i| i.pid == pid)
+        .and_then(|i| i.fds.get(&(dev, ino)))
+    {
+        if fds.iter().any(|&fd| fd_holds_flock(pid, fd, dev, ino)) {
             return Some(true);
         }
     }
-    readable.then_some(false)
+    let (answer, fresh) = scan_fds_for_flock(pid, dev, ino)?;
+    *index = fresh;
+    Some(answer)
+}
+
+/// Descriptor numbers of one process by the (device, inode) they have open: see [`holds_flock`].
+#[cfg(feature = "flock")]
+struct FdIndex {
+    pid: u32,
+    fds: std::collections::HashMap<(u64, u64), Vec<u32>>,
+}
+
+#[cfg(feature = "flock")]
+static FD_INDEX: std::sync::Mutex<Option<FdIndex>> = std::sync::Mutex::new(None);
+
+/// Processes with fewer descriptors get no index: a pass over them costs little.
+#[cfg(feature = "flock")]
+const FD_INDEX_MIN: usize = 64;
+
+/// Whether descriptor `fd` of `pid` is open on `dev`/`ino` and holds a `flock` there (its
+/// fdinfo's `lock:` lines).
+#[cfg(feature = "flock")]
+fn fd_holds_flock(pid: u32, fd: u32, dev: u64, ino: u64) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let same = fs::metadata(format!("/proc/{pid}/fd/{fd}"))
+        .is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+    same && fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).is_ok_and(|info| {
+        info.lines()
+            .filter_map(|l| l.strip_prefix("lock:"))
+            .any(|l| flock_line_pid(l, dev, ino).is_some())
+    })
+}
+
+/// One pass over the descriptors of `pid`: whether one of `dev`/`ino` holds a `flock`, and the
+/// index of the pass (`None` for a process with few descriptors). `None` when none of its
+/// descriptors can be read.
+#[cfg(feature = "flock")]
+fn scan_fds_for_flock(pid: u32, dev: u64, ino: u64) -> Option<(bool, Option<FdIndex>)> {
+    use std::os::unix::fs::MetadataExt;
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut readable = false;
+    let mut found = false;
+    let mut by_inode: std::collections::HashMap<(u64, u64), Vec<u32>> = Default::default();
+    let mut count = 0;
+    for entry in fds.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // stat(2) through the descriptor's link names the open file: only a descriptor of the
+        // lock file's inode has its fdinfo read.
+        let Ok(meta) = fs::metadata(entry.path()) else {
+            continue;
+        };
+        readable = true;
+        count += 1;
+        by_inode
+            .entry((meta.dev(), meta.ino()))
+            .or_default()
+            .push(fd);
+        if !found && meta.dev() == dev && meta.ino() == ino {
+            found = fd_holds_flock(pid, fd, dev, ino);
+        }
+    }
+    if !readable {
+        return None;
+    }
+    let index = (count >= FD_INDEX_MIN).then_some(FdIndex { pid, fds: by_inode });
+    Some((found, index))
 }
 
 /// The pid of a `/proc/locks`-style line for a `FLOCK` lock on `dev`/`ino`:
