@@ -400,16 +400,6 @@ fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
     matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
 }
 
-/// How many inotify instances this process has open (`/proc/self/fd`).
-#[cfg(target_os = "linux")]
-fn inotify_instances() -> usize {
-    fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .flatten()
-        .filter(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify"))
-        .count()
-}
-
 /// The file backends' loss descriptor (Linux: an inotify watch on the held file): quiet while the
 /// file stays, readable on a harmless `chmod` until `verify` says the lock is still held, readable
 /// when the file is deleted, with `verify` then saying `Lost`. Ten guards in a row, each with its
@@ -425,7 +415,7 @@ fn loss_descriptor_fires_on_deletion_and_its_instance_is_reused() {
             continue;
         }
         let l = lock(backend, &unique_name("loss"), dir.path());
-        let before = inotify_instances();
+        let before = common::inotify_instances(std::process::id());
         for round in 0..10 {
             let g = l.try_acquire().unwrap().guard().unwrap();
             let fd = g.loss_fd().expect("a loss watch on Linux");
@@ -448,9 +438,9 @@ fn loss_descriptor_fires_on_deletion_and_its_instance_is_reused() {
             drop(g);
         }
         assert!(
-            inotify_instances() <= before + 1,
+            common::inotify_instances(std::process::id()) <= before + 1,
             "{backend}: {} inotify instances after ten guards, {before} before",
-            inotify_instances()
+            common::inotify_instances(std::process::id())
         );
     }
 }
@@ -474,9 +464,9 @@ fn flock_holder_of_many_locks_is_named_for_each() {
         .iter()
         .map(|l| Some(l.try_acquire().unwrap().guard().expect("free")))
         .collect();
-    let holder_pid = |l: &Box<dyn Lock>| l.holder().unwrap().and_then(|h| h.pid);
+    let holder_pid = |l: &dyn Lock| l.holder().unwrap().and_then(|h| h.pid);
     for (i, l) in locks.iter().enumerate() {
-        assert_eq!(holder_pid(l), Some(me), "lock {i}");
+        assert_eq!(holder_pid(l.as_ref()), Some(me), "lock {i}");
     }
     // Release every other lock; take the first few again (their descriptor numbers now name
     // other files than when the index was made).
@@ -485,7 +475,11 @@ fn flock_holder_of_many_locks_is_named_for_each() {
     }
     for (i, l) in locks.iter().enumerate() {
         let expected = (i % 2 == 1).then_some(me);
-        assert_eq!(holder_pid(l), expected, "lock {i} after half were released");
+        assert_eq!(
+            holder_pid(l.as_ref()),
+            expected,
+            "lock {i} after half were released"
+        );
     }
     for i in (0..20).step_by(2).rev() {
         guards[i] = Some(locks[i].try_acquire().unwrap().guard().expect("free again"));
@@ -493,7 +487,7 @@ fn flock_holder_of_many_locks_is_named_for_each() {
     for (i, l) in locks.iter().enumerate() {
         let expected = (i % 2 == 1 || i < 20).then_some(me);
         assert_eq!(
-            holder_pid(l),
+            holder_pid(l.as_ref()),
             expected,
             "lock {i} after some were taken again"
         );

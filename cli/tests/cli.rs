@@ -850,18 +850,6 @@ fn the_job_gets_the_lock_in_its_environment() {
     }
 }
 
-/// Whether process `pid` has an inotify instance open (`/proc/PID/fd`): the wrapper's loss watch.
-#[cfg(target_os = "linux")]
-fn has_inotify(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|fds| {
-            fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:inotify")
-            })
-        })
-        .unwrap_or(false)
-}
-
 /// A lock file deleted under a running job stops the job (exit status 76, "lost the lock"),
 /// whether it goes before the loss watch starts (found by the check made when it starts, 100 ms
 /// into the job: a wrapper of a shorter job never opens an inotify instance, whose close costs a
@@ -878,7 +866,7 @@ fn a_lock_file_deleted_under_the_job_stops_it_with_76() {
             let mut runner = lk.hold(&[]);
             if watching {
                 let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-                while !has_inotify(runner.pid()) {
+                while common::inotify_instances(runner.pid()) == 0 {
                     assert!(
                         std::time::Instant::now() < deadline,
                         "{backend}: the loss watch never started"

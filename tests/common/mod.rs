@@ -318,3 +318,18 @@ pub fn wait_until_sleeping_in_poll(pid: u32) {
         std::thread::yield_now();
     }
 }
+
+/// How many inotify instances process `pid` has open (`/proc/PID/fd`; 0 if unreadable).
+#[cfg(target_os = "linux")]
+pub fn inotify_instances(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|l| l.as_os_str() == "anon_inode:inotify")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
