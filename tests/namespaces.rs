@@ -1646,8 +1646,11 @@ mod suite {
                 "-N",
                 &name2,
                 "--",
-                "sleep",
-                "1000000",
+                // Ends when the test's end of its stdin closes: in the portable build a job
+                // outlives its SIGKILLed wrapper (no death signal), and a `sleep` was left behind.
+                "sh",
+                "-c",
+                "read x",
             ]),
         );
         let holder = Actor::spawn("genuine holder", &holder_argv, false, &[]);
