@@ -297,6 +297,15 @@ impl FlockLock {
                 return Ok(Some(holder));
             }
         }
+        // No live recorded holder: most often a free lock (lock files stay after release, and
+        // `list` asks about every one). One probe answers that, before the whole lock table is
+        // read (a `list` of F free files beside H held locks read F tables of H lines). A
+        // shared lock taken and dropped at once does not disturb an exclusive holder.
+        match os::flock_shared_probe(&file) {
+            Ok(true) => return Ok(None),
+            Ok(false) => {}
+            Err(e) => return Err(self.io("cannot flock", e)),
+        }
         if let Some(Some(pid)) = os::flock_table_holder(dev, ino) {
             let pinned = crate::HolderProcess::pin(pid);
             match os::holds_flock(pid, dev, ino) {
@@ -311,18 +320,13 @@ impl FlockLock {
                 // Its descriptors cannot be read (another user's process): named, not proven.
                 None => return Ok(Some(Holder::from_pid(pid, None, None))),
                 // The process that took the lock has exited and one it handed the descriptor to
-                // holds it; the pid may be another process's now. The probe below decides.
+                // holds it; the pid may be another process's now: held, by whom is unknown.
                 Some(false) => {}
             }
         }
-        // Not in the lock table: free, or held by a process this PID namespace cannot see (the
-        // table lists only visible lockers), or no table at all. Never "free" without proof: a
-        // shared lock taken and dropped at once does not disturb an exclusive holder.
-        match os::flock_shared_probe(&file) {
-            Ok(true) => Ok(None),
-            Ok(false) => Ok(Some(invisible_holder(id.as_ref()))),
-            Err(e) => Err(self.io("cannot flock", e)),
-        }
+        // Held (the probe said so) and not in the lock table: by a process this PID namespace
+        // cannot see (the table lists only visible lockers), or there is no table at all.
+        Ok(Some(invisible_holder(id.as_ref())))
     }
 }
 
