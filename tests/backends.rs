@@ -392,59 +392,6 @@ fn guards_notice_their_file_deleted_or_overwritten() {
     }
 }
 
-/// Whether `fd` is readable now (poll with a zero timeout).
-#[cfg(target_os = "linux")]
-fn readable(fd: std::os::fd::BorrowedFd<'_>) -> bool {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-}
-
-/// The file backends' loss descriptor (Linux: an inotify watch on the held file): quiet while the
-/// file stays, readable on a harmless `chmod` until `verify` says the lock is still held, readable
-/// when the file is deleted, with `verify` then saying `Lost`. Ten guards in a row, each with its
-/// watch, leave at most one instance open: the instance goes back to a pool for the next guard
-/// rather than being closed (a close waits for a kernel grace period; BENCHMARKS.md).
-#[cfg(target_os = "linux")]
-#[test]
-fn loss_descriptor_fires_on_deletion_and_its_instance_is_reused() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    for backend in [BackendKind::Flock, BackendKind::PidFile] {
-        if !backend.is_available() {
-            continue;
-        }
-        let l = lock(backend, &unique_name("loss"), dir.path());
-        let before = common::inotify_instances(std::process::id());
-        for round in 0..10 {
-            let g = l.try_acquire().unwrap().guard().unwrap();
-            let fd = g.loss_fd().expect("a loss watch on Linux");
-            assert!(!readable(fd), "{backend}, round {round}: quiet at first");
-            fs::set_permissions(l.resource(), fs::Permissions::from_mode(0o644)).unwrap();
-            assert!(readable(fd), "{backend}: a chmod fires the watch");
-            g.verify().unwrap();
-            assert!(
-                !readable(g.loss_fd().unwrap()),
-                "{backend}: verify quiets it"
-            );
-            if round == 9 {
-                fs::remove_file(l.resource()).unwrap();
-                assert!(
-                    readable(g.loss_fd().unwrap()),
-                    "{backend}: the deletion fires it"
-                );
-                assert_eq!(g.verify().unwrap_err().kind(), ErrorKind::Lost, "{backend}");
-            }
-            drop(g);
-        }
-        assert!(
-            common::inotify_instances(std::process::id()) <= before + 1,
-            "{backend}: {} inotify instances after ten guards, {before} before",
-            common::inotify_instances(std::process::id())
-        );
-    }
-}
-
 /// One process holding many flock locks is named as the holder of each (Linux proves it through
 /// the descriptors of the recorded holder, with an index of them kept between questions about
 /// the same process): also after some are released and others taken again, when descriptor

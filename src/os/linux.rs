@@ -416,9 +416,8 @@ mod inotify {
     /// `None` when inotify is unavailable or the file does not exist.
     ///
     /// Closing an inotify instance waits for an RCU grace period (8 ms median here, far more under
-    /// load), so instances are never closed: a watch is removed (a microsecond) and its instance
-    /// goes back to a process-wide pool. The pool holds as many instances as waits and loss
-    /// watches ever existed at once.
+    /// load), so instances are not closed: a watch is removed (a microsecond) and its instance
+    /// goes back to a process-wide pool, which keeps up to [`POOL_IDLE_MAX`] idle ones.
     #[cfg_attr(onlyone_portable, allow(dead_code))]
     pub(crate) fn watch_file(path: &Path) -> Option<FileWatch> {
         watch(
@@ -448,6 +447,12 @@ mod inotify {
     }
 
     static POOL: std::sync::Mutex<Vec<Inotify>> = std::sync::Mutex::new(Vec::new());
+
+    /// The most idle instances the pool keeps; one given back beyond that is closed (paying the
+    /// grace period). Instances are the user's (`fs.inotify.max_user_instances`, 128 by default,
+    /// shared by all the user's programs): a process that once held many lock files with loss
+    /// watches must not keep them all after their release.
+    const POOL_IDLE_MAX: usize = 8;
 
     /// An inotify watch on one file, in an instance borrowed from the pool.
     #[derive(Debug)]
@@ -486,7 +491,9 @@ mod inotify {
             // borrower starts with an empty queue.
             while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
             if let Ok(mut pool) = POOL.lock() {
-                pool.push(inotify);
+                if pool.len() < POOL_IDLE_MAX {
+                    pool.push(inotify);
+                }
             }
         }
     }
