@@ -1,8 +1,8 @@
 //! `onlyone run` on Windows (run under Wine in CI, see .ci/run): the job runs in a kill-on-close
 //! job object, dies with its wrapper, and the lock lives at least as long as the job.
 //!
-//! Runs with its own harness (`harness = false`), printing `NAME: ok`, `NAME: FAILED: why` or
-//! `NAME: skipped: why` and `N passed, N failed, N skipped`. The jobs are this test binary
+//! Runs with the library's Windows harness (`harness = false`, tests/windows_harness), printing
+//! `NAME: ok`, `NAME: FAILED: why` or `NAME: skipped: why` and `N passed, N failed, N skipped`. The jobs are this test binary
 //! started again (by onlyone) with `ONLYONE_CLI_WIN_ROLE`; every process a test starts is killed
 //! and waited for when its guard drops (a killed wrapper's job dies with its job object).
 
@@ -17,16 +17,20 @@ fn main() -> std::process::ExitCode {
     suite::main()
 }
 
+// The skip-counting harness of the library's Windows suites.
+#[cfg(windows)]
+#[path = "../../tests/windows_harness/mod.rs"]
+mod windows_harness;
+
 #[cfg(windows)]
 mod suite {
     use std::io::{BufRead, BufReader};
-    use std::panic::{AssertUnwindSafe, catch_unwind};
     use std::path::Path;
     use std::process::{Child, ChildStdout, Command, ExitCode, Stdio};
 
     use onlyone::os::{Liveness, ProcessIdentity};
 
-    type TestFn = fn(&Path);
+    use crate::windows_harness::{Outcome, TestFn, run_all};
 
     const TESTS: &[(&str, TestFn)] = &[
         ("exit_status_passes_through", exit_status_passes_through),
@@ -60,38 +64,7 @@ mod suite {
         if let Ok(role) = std::env::var(ROLE) {
             return job(&role);
         }
-        let filters: Vec<String> = std::env::args()
-            .skip(1)
-            .filter(|a| !a.starts_with('-'))
-            .collect();
-        let (mut passed, mut failed) = (0, 0);
-        for (name, run) in TESTS {
-            if !filters.is_empty() && !filters.iter().any(|f| name.contains(f.as_str())) {
-                continue;
-            }
-            let dir = tempfile::tempdir().expect("temporary directory");
-            match catch_unwind(AssertUnwindSafe(|| run(dir.path()))) {
-                Ok(()) => {
-                    passed += 1;
-                    println!("{name}: ok");
-                }
-                Err(panic) => {
-                    failed += 1;
-                    let why = panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                        .unwrap_or_default();
-                    println!("{name}: FAILED: {why}");
-                }
-            }
-        }
-        println!("{passed} passed, {failed} failed, 0 skipped");
-        if failed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        }
+        run_all(TESTS)
     }
 
     /// The job: `exit N` exits with N; `hold` says `started PID ALIVE` (ALIVE: whether the job
@@ -200,7 +173,7 @@ mod suite {
         }
     }
 
-    fn exit_status_passes_through(dir: &Path) {
+    fn exit_status_passes_through(dir: &Path) -> Outcome {
         let status = Command::new(env!("CARGO_BIN_EXE_onlyone"))
             .args(["run", "-N", &unique("exit"), "--lock-dir"])
             .arg(dir)
@@ -210,9 +183,10 @@ mod suite {
             .status()
             .expect("run onlyone");
         assert_eq!(status.code(), Some(7));
+        Ok(())
     }
 
-    fn held_lock_gives_75(dir: &Path) {
+    fn held_lock_gives_75(dir: &Path) -> Outcome {
         let name = unique("held");
         let mut first = Wrapper::start(&name, dir, &[], "hold", &[]);
         let (job, _) = first.started();
@@ -231,9 +205,10 @@ mod suite {
             stderr.contains(&format!("pid {wrapper}")) || stderr.contains(&format!("pid {job}")),
             "names the holder: {stderr}"
         );
+        Ok(())
     }
 
-    fn job_dies_with_its_wrapper(dir: &Path) {
+    fn job_dies_with_its_wrapper(dir: &Path) -> Outcome {
         let mut wrapper = Wrapper::start(&unique("dies"), dir, &[], "hold", &[]);
         let (job, _) = wrapper.started();
         wrapper.kill();
@@ -241,9 +216,10 @@ mod suite {
             exits_within_10_s(job),
             "the job outlived its killed wrapper"
         );
+        Ok(())
     }
 
-    fn next_job_waits_for_the_first(dir: &Path) {
+    fn next_job_waits_for_the_first(dir: &Path) -> Outcome {
         let name = unique("next");
         let mut first = Wrapper::start(&name, dir, &[], "hold", &[]);
         let (job, _) = first.started();
@@ -264,12 +240,13 @@ mod suite {
             !previous_alive,
             "the second job started while the first still ran"
         );
+        Ok(())
     }
 
     /// `--replace`: the holder (the first wrapper, pinned by a process handle after its creation
     /// time matched its record) is terminated, its job dies with its job object, and the new
     /// job starts only after the old one exited.
-    fn replace_terminates_the_holder(dir: &Path) {
+    fn replace_terminates_the_holder(dir: &Path) -> Outcome {
         let name = unique("replace");
         let mut first = Wrapper::start(&name, dir, &[], "hold", &[]);
         let (job, _) = first.started();
@@ -292,6 +269,7 @@ mod suite {
             exits_within_10_s(first.child.id()),
             "the replaced wrapper was terminated"
         );
+        Ok(())
     }
 
     /// `onlyone ARGS...` with its output; never left running (`output` waits for it).
@@ -307,7 +285,7 @@ mod suite {
     /// `list` enumerates the lock directory: a running holder's mutex is listed with its name
     /// and pid (from its `NAME.holder` record); once the holder was killed and its job exited,
     /// the record it left behind is not listed (its mutex is free).
-    fn list_shows_a_held_mutex(dir: &Path) {
+    fn list_shows_a_held_mutex(dir: &Path) -> Outcome {
         let name = unique("list");
         let mut holder = Wrapper::start(&name, dir, &[], "hold", &[]);
         let (job, _) = holder.started();
@@ -341,12 +319,13 @@ mod suite {
             !stdout.contains(&name),
             "a dead holder's lock is still listed: {stdout}"
         );
+        Ok(())
     }
 
     /// `break-lock -b pidfile`: without --force it says who holds the lock and leaves the file;
     /// with --force it removes the PID file (here of a live holder, which is what --force is
     /// for when the holder cannot be judged) and the lock is free.
-    fn break_lock_force_removes_a_pid_file(dir: &Path) {
+    fn break_lock_force_removes_a_pid_file(dir: &Path) -> Outcome {
         let name = unique("break");
         let mut holder = Wrapper::start(&name, dir, &["-b", "pidfile"], "hold", &[]);
         holder.started();
@@ -367,10 +346,11 @@ mod suite {
         let status = onlyone(&["status", &name, "-b", "pidfile"], dir);
         assert_eq!(status.status.code(), Some(1), "free afterwards: {status:?}");
         holder.kill();
+        Ok(())
     }
 
     /// A `NAME.pid` that is not an onlyone record is never removed, --force or not.
-    fn break_lock_force_leaves_a_foreign_file(dir: &Path) {
+    fn break_lock_force_leaves_a_foreign_file(dir: &Path) -> Outcome {
         let name = unique("foreign");
         let pid_file = dir.join(format!("{name}.pid"));
         std::fs::write(&pid_file, "not a record\n").expect("write the file");
@@ -380,5 +360,6 @@ mod suite {
             std::fs::read_to_string(&pid_file).expect("the file is still there"),
             "not a record\n"
         );
+        Ok(())
     }
 }
