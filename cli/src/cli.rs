@@ -13,6 +13,25 @@ use onlyone::{BackendKind, Scope};
 
 use crate::exit;
 
+#[derive(Parser, Debug)]
+#[command(
+    name = "onlyone",
+    version,
+    about = "Run a command at most once at a time, and say who holds the lock when it does not",
+    long_about = "Run a command at most once at a time, and say who holds the lock when it does \
+                  not.\n\nonlyone wraps a command the way flock(1) does: `onlyone run -N backup -- \
+                  backup.sh` runs backup.sh unless another `onlyone run -N backup` is running, \
+                  and then exits with status 75 and names the holder. See `onlyone run --help`.\
+                  \n\nMan pages and shell completions: `onlyone generate --help`.",
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
 impl Cli {
     /// Parses the command line. `onlyone run ...`, the hot path of every cron run, is first
     /// parsed by the `run` subcommand's definition alone: building clap's definition of every
@@ -40,25 +59,6 @@ fn parse_run_alone(args: &[OsString]) -> Option<RunArgs> {
     let command = RunArgs::augment_args(clap::Command::new("run"));
     let matches = command.try_get_matches_from(args).ok()?;
     RunArgs::from_arg_matches(&matches).ok()
-}
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "onlyone",
-    version,
-    about = "Run a command at most once at a time, and say who holds the lock when it does not",
-    long_about = "Run a command at most once at a time, and say who holds the lock when it does \
-                  not.\n\nonlyone wraps a command the way flock(1) does: `onlyone run -N backup -- \
-                  backup.sh` runs backup.sh unless another `onlyone run -N backup` is running, \
-                  and then exits with status 75 and names the holder. See `onlyone run --help`.\
-                  \n\nMan pages and shell completions: `onlyone generate --help`.",
-    propagate_version = true,
-    subcommand_required = true,
-    arg_required_else_help = true
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]

@@ -482,9 +482,9 @@ fn wait_blocking(pid: Pid) -> Result<WaitStatus, Errno> {
 /// How long the job runs before the lock's loss watch starts. The watch of a lock file is an
 /// inotify instance, and closing one that watched a file waits for an RCU grace period (under
 /// 0.1 ms on an idle machine here, 16 ms on a busy one: BENCHMARKS.md "CLI start-up"): a cron job
-/// of a millisecond would pay it at every run, several times its own cost. A loss before the watch starts is not missed: starting
-/// it checks the lock once (`verify`: is the lock file still the one locked), so it is found at
-/// most this late.
+/// of a millisecond would pay it at every run, several times its own cost. A loss before the
+/// watch starts is not missed: starting it checks the lock once (`verify`: is the lock file still
+/// the one locked), so it is found at most this late.
 #[cfg(unix)]
 const LOSS_WATCH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
 

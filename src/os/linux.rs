@@ -481,15 +481,15 @@ mod inotify {
 
     impl Drop for FileWatch {
         fn drop(&mut self) {
-            let Some(inotify) = self.inotify.take() else {
-                return;
-            };
-            if let Some(wd) = self.watch.take() {
+            if let (Some(inotify), Some(wd)) = (&self.inotify, self.watch.take()) {
                 let _ = inotify.rm_watch(wd);
             }
             // Drain what is queued (at least the IN_IGNORED of the removed watch), so the next
             // borrower starts with an empty queue.
-            while inotify.read_events().is_ok_and(|events| !events.is_empty()) {}
+            self.drain();
+            let Some(inotify) = self.inotify.take() else {
+                return;
+            };
             if let Ok(mut pool) = POOL.lock() {
                 if pool.len() < POOL_IDLE_MAX {
                     pool.push(inotify);
@@ -609,14 +609,18 @@ static FD_INDEX: std::sync::Mutex<Option<FdIndex>> = std::sync::Mutex::new(None)
 #[cfg(feature = "flock")]
 const FD_INDEX_MIN: usize = 64;
 
-/// Whether descriptor `fd` of `pid` is open on `dev`/`ino` and holds a `flock` there (its
-/// fdinfo's `lock:` lines).
+/// Whether descriptor `fd` of `pid` is open on `dev`/`ino` and holds a `flock` there.
 #[cfg(feature = "flock")]
 fn fd_holds_flock(pid: u32, fd: u32, dev: u64, ino: u64) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let same = fs::metadata(format!("/proc/{pid}/fd/{fd}"))
-        .is_ok_and(|m| m.dev() == dev && m.ino() == ino);
-    same && fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).is_ok_and(|info| {
+    fs::metadata(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
+        && fdinfo_has_flock(pid, fd, dev, ino)
+}
+
+/// Whether the `lock:` lines of descriptor `fd`'s fdinfo show a `flock` on `dev`/`ino`.
+#[cfg(feature = "flock")]
+fn fdinfo_has_flock(pid: u32, fd: u32, dev: u64, ino: u64) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).is_ok_and(|info| {
         info.lines()
             .filter_map(|l| l.strip_prefix("lock:"))
             .any(|l| flock_line_pid(l, dev, ino).is_some())
@@ -630,7 +634,6 @@ fn fd_holds_flock(pid: u32, fd: u32, dev: u64, ino: u64) -> bool {
 fn scan_fds_for_flock(pid: u32, dev: u64, ino: u64) -> Option<(bool, Option<FdIndex>)> {
     use std::os::unix::fs::MetadataExt;
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    let mut readable = false;
     let mut found = false;
     let mut by_inode: std::collections::HashMap<(u64, u64), Vec<u32>> = Default::default();
     let mut count = 0;
@@ -647,17 +650,16 @@ fn scan_fds_for_flock(pid: u32, dev: u64, ino: u64) -> Option<(bool, Option<FdIn
         let Ok(meta) = fs::metadata(entry.path()) else {
             continue;
         };
-        readable = true;
         count += 1;
         by_inode
             .entry((meta.dev(), meta.ino()))
             .or_default()
             .push(fd);
         if !found && meta.dev() == dev && meta.ino() == ino {
-            found = fd_holds_flock(pid, fd, dev, ino);
+            found = fdinfo_has_flock(pid, fd, dev, ino);
         }
     }
-    if !readable {
+    if count == 0 {
         return None;
     }
     let index = (count >= FD_INDEX_MIN).then_some(FdIndex { pid, fds: by_inode });
