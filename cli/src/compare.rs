@@ -60,7 +60,7 @@ pub fn run(args: &CompareArgs) -> ExitCode {
     let dir = match ScratchDir::create(args.dir.as_deref()) {
         Ok(d) => d,
         Err(e) => {
-            eprintln!("onlyone compare: {e}");
+            say!("onlyone compare: {e}");
             return ExitCode::from(73);
         }
     };
@@ -70,7 +70,7 @@ pub fn run(args: &CompareArgs) -> ExitCode {
             ..r
         },
         Err(e) => {
-            eprintln!("onlyone compare: {e}");
+            say!("onlyone compare: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -81,7 +81,7 @@ pub fn run(args: &CompareArgs) -> ExitCode {
     }
     if let Some(path) = &args.svg {
         if let Err(e) = std::fs::write(path, report.to_svg()) {
-            eprintln!("onlyone compare: cannot write {}: {e}", path.display());
+            say!("onlyone compare: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
         if !args.json {
@@ -553,7 +553,7 @@ fn pid_reuse_safe(backend: BackendKind, dir: &Path) -> Fallible<Cell> {
 /// `onlyone compare --hold ...` in a child: takes the lock, says `ready`, waits for end of input.
 fn hold(args: &[String]) -> ExitCode {
     let [backend, name, dir] = args else {
-        eprintln!("onlyone compare --hold: expected BACKEND NAME DIR");
+        say!("onlyone compare --hold: expected BACKEND NAME DIR");
         return ExitCode::from(64);
     };
     let lock = match backend
@@ -562,18 +562,18 @@ fn hold(args: &[String]) -> ExitCode {
     {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("onlyone compare --hold: {e}");
+            say!("onlyone compare --hold: {e}");
             return ExitCode::from(64);
         }
     };
     let guard = match lock.try_acquire() {
         Ok(Acquire::Acquired(g)) => g,
         Ok(Acquire::Held(h)) => {
-            eprintln!("onlyone compare --hold: {} is held by {h}", lock.resource());
+            say!("onlyone compare --hold: {} is held by {h}", lock.resource());
             return ExitCode::from(75);
         }
         Err(e) => {
-            eprintln!("onlyone compare --hold: {e}");
+            say!("onlyone compare --hold: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -23,7 +23,7 @@ pub fn main(args: GenerateArgs) -> Result<u8, Failure> {
             for (file, page) in man_pages()? {
                 let path = out.join(&file);
                 std::fs::write(&path, page).map_err(|e| write_failure(&path, e))?;
-                eprintln!("onlyone: wrote {}", path.display());
+                say!("onlyone: wrote {}", path.display());
             }
         }
         Generate::Completions { shell, out } => {
@@ -33,7 +33,7 @@ pub fn main(args: GenerateArgs) -> Result<u8, Failure> {
                     check_dir(&dir)?;
                     let path = clap_complete::generate_to(shell, &mut cmd, "onlyone", &dir)
                         .map_err(|e| write_failure(&dir, e))?;
-                    eprintln!("onlyone: wrote {}", path.display());
+                    say!("onlyone: wrote {}", path.display());
                 }
                 None => clap_complete::generate(shell, &mut cmd, "onlyone", &mut std::io::stdout()),
             }

@@ -92,13 +92,13 @@ pub fn second_launch(
         }
         Outcome::NotDelivered { detail, .. } => {
             if !quiet {
-                eprintln!("onlyone: handoff to the running instance failed: {detail}");
+                say!("onlyone: handoff to the running instance failed: {detail}");
             }
             exit::UNAVAILABLE
         }
         Outcome::Unknown { detail } => {
             if !quiet {
-                eprintln!("onlyone: handoff: unknown whether the running job got it: {detail}");
+                say!("onlyone: handoff: unknown whether the running job got it: {detail}");
             }
             exit::TEMPFAIL
         }
@@ -255,12 +255,12 @@ fn answers(mut from_job: std::fs::File, pending: &Mutex<HashMap<u64, Activation>
                         Some(a) => {
                             let _ = a.answer(code.into(), msg);
                         }
-                        None => eprintln!(
+                        None => say!(
                             "onlyone: handoff: the job answered activation {id}, which is not waiting for an answer"
                         ),
                     }
                 }
-                None => eprintln!(
+                None => say!(
                     "onlyone: handoff: malformed answer from the job (expected ID, CODE 0-255 and a message, each ended by NUL): {:?}",
                     String::from_utf8_lossy(&buf[..used])
                 ),

@@ -57,7 +57,7 @@ pub fn postgres(name: &str, args: &LockArgs, warn: bool) -> Result<onlyone::Post
         None => onlyone::PostgresLock::from_env(name)?,
     };
     for warning in lock.warnings().iter().filter(|_| warn) {
-        eprintln!("onlyone: warning: {warning}");
+        say!("onlyone: warning: {warning}");
     }
     Ok(lock)
 }

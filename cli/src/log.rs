@@ -126,7 +126,7 @@ impl Log {
         job: Option<u32>,
     ) {
         if self.stderr && !quiet {
-            eprintln!("onlyone: {line}");
+            say!("onlyone: {line}");
         }
         let mut fields: Vec<(&str, String)> = vec![
             ("ONLYONE_EVENT", event.as_str().to_owned()),
@@ -188,7 +188,7 @@ impl Log {
         };
         #[cfg(unix)]
         if let Err(e) = result {
-            eprintln!("onlyone: warning: cannot write to the system log: {e}");
+            say!("onlyone: warning: cannot write to the system log: {e}");
             *system = System::Absent;
         }
     }
@@ -210,7 +210,7 @@ fn open(dest: Dest, explicit: bool) -> System {
     {
         // No syslog on Windows (the Event Log is not written): standard error alone.
         if explicit {
-            eprintln!("onlyone: warning: no system log on Windows; logging to standard error only");
+            say!("onlyone: warning: no system log on Windows; logging to standard error only");
         }
         let _ = dest;
         System::Absent
@@ -234,7 +234,7 @@ fn open(dest: Dest, explicit: bool) -> System {
             } else {
                 "no syslog"
             };
-            eprintln!(
+            say!(
                 "onlyone: warning: {what} listens ({}: {e}); logging to standard error only",
                 std::path::Path::new(&path).display()
             );

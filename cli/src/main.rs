@@ -18,6 +18,10 @@
 #![deny(unsafe_code)]
 #![cfg_attr(all(not(test), target_os = "linux", target_env = "gnu"), no_main)]
 
+// First: its `say!` macro is used by the modules below.
+#[macro_use]
+mod say;
+
 mod cli;
 mod compare;
 mod exit;
@@ -87,7 +91,7 @@ fn run() -> ExitCode {
         Command::Compare(args) => return compare::run(&args),
     };
     ExitCode::from(outcome.unwrap_or_else(|f: exit::Failure| {
-        eprintln!("onlyone: {f}");
+        say!("onlyone: {f}");
         f.code
     }))
 }

@@ -35,7 +35,7 @@ pub fn claim(args: &RunArgs, name: &str, log: &Log) -> Result<Result<Window, u8>
     match lock.claim_window(period)? {
         Claim::Claimed(run) => {
             if args.verbose {
-                eprintln!(
+                say!(
                     "onlyone: claimed window {} of {} s for {name:?} (server time {})",
                     run.record.window,
                     period.as_secs(),
@@ -73,7 +73,7 @@ pub fn finish(window: Window, result: &Result<u8, Failure>) {
             Err(f) => f.code,
         };
         if let Err(e) = run.finish(i32::from(status)) {
-            eprintln!("onlyone: warning: {e}");
+            say!("onlyone: warning: {e}");
         }
     }
     #[cfg(not(feature = "postgres"))]
@@ -104,7 +104,7 @@ pub fn last_run(name: &str, args: &LockArgs) -> Result<Option<LastRun>, Failure>
     let run = match lock.last_run() {
         Ok(run) => run,
         Err(e) => {
-            eprintln!("onlyone: warning: {e}");
+            say!("onlyone: warning: {e}");
             None
         }
     };

@@ -65,7 +65,7 @@ pub fn take_over(
             return Ok(after_term);
         }
         if verbose {
-            eprintln!(
+            say!(
                 "onlyone: pid {} still holds {name:?} {} s after SIGTERM: SIGKILL",
                 target.pid(),
                 kill_after.as_secs_f64()

@@ -67,7 +67,7 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
                     let limit = timeout.map_or("without limit".to_owned(), |d| {
                         format!("up to {} s", d.as_secs_f64())
                     });
-                    eprintln!(
+                    say!(
                         "onlyone: waiting {limit} for lock {:?}",
                         lock.name().as_str()
                     );
@@ -146,7 +146,7 @@ pub fn main(args: RunArgs) -> Result<u8, Failure> {
         vars.extend(f.vars());
     }
     if args.verbose {
-        eprintln!(
+        say!(
             "onlyone: took lock {:?} ({} {}); running {}",
             lock.name().as_str(),
             lock.backend(),
@@ -344,13 +344,13 @@ fn supervise(
     let status = match Signals::open(&mask) {
         Ok(signals) => wait_forwarding(pid, signals, &guard, watch, &mut stopped),
         Err(e) => {
-            eprintln!("onlyone: warning: cannot forward signals to the job ({e})");
+            say!("onlyone: warning: cannot forward signals to the job ({e})");
             wait_blocking(pid)
         }
     };
     if let Some(fd) = terminal {
         if let Err(e) = crate::job::hand_terminal(fd, nix::unistd::getpgrp()) {
-            eprintln!("onlyone: warning: cannot take the terminal back from the job: {e}");
+            say!("onlyone: warning: cannot take the terminal back from the job: {e}");
         }
     }
     if stopped.timed_out && nix::sys::signal::killpg(pid, None).is_ok() {
@@ -372,7 +372,7 @@ fn supervise(
     }
     if lost.is_none() {
         if let Err(e) = guard.release() {
-            eprintln!("onlyone: warning: releasing the lock: {e}");
+            say!("onlyone: warning: releasing the lock: {e}");
         }
     }
     let status = status.map_err(|e| Failure::os("cannot wait for the job", e))?;
@@ -387,7 +387,7 @@ fn supervise(
         } else {
             "lock released"
         };
-        eprintln!(
+        say!(
             "onlyone: job {pid} {}; {released}, exiting with {code}",
             describe_end(status)
         );
@@ -596,7 +596,7 @@ fn wait_forwarding(
         }
         if kill_at.is_some_and(|t| Instant::now() >= t) {
             if watch.verbose {
-                eprintln!("onlyone: the job is still running: SIGKILL to its process group {pid}");
+                say!("onlyone: the job is still running: SIGKILL to its process group {pid}");
             }
             let _ = killpg(pid, Signal::SIGKILL);
             kill_at = None;
@@ -605,7 +605,7 @@ fn wait_forwarding(
             Ok(Some(received)) => received,
             Ok(None) | Err(Errno::EINTR) => continue,
             Err(e) => {
-                eprintln!("onlyone: warning: cannot forward signals to the job (read: {e})");
+                say!("onlyone: warning: cannot forward signals to the job (read: {e})");
                 return wait_blocking(pid);
             }
         };
@@ -619,7 +619,7 @@ fn wait_forwarding(
         }
         if from_terminal(&received, pid) {
             if watch.verbose {
-                eprintln!(
+                say!(
                     "onlyone: {signal} came from the terminal, which sent it to the job too: not forwarded"
                 );
             }
@@ -630,10 +630,10 @@ fn wait_forwarding(
         let sent = killpg(pid, signal);
         if watch.verbose {
             match sent {
-                Ok(()) => eprintln!("onlyone: forwarded {signal} to the job's process group {pid}"),
-                Err(e) => eprintln!(
-                    "onlyone: cannot forward {signal} to the job's process group {pid}: {e}"
-                ),
+                Ok(()) => say!("onlyone: forwarded {signal} to the job's process group {pid}"),
+                Err(e) => {
+                    say!("onlyone: cannot forward {signal} to the job's process group {pid}: {e}")
+                }
             }
         }
     }

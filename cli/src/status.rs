@@ -86,7 +86,7 @@ pub fn status(args: StatusArgs) -> Result<u8, Failure> {
     let holder = lock.holder()?;
     if !args.json {
         if let Some(hint) = holder.as_ref().and_then(|h| break_lock_hint(&*lock, h)) {
-            eprintln!("onlyone: {hint}");
+            say!("onlyone: {hint}");
         }
     }
     let held = holder.is_some();
@@ -268,7 +268,7 @@ pub fn list(args: ListArgs) -> Result<u8, Failure> {
         return Ok(0);
     }
     if entries.is_empty() {
-        eprintln!("onlyone: no onlyone lock is held");
+        say!("onlyone: no onlyone lock is held");
     }
     let width = entries
         .iter()
@@ -401,7 +401,7 @@ fn file_entries(dir: &Path, scope: Scope, label: &str) -> Vec<Entry> {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
         Err(e) => {
-            eprintln!("onlyone: warning: cannot read {}: {e}", dir.display());
+            say!("onlyone: warning: cannot read {}: {e}", dir.display());
             return Vec::new();
         }
     };

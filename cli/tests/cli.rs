@@ -1196,6 +1196,73 @@ fn verbose_says_how_the_job_ended_in_words() {
     }
 }
 
+/// onlyone's lines stay whole while the job writes to the same standard error: each is one
+/// write(2). Before, a shell's `Terminated` once landed inside `onlyone: forwarded SIGTERM …` in
+/// the test above; here two processes of the job write without pause while onlyone forwards 100
+/// signals.
+#[test]
+fn onlyone_lines_stay_whole_beside_a_job_writing_to_the_same_stderr() {
+    const ROUNDS: usize = 100;
+    let lk = Lk::new(backends()[0], "whole-lines");
+    let log_path = lk.dir().join("stderr");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let job = [
+        "sh",
+        "-c",
+        // A shell that answers SIGUSR1, and two writers that ignore it (so they never pause); the
+        // second says `ready` as it starts. SIGTERM ends all three.
+        "trap 'echo got' USR1; trap 'exit 3' TERM; \
+         (trap '' USR1; while :; do printf x >&2; done) & \
+         (trap '' USR1; echo ready; while :; do printf y >&2; done) & \
+         while :; do wait; done",
+    ];
+    let mut cmd = lk.run(&["-v"], &job);
+    cmd.stderr(log);
+    let mut wrapper = Proc::spawn(cmd);
+    assert_eq!(wrapper.line(), "ready");
+    for _ in 0..ROUNDS {
+        wrapper.signal(Signal::SIGUSR1);
+        // The job got it, so onlyone forwarded it: the next one is a signal of its own.
+        assert_eq!(wrapper.line(), "got");
+    }
+    wrapper.signal(Signal::SIGTERM);
+    assert_eq!(wrapper.wait().code(), Some(3));
+    let stderr = std::fs::read_to_string(&log_path).unwrap();
+    let ours: Vec<&str> = stderr
+        .split("onlyone: ")
+        .skip(1)
+        .map(|rest| rest.split('\n').next().unwrap())
+        .collect();
+    // `BEFORE<pid>AFTER`, whole.
+    let count = |before: &str, after: &str| {
+        ours.iter()
+            .filter(|line| {
+                line.strip_prefix(before)
+                    .and_then(|rest| rest.strip_suffix(after))
+                    .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .count()
+    };
+    let group = "to the job's process group ";
+    assert_eq!(
+        count(&format!("forwarded SIGUSR1 {group}"), ""),
+        ROUNDS,
+        "{ours:#?}"
+    );
+    assert_eq!(
+        count(&format!("forwarded SIGTERM {group}"), ""),
+        1,
+        "{ours:#?}"
+    );
+    let end = " exited with status 3; lock released, exiting with 3";
+    assert_eq!(count("job ", end), 1, "{ours:#?}");
+    let took = ours
+        .iter()
+        .filter(|line| line.starts_with("took lock "))
+        .count();
+    assert_eq!(took, 1, "{ours:#?}");
+}
+
 /// `status` and `list` with a `--lock-dir` that does not exist say so and exit 66, as `run` does,
 /// instead of calling every lock there free; they create nothing.
 #[test]

@@ -135,7 +135,7 @@ pub fn supervise(
 ) -> Result<u8, Failure> {
     // SAFETY: installs a handler function that lives as long as the program.
     if unsafe { SetConsoleCtrlHandler(Some(on_console_event), 1) } == 0 && verbose {
-        eprintln!("onlyone: warning: cannot handle Ctrl-C (no console?)");
+        say!("onlyone: warning: cannot handle Ctrl-C (no console?)");
     }
     let job_object =
         kill_on_close_job_object().map_err(|e| Failure::os("cannot create a job object", e))?;
@@ -157,9 +157,9 @@ pub fn supervise(
     let status = child.wait();
     let lost = guard.verify().err();
     if let Some(e) = &lost {
-        eprintln!("onlyone: lost the lock while the job ran: {e}");
+        say!("onlyone: lost the lock while the job ran: {e}");
     } else if let Err(e) = guard.release() {
-        eprintln!("onlyone: warning: releasing the lock: {e}");
+        say!("onlyone: warning: releasing the lock: {e}");
     }
     let status = status.map_err(|e| Failure::os("cannot wait for the job", e))?;
     let raw = status.code().map_or(u32::MAX, |c| c as u32);
@@ -169,7 +169,7 @@ pub fn supervise(
         u8::try_from(raw).unwrap_or(u8::MAX)
     };
     if verbose {
-        eprintln!("onlyone: job {pid} exited with status {raw:#x}; exiting with {code}");
+        say!("onlyone: job {pid} exited with status {raw:#x}; exiting with {code}");
     }
     drop(job_object);
     Ok(code)
