@@ -62,8 +62,11 @@ fn output(cmd: &mut Command) -> Out {
     }
 }
 
+/// `onlyone`, with the signals it forwards at their default action (`common::default_signals`).
 fn onlyone() -> Command {
-    Command::new(EXE)
+    let mut cmd = Command::new(EXE);
+    common::default_signals(&mut cmd);
+    cmd
 }
 
 /// One lock for one test: a backend, a private lock directory, a unique name.
@@ -323,8 +326,7 @@ fn signals_reach_the_job_and_onlyone_exits_with_its_status() {
 fn terminal_signals_are_not_sent_twice() {
     let lk = Lk::new(onlyone::DEFAULT_BACKEND, "tty");
     let job = lk.dir().join("job.sh");
-    // The job reports to a file, not to the terminal, where its line would interleave with
-    // onlyone's stderr (unbuffered, written a piece at a time).
+    // The job reports to a file, not to the terminal it shares with onlyone's stderr.
     let got = lk.dir().join("got-int");
     std::fs::write(
         &job,
@@ -343,6 +345,7 @@ fn terminal_signals_are_not_sent_twice() {
     );
     let mut script = Command::new("script");
     script.args(["-q", "-e", "-c", &inner, "/dev/null"]);
+    common::default_signals(&mut script);
     let mut term = Proc::spawn(script);
     term.line_containing("ready");
     term.write(b"\x03");

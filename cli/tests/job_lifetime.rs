@@ -46,6 +46,7 @@ fn job_dies_with_wrapper(backend: BackendKind) -> bool {
 /// `onlyone run -b BACKEND --lock-dir DIR -N NAME -- JOB...`
 fn run(backend: BackendKind, dir: &Path, name: &str, job: &[&str]) -> Command {
     let mut cmd = Command::new(EXE);
+    common::default_signals(&mut cmd);
     cmd.args(["run", "-b", backend.as_str(), "--lock-dir"])
         .arg(dir)
         .args(["-N", name, "--"])

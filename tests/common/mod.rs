@@ -255,6 +255,33 @@ pub fn backends() -> Vec<BackendKind> {
     BackendKind::available_local()
 }
 
+/// Gives the process `cmd` starts the default action for the signals onlyone forwards, whatever
+/// the test's own dispositions. A test run from a non-interactive shell's background job (`cargo
+/// test &` in a script) inherits SIGINT and SIGQUIT ignored, under nohup(1) SIGHUP, and onlyone
+/// hands an ignored signal on to its job unchanged, as flock(1) does. A shell that starts with a
+/// signal ignored cannot trap it (POSIX `trap`), so a test whose job waits to trap one would wait
+/// for ever.
+pub fn default_signals(cmd: &mut Command) -> &mut Command {
+    use nix::sys::signal::{SigHandler, signal};
+    // SAFETY: the closure runs in the child between fork and exec; it only calls signal(2)
+    // (sigaction), which is async-signal-safe, and touches no memory of the parent's.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            for sig in [
+                Signal::SIGTERM,
+                Signal::SIGINT,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+                Signal::SIGUSR1,
+                Signal::SIGUSR2,
+            ] {
+                signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
+            }
+            Ok(())
+        })
+    }
+}
+
 /// A unique lock name for one test, so that tests running in parallel never share a lock.
 pub fn unique_name(test: &str) -> String {
     format!("test-{test}-{}", std::process::id())
