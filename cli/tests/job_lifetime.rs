@@ -25,17 +25,6 @@ use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_onlyone");
 
-/// The signals onlyone forwards, and SIGCHLD, which it watches too.
-const WATCHED: [Signal; 7] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGCHLD,
-];
-
 /// Whether the job dies with a SIGKILLed wrapper in this build (mirrors `tether` in
 /// `cli/src/job.rs`): always in the normal build; in the portable build only for the abstract
 /// socket.
@@ -96,7 +85,9 @@ fn mask(pid: u32, field: &str) -> u64 {
 /// status is onlyone's.
 #[test]
 fn signals_reach_the_job_on_the_path_the_build_takes() {
-    let bits: u64 = WATCHED.iter().map(|s| 1u64 << (*s as i32 - 1)).sum();
+    // The signals onlyone forwards, and SIGCHLD, which it watches too.
+    let watched = common::FORWARDED.into_iter().chain([Signal::SIGCHLD]);
+    let bits: u64 = watched.map(|s| 1u64 << (s as i32 - 1)).sum();
     for backend in backends() {
         let dir = tempfile::tempdir().unwrap();
         let name = unique_name(&format!("path-{backend}"));

@@ -255,6 +255,16 @@ pub fn backends() -> Vec<BackendKind> {
     BackendKind::available_local()
 }
 
+/// The signals onlyone's `run` forwards to its job (`FORWARDED` in `cli/src/run.rs`).
+pub const FORWARDED: [Signal; 6] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
 /// Gives the process `cmd` starts the default action for the signals onlyone forwards, whatever
 /// the test's own dispositions. A test run from a non-interactive shell's background job (`cargo
 /// test &` in a script) inherits SIGINT and SIGQUIT ignored, under nohup(1) SIGHUP, and onlyone
@@ -267,14 +277,7 @@ pub fn default_signals(cmd: &mut Command) -> &mut Command {
     // (sigaction), which is async-signal-safe, and touches no memory of the parent's.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(cmd, || {
-            for sig in [
-                Signal::SIGTERM,
-                Signal::SIGINT,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-                Signal::SIGUSR1,
-                Signal::SIGUSR2,
-            ] {
+            for sig in FORWARDED {
                 signal(sig, SigHandler::SigDfl).map_err(std::io::Error::from)?;
             }
             Ok(())
